@@ -1,0 +1,253 @@
+//! What a job asks the worker to do, and which objects it holds locked.
+//!
+//! The API moves objects to `PENDING_*` and inserts a job in one transaction. The
+//! [`JobSpec`] it writes names the target and every parent it locked, so the worker
+//! can settle all of them (ACTIVE, ERROR, or deleted) without re-deriving the graph.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{AmphoraId, InvalidEnum, L7PolicyId, ListenerId, LoadBalancerId, MemberId, PoolId};
+
+/// Scheduling class of a job. Lower [`JobClass::priority`] runs first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobClass {
+    /// Automatic failover started by the health manager.
+    Failover,
+    /// Anything a tenant asked for through the API.
+    Tenant,
+    /// Operator-requested failovers and rotations.
+    Operator,
+}
+
+impl JobClass {
+    /// Every class, most urgent first.
+    pub const ALL: [JobClass; 3] = [JobClass::Failover, JobClass::Tenant, JobClass::Operator];
+
+    /// Queue priority: lower runs first (Octavia uses 20 for failover, 40 for creates).
+    pub fn priority(&self) -> i32 {
+        match self {
+            Self::Failover => 20,
+            Self::Tenant => 40,
+            Self::Operator => 80,
+        }
+    }
+    /// The database spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Failover => "failover",
+            Self::Tenant => "tenant",
+            Self::Operator => "operator",
+        }
+    }
+}
+
+impl FromStr for JobClass {
+    type Err = InvalidEnum;
+    fn from_str(s: &str) -> Result<Self, InvalidEnum> {
+        match s {
+            "failover" => Ok(Self::Failover),
+            "tenant" => Ok(Self::Tenant),
+            "operator" => Ok(Self::Operator),
+            _ => Err(InvalidEnum {
+                value: s.to_string(),
+                allowed: &["failover", "tenant", "operator"],
+            }),
+        }
+    }
+}
+
+/// Lifecycle of a job row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobState {
+    /// Waiting to be claimed (also: lease expired, waiting to be resumed).
+    Queued,
+    /// Claimed by a worker holding a lease.
+    Running,
+    /// Finished successfully.
+    Done,
+    /// Finished after reverting.
+    Failed,
+}
+
+impl JobState {
+    /// The database spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Queued => "QUEUED",
+            Self::Running => "RUNNING",
+            Self::Done => "DONE",
+            Self::Failed => "FAILED",
+        }
+    }
+}
+
+impl FromStr for JobState {
+    type Err = InvalidEnum;
+    fn from_str(s: &str) -> Result<Self, InvalidEnum> {
+        match s {
+            "QUEUED" => Ok(Self::Queued),
+            "RUNNING" => Ok(Self::Running),
+            "DONE" => Ok(Self::Done),
+            "FAILED" => Ok(Self::Failed),
+            _ => Err(InvalidEnum {
+                value: s.to_string(),
+                allowed: &["QUEUED", "RUNNING", "DONE", "FAILED"],
+            }),
+        }
+    }
+}
+
+/// Kinds of objects a job can target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    LoadBalancer,
+    Listener,
+    Pool,
+    Member,
+    HealthMonitor,
+    L7Policy,
+    L7Rule,
+    Amphora,
+}
+
+impl ObjectKind {
+    /// Snake-case name, used in job kinds and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::LoadBalancer => "load_balancer",
+            Self::Listener => "listener",
+            Self::Pool => "pool",
+            Self::Member => "member",
+            Self::HealthMonitor => "health_monitor",
+            Self::L7Policy => "l7policy",
+            Self::L7Rule => "l7rule",
+            Self::Amphora => "amphora",
+        }
+    }
+}
+
+/// What the job does to its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+    Failover,
+    /// Batch member update of one pool (`PUT /pools/{id}/members`).
+    BatchUpdate,
+}
+
+impl Action {
+    /// Snake-case name, used in job kinds and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+            Self::Failover => "failover",
+            Self::BatchUpdate => "batch_update",
+        }
+    }
+}
+
+/// The parents a write moved to `PENDING_UPDATE` (reference §2.3), to be set back
+/// to ACTIVE when the job ends (or the load balancer to ERROR for LB-level flows).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LockSet {
+    /// The load balancer (always locked).
+    pub load_balancer_id: Option<LoadBalancerId>,
+    /// Listeners moved to PENDING_UPDATE.
+    #[serde(default)]
+    pub listener_ids: Vec<ListenerId>,
+    /// Pool moved to PENDING_UPDATE (member/health monitor writes).
+    #[serde(default)]
+    pub pool_id: Option<PoolId>,
+    /// L7 policy moved to PENDING_UPDATE (L7 rule writes).
+    #[serde(default)]
+    pub l7policy_id: Option<L7PolicyId>,
+}
+
+/// Members touched by a batch update.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MemberBatch {
+    pub created: Vec<MemberId>,
+    pub updated: Vec<MemberId>,
+    pub deleted: Vec<MemberId>,
+}
+
+/// The payload of a job: what to do, to what, and what is locked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub action: Action,
+    pub target_kind: ObjectKind,
+    /// Id of the target object (the pool for a batch member update).
+    pub target_id: Uuid,
+    pub locks: LockSet,
+    /// `DELETE ...?cascade=true` on a load balancer.
+    #[serde(default)]
+    pub cascade: bool,
+    /// Set for [`Action::BatchUpdate`].
+    #[serde(default)]
+    pub members: Option<MemberBatch>,
+    /// The amphora to replace, for amphora failover.
+    #[serde(default)]
+    pub amphora_id: Option<AmphoraId>,
+}
+
+impl JobSpec {
+    /// The job kind stored in the `job.kind` column, e.g. `create_load_balancer`.
+    pub fn kind(&self) -> String {
+        format!("{}_{}", self.action.as_str(), self.target_kind.as_str())
+    }
+}
+
+impl fmt::Display for JobSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind(), self.target_id)
+    }
+}
+
+/// A job to insert: its class and its spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewJob {
+    pub class: JobClass,
+    pub spec: JobSpec,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_order_failover_before_tenant_before_operator() {
+        assert!(JobClass::Failover.priority() < JobClass::Tenant.priority());
+        assert!(JobClass::Tenant.priority() < JobClass::Operator.priority());
+    }
+
+    #[test]
+    fn spec_round_trips_through_json() {
+        let spec = JobSpec {
+            action: Action::Create,
+            target_kind: ObjectKind::Listener,
+            target_id: Uuid::new_v4(),
+            locks: LockSet {
+                load_balancer_id: Some(LoadBalancerId::new()),
+                ..Default::default()
+            },
+            cascade: false,
+            members: None,
+            amphora_id: None,
+        };
+        assert_eq!(spec.kind(), "create_listener");
+        let v = serde_json::to_value(&spec).unwrap();
+        assert_eq!(serde_json::from_value::<JobSpec>(v).unwrap(), spec);
+    }
+}
