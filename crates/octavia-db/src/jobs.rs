@@ -1,0 +1,283 @@
+//! The job queue: claim with a lease, renew, record step progress, finish.
+
+use std::time::Duration;
+
+use octavia_model::*;
+
+use crate::db::{args, corrupt, id, Arg};
+use crate::rows::{parse, to_json};
+use crate::{ClaimedJob, ClassCaps, DbError, Engine, JobRecord, Result, Store};
+
+/// Advisory lock key serialising capped claims on PostgreSQL.
+const CLAIM_LOCK_KEY: i64 = 0x006f_6374_6163_6c6d;
+
+fn lease_until(lease: Duration) -> Result<Timestamp> {
+    let d = chrono::Duration::from_std(lease)
+        .map_err(|_| DbError::Invalid("lease duration out of range".into()))?;
+    now()
+        .checked_add_signed(d)
+        .ok_or_else(|| DbError::Invalid("lease duration out of range".into()))
+}
+
+fn steps(s: &str) -> Result<Vec<String>> {
+    serde_json::from_str(s).map_err(|e| corrupt("job steps", e))
+}
+
+fn spec(s: &str) -> Result<JobSpec> {
+    serde_json::from_str(s).map_err(|e| corrupt("job spec", e))
+}
+
+pub(crate) async fn claim(
+    store: &Store,
+    worker: &str,
+    lease: Duration,
+    caps: &ClassCaps,
+) -> Result<Option<ClaimedJob>> {
+    let t = now();
+    let until = lease_until(lease)?;
+    let mut tx = store.pool.begin().await?;
+    let mut c = tx.conn();
+    let capped: Vec<(JobClass, u32)> = [
+        (JobClass::Failover, caps.failover),
+        (JobClass::Tenant, caps.tenant),
+        (JobClass::Operator, caps.operator),
+    ]
+    .into_iter()
+    .filter_map(|(k, cap)| cap.map(|n| (k, n)))
+    .collect();
+    let mut full: Vec<&'static str> = Vec::new();
+    if !capped.is_empty() {
+        if c.engine() == Engine::Postgres {
+            // Counting and claiming must not interleave between workers, or two could
+            // both take the last slot of a class.
+            c.execute("SELECT pg_advisory_xact_lock($1)", args![CLAIM_LOCK_KEY])
+                .await?;
+        }
+        let running: Vec<(String, i64)> = c
+            .fetch_all(
+                "SELECT class, COUNT(*) FROM job WHERE state = 'RUNNING' AND \
+                 lease_expires_at >= $1 GROUP BY class",
+                args![t],
+            )
+            .await?;
+        for (k, cap) in &capped {
+            let n = running
+                .iter()
+                .find(|r| r.0 == k.as_str())
+                .map(|r| r.1)
+                .unwrap_or(0);
+            if n >= i64::from(*cap) {
+                full.push(k.as_str());
+            }
+        }
+    }
+    let mut a: Vec<Arg> = args![t];
+    let mut sql = String::from(
+        "SELECT id, class, spec, attempt, completed_steps FROM job WHERE \
+         (state = 'QUEUED' OR (state = 'RUNNING' AND lease_expires_at < $1))",
+    );
+    for k in &full {
+        a.push(Arg::from(*k));
+        sql.push_str(&format!(" AND class <> ${}", a.len()));
+    }
+    sql.push_str(" ORDER BY priority, created_at, id LIMIT 1");
+    if c.engine() == Engine::Postgres {
+        sql.push_str(" FOR UPDATE SKIP LOCKED");
+    }
+    let row: Option<(String, String, String, i32, String)> = c.fetch_optional(&sql, a).await?;
+    let Some((jid, class, sp, attempt, done)) = row else {
+        return Ok(None);
+    };
+    c.execute(
+        "UPDATE job SET state = 'RUNNING', lease_owner = $1, lease_expires_at = $2, \
+         attempt = attempt + 1, started_at = COALESCE(started_at, $3), updated_at = $3 \
+         WHERE id = $4",
+        args![worker, until, t, &jid],
+    )
+    .await?;
+    tx.commit().await?;
+    let job = ClaimedJob {
+        id: parse("job id", &jid)?,
+        class: parse("job class", &class)?,
+        spec: spec(&sp)?,
+        attempt: attempt + 1,
+        completed_steps: steps(&done)?,
+    };
+    tracing::debug!(job_id = %job.id, worker, attempt = job.attempt, kind = %job.spec.kind(), "claimed job");
+    Ok(Some(job))
+}
+
+pub(crate) async fn renew(
+    store: &Store,
+    job: JobId,
+    worker: &str,
+    lease: Duration,
+) -> Result<bool> {
+    let until = lease_until(lease)?;
+    let mut tx = store.pool.begin().await?;
+    let mut c = tx.conn();
+    let n = c
+        .execute(
+            "UPDATE job SET lease_expires_at = $1, updated_at = $2 WHERE id = $3 AND \
+             lease_owner = $4 AND state = 'RUNNING'",
+            args![until, now(), id(job), worker],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+pub(crate) async fn record_step(
+    store: &Store,
+    job: JobId,
+    worker: &str,
+    step: &str,
+    column: &'static str,
+) -> Result<bool> {
+    let mut tx = store.pool.begin().await?;
+    let mut c = tx.conn();
+    let sql = format!(
+        "SELECT {column} FROM job WHERE id = $1 AND lease_owner = $2 AND state = 'RUNNING'{}",
+        c.for_update()
+    );
+    let row: Option<(String,)> = c.fetch_optional(&sql, args![id(job), worker]).await?;
+    let Some((list,)) = row else {
+        return Ok(false);
+    };
+    let mut list = steps(&list)?;
+    list.push(step.to_string());
+    c.execute(
+        &format!("UPDATE job SET {column} = $1, updated_at = $2 WHERE id = $3"),
+        args![to_json(&list), now(), id(job)],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub(crate) async fn finish(
+    store: &Store,
+    job: JobId,
+    worker: &str,
+    state: JobState,
+    error: Option<&str>,
+) -> Result<bool> {
+    if !matches!(state, JobState::Done | JobState::Failed) {
+        return Err(DbError::Invalid(format!(
+            "a job can only finish as DONE or FAILED, not {}",
+            state.as_str()
+        )));
+    }
+    let t = now();
+    let mut tx = store.pool.begin().await?;
+    let mut c = tx.conn();
+    let n = c
+        .execute(
+            "UPDATE job SET state = $1, error = $2, finished_at = $3, updated_at = $3 \
+             WHERE id = $4 AND lease_owner = $5 AND state = 'RUNNING'",
+            args![
+                state.as_str(),
+                error.map(str::to_string),
+                t,
+                id(job),
+                worker
+            ],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: String,
+    class: String,
+    kind: String,
+    state: String,
+    spec: String,
+    attempt: i32,
+    completed_steps: String,
+    reverted_steps: String,
+    lease_owner: Option<String>,
+    error: Option<String>,
+    created_at: Timestamp,
+    started_at: Option<Timestamp>,
+    finished_at: Option<Timestamp>,
+}
+
+const JOB_COLUMNS: &str = "id, class, kind, state, spec, attempt, completed_steps, \
+     reverted_steps, lease_owner, error, created_at, started_at, finished_at";
+
+fn record(r: JobRow) -> Result<JobRecord> {
+    Ok(JobRecord {
+        id: parse("job id", &r.id)?,
+        class: parse("job class", &r.class)?,
+        kind: r.kind,
+        state: parse("job state", &r.state)?,
+        spec: spec(&r.spec)?,
+        attempt: r.attempt,
+        completed_steps: steps(&r.completed_steps)?,
+        reverted_steps: steps(&r.reverted_steps)?,
+        lease_owner: r.lease_owner,
+        error: r.error,
+        created_at: r.created_at,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+    })
+}
+
+pub(crate) async fn get(store: &Store, job: JobId) -> Result<Option<JobRecord>> {
+    let mut h = store.pool.acquire().await?;
+    let mut c = h.conn();
+    let row: Option<JobRow> = c
+        .fetch_optional(
+            &format!("SELECT {JOB_COLUMNS} FROM job WHERE id = $1"),
+            args![id(job)],
+        )
+        .await?;
+    row.map(record).transpose()
+}
+
+/// Jobs of one load balancer (or all), oldest first.
+pub(crate) async fn list(
+    store: &Store,
+    load_balancer: Option<LoadBalancerId>,
+) -> Result<Vec<JobRecord>> {
+    let mut h = store.pool.acquire().await?;
+    let mut c = h.conn();
+    let rows: Vec<JobRow> = match load_balancer {
+        Some(lb) => {
+            c.fetch_all(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM job WHERE load_balancer_id = $1 \
+                     ORDER BY created_at, id"
+                ),
+                args![id(lb)],
+            )
+            .await?
+        }
+        None => {
+            c.fetch_all(
+                &format!("SELECT {JOB_COLUMNS} FROM job ORDER BY created_at, id"),
+                vec![],
+            )
+            .await?
+        }
+    };
+    rows.into_iter().map(record).collect()
+}
+
+pub(crate) async fn counts(store: &Store) -> Result<Vec<(JobClass, String, JobState, i64)>> {
+    let mut h = store.pool.acquire().await?;
+    let mut c = h.conn();
+    let rows: Vec<(String, String, String, i64)> = c
+        .fetch_all(
+            "SELECT class, kind, state, COUNT(*) FROM job GROUP BY class, kind, state \
+             ORDER BY class, kind, state",
+            vec![],
+        )
+        .await?;
+    rows.into_iter()
+        .map(|(k, kind, s, n)| Ok((parse("job class", &k)?, kind, parse("job state", &s)?, n)))
+        .collect()
+}

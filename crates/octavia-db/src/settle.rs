@@ -1,0 +1,305 @@
+//! Settlement: what a finished job does to statuses (reference §2.4).
+
+use octavia_model::*;
+
+use crate::db::{args, Conn};
+use crate::write::{renumber_policies, set_status, LB_CHILDREN_STATUS};
+use crate::{Result, Store};
+
+fn table(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::LoadBalancer => "load_balancer",
+        ObjectKind::Listener => "listener",
+        ObjectKind::Pool => "pool",
+        ObjectKind::Member => "member",
+        ObjectKind::HealthMonitor => "health_monitor",
+        ObjectKind::L7Policy => "l7policy",
+        ObjectKind::L7Rule => "l7rule",
+        ObjectKind::Amphora => "amphora",
+    }
+}
+
+/// ACTIVE, plus operating status ONLINE/OFFLINE by `enabled` for the kinds whose
+/// "mark active" tasks set it (health monitor, L7 policy, L7 rule).
+async fn mark_active(c: &mut Conn<'_>, kind: ObjectKind, id: &str) -> Result<()> {
+    match kind {
+        ObjectKind::HealthMonitor | ObjectKind::L7Policy | ObjectKind::L7Rule => {
+            c.execute(
+                &format!(
+                    "UPDATE {} SET provisioning_status = 'ACTIVE', operating_status = \
+                     CASE WHEN enabled THEN 'ONLINE' ELSE 'OFFLINE' END, updated_at = $1 \
+                     WHERE id = $2",
+                    table(kind)
+                ),
+                args![now(), id],
+            )
+            .await?;
+        }
+        ObjectKind::Amphora => {}
+        _ => {
+            set_status(c, table(kind), id, ProvisioningStatus::Active).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Every non-deleting child of the load balancer → ACTIVE (`mark_subobjects`).
+async fn mark_subobjects_active(c: &mut Conn<'_>, lb: &str) -> Result<()> {
+    let t = now();
+    let pending = "provisioning_status IN ('PENDING_CREATE', 'PENDING_UPDATE', 'ACTIVE')";
+    let online = "operating_status = CASE WHEN enabled THEN 'ONLINE' ELSE 'OFFLINE' END";
+    let stmts = [
+        format!("UPDATE listener SET provisioning_status = 'ACTIVE', updated_at = $1 WHERE load_balancer_id = $2 AND {pending}"),
+        format!("UPDATE pool SET provisioning_status = 'ACTIVE', updated_at = $1 WHERE load_balancer_id = $2 AND {pending}"),
+        format!("UPDATE member SET provisioning_status = 'ACTIVE', updated_at = $1 WHERE pool_id IN (SELECT id FROM pool WHERE load_balancer_id = $2) AND {pending}"),
+        format!("UPDATE health_monitor SET provisioning_status = 'ACTIVE', {online}, updated_at = $1 WHERE pool_id IN (SELECT id FROM pool WHERE load_balancer_id = $2) AND {pending}"),
+        format!("UPDATE l7policy SET provisioning_status = 'ACTIVE', {online}, updated_at = $1 WHERE listener_id IN (SELECT id FROM listener WHERE load_balancer_id = $2) AND {pending}"),
+        format!("UPDATE l7rule SET provisioning_status = 'ACTIVE', {online}, updated_at = $1 WHERE l7policy_id IN (SELECT p.id FROM l7policy p JOIN listener l ON l.id = p.listener_id WHERE l.load_balancer_id = $2) AND {pending}"),
+    ];
+    for s in stmts {
+        c.execute(&s, args![t, lb]).await?;
+    }
+    Ok(())
+}
+
+/// Delete the tags of every row selected by `ids_sql` (a SELECT of ids using `$1`).
+async fn delete_tags(c: &mut Conn<'_>, ids_sql: &str, key: &str) -> Result<()> {
+    c.execute(
+        &format!("DELETE FROM tags WHERE resource_id IN ({ids_sql})"),
+        args![key],
+    )
+    .await?;
+    Ok(())
+}
+
+const LISTENER_SUBTREE_IDS: [&str; 3] = [
+    "SELECT id FROM listener WHERE id = $1",
+    "SELECT id FROM l7policy WHERE listener_id = $1",
+    "SELECT r.id FROM l7rule r JOIN l7policy p ON p.id = r.l7policy_id WHERE p.listener_id = $1",
+];
+
+const POOL_SUBTREE_IDS: [&str; 3] = [
+    "SELECT id FROM pool WHERE id = $1",
+    "SELECT id FROM member WHERE pool_id = $1",
+    "SELECT id FROM health_monitor WHERE pool_id = $1",
+];
+
+async fn hard_delete(c: &mut Conn<'_>, kind: ObjectKind, id: &str) -> Result<()> {
+    match kind {
+        ObjectKind::Listener => {
+            for s in LISTENER_SUBTREE_IDS {
+                delete_tags(c, s, id).await?;
+            }
+            c.execute(
+                "DELETE FROM listener_statistics WHERE listener_id = $1",
+                args![id],
+            )
+            .await?;
+            c.execute("DELETE FROM listener WHERE id = $1", args![id])
+                .await?;
+        }
+        ObjectKind::Pool => {
+            for s in POOL_SUBTREE_IDS {
+                delete_tags(c, s, id).await?;
+            }
+            c.execute("DELETE FROM pool WHERE id = $1", args![id])
+                .await?;
+        }
+        ObjectKind::HealthMonitor => {
+            let pool: Option<(String,)> = c
+                .fetch_optional(
+                    "SELECT pool_id FROM health_monitor WHERE id = $1",
+                    args![id],
+                )
+                .await?;
+            c.execute("DELETE FROM tags WHERE resource_id = $1", args![id])
+                .await?;
+            c.execute("DELETE FROM health_monitor WHERE id = $1", args![id])
+                .await?;
+            if let Some((pool,)) = pool {
+                c.execute(
+                    "UPDATE member SET operating_status = 'NO_MONITOR', updated_at = $1 \
+                     WHERE pool_id = $2",
+                    args![now(), &pool],
+                )
+                .await?;
+            }
+        }
+        ObjectKind::L7Policy => {
+            let listener: Option<(String,)> = c
+                .fetch_optional("SELECT listener_id FROM l7policy WHERE id = $1", args![id])
+                .await?;
+            delete_tags(c, "SELECT id FROM l7rule WHERE l7policy_id = $1", id).await?;
+            c.execute("DELETE FROM tags WHERE resource_id = $1", args![id])
+                .await?;
+            c.execute("DELETE FROM l7policy WHERE id = $1", args![id])
+                .await?;
+            if let Some((l,)) = listener {
+                renumber_policies(c, &l, None).await?;
+            }
+        }
+        ObjectKind::Member | ObjectKind::L7Rule => {
+            c.execute("DELETE FROM tags WHERE resource_id = $1", args![id])
+                .await?;
+            c.execute(
+                &format!("DELETE FROM {} WHERE id = $1", table(kind)),
+                args![id],
+            )
+            .await?;
+        }
+        ObjectKind::LoadBalancer => {
+            let t = now();
+            let listeners = "SELECT id FROM listener WHERE load_balancer_id = $1";
+            let pools = "SELECT id FROM pool WHERE load_balancer_id = $1";
+            for s in [
+                listeners.to_string(),
+                pools.to_string(),
+                format!("SELECT id FROM l7policy WHERE listener_id IN ({listeners})"),
+                format!(
+                    "SELECT r.id FROM l7rule r JOIN l7policy p ON p.id = r.l7policy_id \
+                     WHERE p.listener_id IN ({listeners})"
+                ),
+                format!("SELECT id FROM member WHERE pool_id IN ({pools})"),
+                format!("SELECT id FROM health_monitor WHERE pool_id IN ({pools})"),
+            ] {
+                delete_tags(c, &s, id).await?;
+            }
+            c.execute(
+                &format!("DELETE FROM listener_statistics WHERE listener_id IN ({listeners})"),
+                args![id],
+            )
+            .await?;
+            c.execute(
+                "DELETE FROM listener WHERE load_balancer_id = $1",
+                args![id],
+            )
+            .await?;
+            c.execute("DELETE FROM pool WHERE load_balancer_id = $1", args![id])
+                .await?;
+            c.execute(
+                "UPDATE load_balancer SET provisioning_status = 'DELETED', \
+                 operating_status = 'OFFLINE', updated_at = $1 WHERE id = $2",
+                args![t, id],
+            )
+            .await?;
+            c.execute(
+                "UPDATE amphora SET status = 'DELETED', updated_at = $1 WHERE load_balancer_id = $2",
+                args![t, id],
+            )
+            .await?;
+        }
+        ObjectKind::Amphora => {
+            c.execute(
+                "UPDATE amphora SET status = 'DELETED', updated_at = $1 WHERE id = $2",
+                args![now(), id],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Parents named in the lock set → ACTIVE (the LB only when `lb_too`).
+async fn release_parents(c: &mut Conn<'_>, locks: &LockSet, lb_too: bool) -> Result<()> {
+    if let Some(p) = locks.l7policy_id {
+        set_status(c, "l7policy", &p.to_string(), ProvisioningStatus::Active).await?;
+    }
+    if let Some(p) = locks.pool_id {
+        set_status(c, "pool", &p.to_string(), ProvisioningStatus::Active).await?;
+    }
+    for l in &locks.listener_ids {
+        set_status(c, "listener", &l.to_string(), ProvisioningStatus::Active).await?;
+    }
+    if lb_too {
+        if let Some(lb) = locks.load_balancer_id {
+            set_status(
+                c,
+                "load_balancer",
+                &lb.to_string(),
+                ProvisioningStatus::Active,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn success(store: &Store, spec: &JobSpec) -> Result<()> {
+    let mut tx = store.pool.begin().await?;
+    let mut c = tx.conn();
+    let target = spec.target_id.to_string();
+    let mut lb_too = true;
+    match (spec.action, spec.target_kind) {
+        (Action::Delete, ObjectKind::LoadBalancer) => {
+            hard_delete(&mut c, ObjectKind::LoadBalancer, &target).await?;
+            lb_too = false;
+        }
+        (Action::Delete, kind) => hard_delete(&mut c, kind, &target).await?,
+        (Action::BatchUpdate, _) => {
+            if let Some(m) = &spec.members {
+                for id in m.created.iter().chain(m.updated.iter()) {
+                    mark_active(&mut c, ObjectKind::Member, &id.to_string()).await?;
+                }
+                for id in &m.deleted {
+                    hard_delete(&mut c, ObjectKind::Member, &id.to_string()).await?;
+                }
+            }
+        }
+        (Action::Create | Action::Failover, ObjectKind::LoadBalancer) => {
+            set_status(&mut c, "load_balancer", &target, ProvisioningStatus::Active).await?;
+            mark_subobjects_active(&mut c, &target).await?;
+        }
+        (_, kind) => mark_active(&mut c, kind, &target).await?,
+    }
+    release_parents(&mut c, &spec.locks, lb_too).await?;
+    tx.commit().await?;
+    tracing::debug!(job = %spec, "settled job as succeeded");
+    Ok(())
+}
+
+pub(crate) async fn failure(store: &Store, spec: &JobSpec) -> Result<()> {
+    let mut tx = store.pool.begin().await?;
+    let mut c = tx.conn();
+    let target = spec.target_id.to_string();
+    let lb_level = spec.target_kind == ObjectKind::LoadBalancer;
+    match (spec.action, spec.target_kind) {
+        (Action::BatchUpdate, _) => {
+            if let Some(m) = &spec.members {
+                for id in m
+                    .created
+                    .iter()
+                    .chain(m.updated.iter())
+                    .chain(m.deleted.iter())
+                {
+                    set_status(&mut c, "member", &id.to_string(), ProvisioningStatus::Error)
+                        .await?;
+                }
+            }
+        }
+        (_, ObjectKind::Amphora) => {
+            c.execute(
+                "UPDATE amphora SET status = 'ERROR', updated_at = $1 WHERE id = $2",
+                args![now(), &target],
+            )
+            .await?;
+        }
+        (action, kind) => {
+            set_status(&mut c, table(kind), &target, ProvisioningStatus::Error).await?;
+            if action == Action::Delete && kind == ObjectKind::LoadBalancer && spec.cascade {
+                // Children the cascade had marked for deletion are left in ERROR too.
+                for sql in LB_CHILDREN_STATUS {
+                    let sql = format!("{sql} AND provisioning_status = 'PENDING_DELETE'");
+                    c.execute(&sql, args![ProvisioningStatus::Error.as_str(), &target])
+                        .await?;
+                }
+            }
+        }
+    }
+    release_parents(&mut c, &spec.locks, !lb_level).await?;
+    if lb_level {
+        set_status(&mut c, "load_balancer", &target, ProvisioningStatus::Error).await?;
+    }
+    tx.commit().await?;
+    tracing::debug!(job = %spec, "settled job as failed");
+    Ok(())
+}
