@@ -1,0 +1,63 @@
+//! The amphora driver: the controller's client of the agent running in each amphora.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use octavia_model::{Amphora, LoadBalancerId};
+
+use crate::network::{AmphoraNetworkConfig, Interface};
+use crate::Result;
+
+/// What the agent says about itself once it answers (`GET /1.0/info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentInfo {
+    pub hostname: String,
+    pub api_version: String,
+    pub haproxy_version: Option<String>,
+}
+
+/// Talks to the agent of one amphora, addressed by its `lb_network_ip` and verified by
+/// its id (the agent certificate's CN).
+///
+/// Uploads replace what is there, so every call may be repeated after a crash.
+#[async_trait]
+pub trait AmphoraDriver: Send + Sync {
+    /// Poll the agent until it answers or `timeout` passes (then a retryable error).
+    async fn wait_for_connectivity(
+        &self,
+        amphora: &Amphora,
+        timeout: Duration,
+    ) -> Result<AgentInfo>;
+
+    /// Replace the load balancer's HAProxy configuration on the amphora (validated there).
+    async fn upload_config(
+        &self,
+        amphora: &Amphora,
+        load_balancer_id: LoadBalancerId,
+        config: &str,
+    ) -> Result<()>;
+
+    /// Reload (start if stopped) the load balancer's HAProxy on the amphora.
+    async fn reload(&self, amphora: &Amphora, load_balancer_id: LoadBalancerId) -> Result<()>;
+
+    /// Stop HAProxy and remove the load balancer's configuration (no listeners left).
+    async fn remove_config(
+        &self,
+        amphora: &Amphora,
+        load_balancer_id: LoadBalancerId,
+    ) -> Result<()>;
+
+    /// Configure the VIP interface inside the amphora (`POST /plug/vip/{vip}`).
+    async fn plug_vip(
+        &self,
+        amphora: &Amphora,
+        vip_address: &str,
+        config: &AmphoraNetworkConfig,
+    ) -> Result<()>;
+
+    /// Configure a newly attached member network interface (`POST /plug/network`).
+    async fn plug_network(&self, amphora: &Amphora, interface: &Interface) -> Result<()>;
+
+    /// Replace the agent's own configuration file (`PUT /config`).
+    async fn update_agent_config(&self, amphora: &Amphora, config: &str) -> Result<()>;
+}

@@ -1,0 +1,77 @@
+//! The compute driver: builds, inspects and deletes the instances amphorae run on.
+
+use async_trait::async_trait;
+use octavia_model::AmphoraId;
+
+use crate::Result;
+
+/// What to build for one amphora.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRequest {
+    /// The amphora the instance will run (its agent certificate names this id).
+    pub amphora_id: AmphoraId,
+    /// Image to boot; `None` = the newest image carrying `image_tag`.
+    pub image_id: Option<String>,
+    /// Tag that selects the image when `image_id` is `None` (`[controller_worker] amp_image_tag`).
+    pub image_tag: Option<String>,
+    /// Compute flavor (`[controller_worker] amp_flavor_id`).
+    pub flavor: Option<String>,
+    /// Availability zone to place the instance in.
+    pub availability_zone: Option<String>,
+    /// Compute ids of instances this one must not share a host with (ACTIVE_STANDBY peers).
+    pub anti_affinity_peers: Vec<String>,
+}
+
+/// Lifecycle of an instance as the compute service reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ComputeStatus {
+    /// Created, not yet running.
+    Building,
+    /// Running; the agent should become reachable.
+    Active,
+    /// The build failed or the instance crashed.
+    Error,
+    /// Deleted or never existed.
+    Deleted,
+}
+
+/// One instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComputeInstance {
+    pub compute_id: String,
+    pub status: ComputeStatus,
+    /// Address on the management network the controller talks to the agent on.
+    pub lb_network_ip: Option<String>,
+    /// The hypervisor host running the instance.
+    pub host: Option<String>,
+    /// The image it booted from.
+    pub image_id: Option<String>,
+    /// The availability zone it runs in.
+    pub availability_zone: Option<String>,
+}
+
+/// Builds and deletes amphora instances.
+///
+/// Implementations must make `delete` idempotent (deleting a missing instance succeeds),
+/// because flows revert and resume after crashes.
+#[async_trait]
+pub trait ComputeDriver: Send + Sync {
+    /// Start building an instance; returns its compute id at once (it may still be booting).
+    async fn build(&self, request: &BuildRequest) -> Result<String>;
+
+    /// The instance as the compute service sees it now (status `Deleted` if unknown).
+    async fn instance(&self, compute_id: &str) -> Result<ComputeInstance>;
+
+    /// Delete the instance; succeeds if it is already gone.
+    async fn delete(&self, compute_id: &str) -> Result<()>;
+
+    /// The current status of the instance.
+    async fn status(&self, compute_id: &str) -> Result<ComputeStatus> {
+        Ok(self.instance(compute_id).await?.status)
+    }
+
+    /// The host the instance runs on, if it is placed.
+    async fn host(&self, compute_id: &str) -> Result<Option<String>> {
+        Ok(self.instance(compute_id).await?.host)
+    }
+}

@@ -1,0 +1,49 @@
+//! Compute, network and amphora drivers: the traits flows program against, and `noop`.
+//!
+//! Flows see only the three traits of [`Drivers`]. The `noop` implementations succeed at
+//! once with plausible ids and addresses and record every call in a shared [`CallLog`]
+//! (API tests, flow tests); real implementations (`netns`, the mTLS agent client) plug in
+//! behind the same traits.
+
+pub mod amphora;
+pub mod compute;
+pub mod error;
+pub mod network;
+pub mod noop;
+
+use std::sync::Arc;
+
+pub use amphora::{AgentInfo, AmphoraDriver};
+pub use compute::{BuildRequest, ComputeDriver, ComputeInstance, ComputeStatus};
+pub use error::{DriverError, FaultOwner, Result};
+pub use network::{
+    AmphoraNetworkConfig, FixedIp, HostRoute, Interface, NetworkDriver, Subnet, VipPlug, VipRequest,
+};
+pub use noop::{CallLog, DriverCall};
+
+/// The drivers a worker runs flows with.
+#[derive(Clone)]
+pub struct Drivers {
+    pub compute: Arc<dyn ComputeDriver>,
+    pub network: Arc<dyn NetworkDriver>,
+    pub amphora: Arc<dyn AmphoraDriver>,
+}
+
+impl Drivers {
+    /// The noop drivers, sharing one call log (returned for assertions).
+    pub fn noop() -> (Drivers, CallLog) {
+        let log = CallLog::default();
+        let drivers = Drivers {
+            compute: Arc::new(noop::NoopCompute::new(log.clone())),
+            network: Arc::new(noop::NoopNetwork::new(log.clone())),
+            amphora: Arc::new(noop::NoopAmphora::new(log.clone())),
+        };
+        (drivers, log)
+    }
+}
+
+impl std::fmt::Debug for Drivers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Drivers").finish_non_exhaustive()
+    }
+}

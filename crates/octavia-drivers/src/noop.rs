@@ -1,0 +1,519 @@
+//! The noop drivers: succeed at once, answer with plausible ids and addresses, record calls.
+//!
+//! Ids and addresses are derived from the ids they are asked about (UUIDv5), so a second
+//! process, or a resumed flow, gets the same answers without shared state. Nothing is ever
+//! contacted: the addresses are only strings.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use octavia_model::{Amphora, LoadBalancerId, Vip};
+use uuid::Uuid;
+
+use crate::{
+    AgentInfo, AmphoraDriver, AmphoraNetworkConfig, BuildRequest, ComputeDriver, ComputeInstance,
+    ComputeStatus, FixedIp, Interface, NetworkDriver, Result, Subnet, VipPlug, VipRequest,
+};
+
+/// One call a noop driver received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriverCall {
+    /// `driver.operation`, e.g. `compute.build`, `network.plug_vip`, `amphora.upload_config`.
+    pub op: &'static str,
+    /// The id the call was about (amphora id, compute id or load balancer id).
+    pub subject: String,
+    /// Call-specific detail (the uploaded configuration text, the network id, ...).
+    pub detail: String,
+}
+
+/// The calls received by a set of noop drivers, in order.
+#[derive(Debug, Clone, Default)]
+pub struct CallLog {
+    calls: Arc<Mutex<Vec<DriverCall>>>,
+}
+
+impl CallLog {
+    fn lock(&self) -> MutexGuard<'_, Vec<DriverCall>> {
+        // A poisoned log only means a test thread panicked while pushing; the data is intact.
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, op: &'static str, subject: impl ToString, detail: impl Into<String>) {
+        let call = DriverCall {
+            op,
+            subject: subject.to_string(),
+            detail: detail.into(),
+        };
+        tracing::debug!(op, subject = %call.subject, "noop driver call");
+        self.lock().push(call);
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<DriverCall> {
+        self.lock().clone()
+    }
+
+    /// The operations so far, in order.
+    pub fn ops(&self) -> Vec<&'static str> {
+        self.lock().iter().map(|c| c.op).collect()
+    }
+
+    /// The calls about one subject, in order.
+    pub fn calls_for(&self, subject: &str) -> Vec<DriverCall> {
+        self.lock()
+            .iter()
+            .filter(|c| c.subject == subject)
+            .cloned()
+            .collect()
+    }
+
+    /// How many calls of `op` were received.
+    pub fn count(&self, op: &str) -> usize {
+        self.lock().iter().filter(|c| c.op == op).count()
+    }
+
+    /// Forget every call so far.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+}
+
+const NAMESPACE: Uuid = Uuid::from_u128(0x6f63_7461_7669_615f_6e6f_6f70_5f64_7276);
+
+fn derived_id(kind: &str, of: &str) -> Uuid {
+    Uuid::new_v5(&NAMESPACE, format!("{kind}/{of}").as_bytes())
+}
+
+/// A host part in 1..=254 from a byte.
+fn host_octet(b: u8) -> u8 {
+    1 + b % 254
+}
+
+fn address(prefix: &str, id: Uuid) -> String {
+    let b = id.as_bytes();
+    format!("{prefix}.{}.{}", b[1], host_octet(b[2]))
+}
+
+fn mac(id: Uuid) -> String {
+    let b = id.as_bytes();
+    format!("fa:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
+}
+
+/// Noop compute: instances are "active" as soon as they are built.
+#[derive(Debug, Default)]
+pub struct NoopCompute {
+    log: CallLog,
+    deleted: Mutex<BTreeSet<String>>,
+}
+
+impl NoopCompute {
+    /// A noop compute driver recording into `log`.
+    pub fn new(log: CallLog) -> Self {
+        Self {
+            log,
+            deleted: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    fn deleted(&self) -> MutexGuard<'_, BTreeSet<String>> {
+        self.deleted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl ComputeDriver for NoopCompute {
+    async fn build(&self, request: &BuildRequest) -> Result<String> {
+        let compute_id = derived_id("compute", &request.amphora_id.to_string()).to_string();
+        self.deleted().remove(&compute_id);
+        self.log
+            .push("compute.build", request.amphora_id, compute_id.clone());
+        Ok(compute_id)
+    }
+
+    async fn instance(&self, compute_id: &str) -> Result<ComputeInstance> {
+        self.log.push("compute.instance", compute_id, "");
+        let id = Uuid::parse_str(compute_id).unwrap_or_else(|_| derived_id("compute", compute_id));
+        let status = if self.deleted().contains(compute_id) {
+            ComputeStatus::Deleted
+        } else {
+            ComputeStatus::Active
+        };
+        Ok(ComputeInstance {
+            compute_id: compute_id.to_string(),
+            status,
+            lb_network_ip: Some(address("10.0", id)),
+            host: Some(format!("noop-host-{}", id.as_bytes()[3] % 4)),
+            image_id: Some(derived_id("image", "noop").to_string()),
+            availability_zone: None,
+        })
+    }
+
+    async fn delete(&self, compute_id: &str) -> Result<()> {
+        self.log.push("compute.delete", compute_id, "");
+        self.deleted().insert(compute_id.to_string());
+        Ok(())
+    }
+}
+
+/// Noop network: VIPs and ports are derived from the ids asked about.
+#[derive(Debug, Default)]
+pub struct NoopNetwork {
+    log: CallLog,
+    /// compute id → network id → interface
+    plugged: Mutex<BTreeMap<String, BTreeMap<String, Interface>>>,
+}
+
+impl NoopNetwork {
+    /// A noop network driver recording into `log`.
+    pub fn new(log: CallLog) -> Self {
+        Self {
+            log,
+            plugged: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn plugged(&self) -> MutexGuard<'_, BTreeMap<String, BTreeMap<String, Interface>>> {
+        self.plugged.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn interface(compute_id: &str, network_id: &str) -> Interface {
+        let port = derived_id("port", &format!("{compute_id}/{network_id}"));
+        Interface {
+            compute_id: compute_id.to_string(),
+            network_id: network_id.to_string(),
+            port_id: port.to_string(),
+            mac_address: mac(port),
+            fixed_ips: vec![FixedIp {
+                subnet_id: derived_id("subnet", network_id).to_string(),
+                ip_address: address("172.16", port),
+            }],
+        }
+    }
+}
+
+#[async_trait]
+impl NetworkDriver for NoopNetwork {
+    async fn allocate_vip(&self, request: &VipRequest) -> Result<Vip> {
+        let lb = request.load_balancer_id.to_string();
+        let r = &request.requested;
+        let network_id = r
+            .network_id
+            .clone()
+            .unwrap_or_else(|| derived_id("network", &lb).to_string());
+        let vip = Vip {
+            ip_address: r
+                .ip_address
+                .clone()
+                .or_else(|| Some(address("192.168", derived_id("vip", &lb)))),
+            port_id: r
+                .port_id
+                .clone()
+                .or_else(|| Some(derived_id("vip-port", &lb).to_string())),
+            subnet_id: r
+                .subnet_id
+                .clone()
+                .or_else(|| Some(derived_id("subnet", &network_id).to_string())),
+            network_id: Some(network_id),
+            qos_policy_id: r.qos_policy_id.clone(),
+        };
+        self.log.push(
+            "network.allocate_vip",
+            &lb,
+            vip.ip_address.clone().unwrap_or_default(),
+        );
+        Ok(vip)
+    }
+
+    async fn deallocate_vip(&self, load_balancer_id: LoadBalancerId, vip: &Vip) -> Result<()> {
+        self.log.push(
+            "network.deallocate_vip",
+            load_balancer_id,
+            vip.port_id.clone().unwrap_or_default(),
+        );
+        Ok(())
+    }
+
+    async fn plug_vip(&self, amphora: &Amphora, vip: &Vip) -> Result<VipPlug> {
+        let vrrp_port = derived_id("vrrp-port", &amphora.id.to_string());
+        let plug = VipPlug {
+            vrrp_ip: address("172.16", vrrp_port),
+            vrrp_port_id: vrrp_port.to_string(),
+            ha_ip: vip.ip_address.clone().unwrap_or_default(),
+            ha_port_id: vip.port_id.clone().unwrap_or_default(),
+        };
+        self.log
+            .push("network.plug_vip", amphora.id, plug.ha_ip.clone());
+        Ok(plug)
+    }
+
+    async fn unplug_vip(&self, amphora: &Amphora, vip: &Vip) -> Result<()> {
+        self.log.push(
+            "network.unplug_vip",
+            amphora.id,
+            vip.ip_address.clone().unwrap_or_default(),
+        );
+        Ok(())
+    }
+
+    async fn plug_network(&self, compute_id: &str, network_id: &str) -> Result<Interface> {
+        self.log
+            .push("network.plug_network", compute_id, network_id);
+        let iface = Self::interface(compute_id, network_id);
+        self.plugged()
+            .entry(compute_id.to_string())
+            .or_default()
+            .insert(network_id.to_string(), iface.clone());
+        Ok(iface)
+    }
+
+    async fn unplug_network(&self, compute_id: &str, network_id: &str) -> Result<()> {
+        self.log
+            .push("network.unplug_network", compute_id, network_id);
+        if let Some(nets) = self.plugged().get_mut(compute_id) {
+            nets.remove(network_id);
+        }
+        Ok(())
+    }
+
+    async fn plugged_networks(&self, compute_id: &str) -> Result<Vec<Interface>> {
+        Ok(self
+            .plugged()
+            .get(compute_id)
+            .map(|nets| nets.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn subnet(&self, subnet_id: &str) -> Result<Subnet> {
+        let net = derived_id("network-of-subnet", subnet_id);
+        let b = net.as_bytes();
+        Ok(Subnet {
+            id: subnet_id.to_string(),
+            network_id: net.to_string(),
+            cidr: format!("172.{}.{}.0/24", 16 + b[0] % 16, b[1]),
+            gateway_ip: Some(format!("172.{}.{}.1", 16 + b[0] % 16, b[1])),
+        })
+    }
+
+    async fn network_config(&self, amphora: &Amphora, vip: &Vip) -> Result<AmphoraNetworkConfig> {
+        let vrrp_port = derived_id("vrrp-port", &amphora.id.to_string());
+        let subnet = derived_id("vip", vip.subnet_id.as_deref().unwrap_or_default());
+        let b = subnet.as_bytes();
+        Ok(AmphoraNetworkConfig {
+            subnet_cidr: format!("192.168.{}.0/24", b[0]),
+            gateway: Some(format!("192.168.{}.1", b[0])),
+            mac_address: mac(vrrp_port),
+            mtu: Some(1500),
+            vrrp_ip: amphora.vrrp_ip.clone(),
+            host_routes: Vec::new(),
+        })
+    }
+}
+
+/// Noop agent client: every agent answers at once and accepts every upload.
+#[derive(Debug, Default)]
+pub struct NoopAmphora {
+    log: CallLog,
+}
+
+impl NoopAmphora {
+    /// A noop agent client recording into `log`.
+    pub fn new(log: CallLog) -> Self {
+        Self { log }
+    }
+}
+
+#[async_trait]
+impl AmphoraDriver for NoopAmphora {
+    async fn wait_for_connectivity(
+        &self,
+        amphora: &Amphora,
+        _timeout: Duration,
+    ) -> Result<AgentInfo> {
+        self.log.push(
+            "amphora.wait_for_connectivity",
+            amphora.id,
+            amphora.lb_network_ip.clone().unwrap_or_default(),
+        );
+        Ok(AgentInfo {
+            hostname: format!("amphora-{}", amphora.id),
+            api_version: "1.0".to_string(),
+            haproxy_version: Some("2.8".to_string()),
+        })
+    }
+
+    async fn upload_config(
+        &self,
+        amphora: &Amphora,
+        _load_balancer_id: LoadBalancerId,
+        config: &str,
+    ) -> Result<()> {
+        self.log.push("amphora.upload_config", amphora.id, config);
+        Ok(())
+    }
+
+    async fn reload(&self, amphora: &Amphora, load_balancer_id: LoadBalancerId) -> Result<()> {
+        self.log
+            .push("amphora.reload", amphora.id, load_balancer_id.to_string());
+        Ok(())
+    }
+
+    async fn remove_config(
+        &self,
+        amphora: &Amphora,
+        load_balancer_id: LoadBalancerId,
+    ) -> Result<()> {
+        self.log.push(
+            "amphora.remove_config",
+            amphora.id,
+            load_balancer_id.to_string(),
+        );
+        Ok(())
+    }
+
+    async fn plug_vip(
+        &self,
+        amphora: &Amphora,
+        vip_address: &str,
+        _config: &AmphoraNetworkConfig,
+    ) -> Result<()> {
+        self.log.push("amphora.plug_vip", amphora.id, vip_address);
+        Ok(())
+    }
+
+    async fn plug_network(&self, amphora: &Amphora, interface: &Interface) -> Result<()> {
+        self.log.push(
+            "amphora.plug_network",
+            amphora.id,
+            interface.network_id.clone(),
+        );
+        Ok(())
+    }
+
+    async fn update_agent_config(&self, amphora: &Amphora, config: &str) -> Result<()> {
+        self.log
+            .push("amphora.update_agent_config", amphora.id, config);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Drivers;
+    use octavia_model::{now, AmphoraId, ProvisioningStatus};
+
+    fn amphora() -> Amphora {
+        Amphora {
+            id: AmphoraId::new(),
+            load_balancer_id: None,
+            compute_id: None,
+            lb_network_ip: None,
+            vrrp_ip: None,
+            ha_ip: None,
+            vrrp_port_id: None,
+            ha_port_id: None,
+            cert_expiration: None,
+            cert_busy: false,
+            role: None,
+            status: ProvisioningStatus::PendingCreate,
+            vrrp_interface: None,
+            vrrp_id: None,
+            vrrp_priority: None,
+            cached_zone: None,
+            image_id: None,
+            compute_flavor: None,
+            created_at: now(),
+            updated_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn compute_builds_active_instances_and_forgets_deleted_ones() {
+        let (d, log) = Drivers::noop();
+        let amp = amphora();
+        let req = BuildRequest {
+            amphora_id: amp.id,
+            image_id: None,
+            image_tag: Some("amphora".into()),
+            flavor: None,
+            availability_zone: None,
+            anti_affinity_peers: vec![],
+        };
+        let id = d.compute.build(&req).await.unwrap();
+        assert_eq!(
+            d.compute.build(&req).await.unwrap(),
+            id,
+            "build is idempotent"
+        );
+        let inst = d.compute.instance(&id).await.unwrap();
+        assert_eq!(inst.status, ComputeStatus::Active);
+        assert!(inst.lb_network_ip.unwrap().starts_with("10.0."));
+        assert!(d.compute.host(&id).await.unwrap().is_some());
+        d.compute.delete(&id).await.unwrap();
+        d.compute.delete(&id).await.unwrap();
+        assert_eq!(d.compute.status(&id).await.unwrap(), ComputeStatus::Deleted);
+        assert_eq!(log.count("compute.build"), 2);
+        assert_eq!(log.count("compute.delete"), 2);
+        assert_eq!(log.calls_for(&amp.id.to_string())[0].detail, id);
+    }
+
+    #[tokio::test]
+    async fn network_vip_is_stable_and_keeps_what_was_requested() {
+        let (d, log) = Drivers::noop();
+        let lb = LoadBalancerId::new();
+        let req = VipRequest {
+            load_balancer_id: lb,
+            project_id: "p".into(),
+            requested: Vip {
+                ip_address: Some("192.0.2.10".into()),
+                ..Vip::default()
+            },
+        };
+        let vip = d.network.allocate_vip(&req).await.unwrap();
+        assert_eq!(vip.ip_address.as_deref(), Some("192.0.2.10"));
+        assert!(vip.port_id.is_some() && vip.subnet_id.is_some() && vip.network_id.is_some());
+        assert_eq!(d.network.allocate_vip(&req).await.unwrap(), vip);
+
+        let amp = amphora();
+        let plug = d.network.plug_vip(&amp, &vip).await.unwrap();
+        assert_eq!(plug.ha_ip, "192.0.2.10");
+        assert_eq!(Some(plug.ha_port_id), vip.port_id);
+        let iface = d.network.plug_network("c1", "net-a").await.unwrap();
+        assert_eq!(d.network.plugged_networks("c1").await.unwrap(), vec![iface]);
+        d.network.unplug_network("c1", "net-a").await.unwrap();
+        assert!(d.network.plugged_networks("c1").await.unwrap().is_empty());
+        assert_eq!(
+            log.ops(),
+            vec![
+                "network.allocate_vip",
+                "network.allocate_vip",
+                "network.plug_vip",
+                "network.plug_network",
+                "network.unplug_network"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn agent_records_uploaded_configuration() {
+        let (d, log) = Drivers::noop();
+        let amp = amphora();
+        let lb = LoadBalancerId::new();
+        d.amphora
+            .wait_for_connectivity(&amp, Duration::from_secs(1))
+            .await
+            .unwrap();
+        d.amphora
+            .upload_config(&amp, lb, "frontend x")
+            .await
+            .unwrap();
+        d.amphora.reload(&amp, lb).await.unwrap();
+        let calls = log.calls_for(&amp.id.to_string());
+        assert_eq!(calls.len(), 3);
+        assert_eq!(calls[1].op, "amphora.upload_config");
+        assert_eq!(calls[1].detail, "frontend x");
+        assert_eq!(calls[2].op, "amphora.reload");
+    }
+}

@@ -1,0 +1,229 @@
+//! What every step of a job sees: the store, the drivers, the job and the settings.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use octavia_db::{Filter, FilterValue, ListQuery, Store};
+use octavia_drivers::{Drivers, VipRequest};
+use octavia_model::{
+    Action, Amphora, AmphoraId, AmphoraRole, JobId, JobSpec, LoadBalancer, LoadBalancerId,
+    ObjectKind, ProvisioningStatus, Topology, Vip,
+};
+use uuid::Uuid;
+
+use crate::{FlowError, Result};
+
+/// Knobs of the flows (`[controller_worker]` and `[haproxy_amphora]` options).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowSettings {
+    /// Image to boot amphorae from; `None` = newest image with `amp_image_tag`.
+    pub amp_image_id: Option<String>,
+    /// Tag selecting the amphora image.
+    pub amp_image_tag: Option<String>,
+    /// Compute flavor of amphorae.
+    pub amp_flavor: Option<String>,
+    /// How long an amphora instance may take to become active.
+    pub amp_boot_timeout: Duration,
+    /// How often the instance status is polled while it boots.
+    pub amp_boot_poll: Duration,
+    /// How long the agent of a new amphora may take to answer.
+    pub agent_connect_timeout: Duration,
+}
+
+impl Default for FlowSettings {
+    fn default() -> Self {
+        Self {
+            amp_image_id: None,
+            amp_image_tag: Some("amphora".to_string()),
+            amp_flavor: None,
+            amp_boot_timeout: Duration::from_secs(300),
+            amp_boot_poll: Duration::from_secs(1),
+            agent_connect_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The context of one job's steps.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub store: Store,
+    pub drivers: Drivers,
+    pub job_id: JobId,
+    pub spec: JobSpec,
+    pub settings: FlowSettings,
+}
+
+/// Namespace of the amphora ids a job creates (UUIDv5 of job id and role), so that a
+/// resumed job finds the amphorae an earlier attempt created instead of building more.
+const AMPHORA_NS: Uuid = Uuid::from_u128(0x0c7a_71a0_a3f0_4a11_9d1e_5eed_a3f0_0001);
+
+fn role_key(role: AmphoraRole) -> &'static str {
+    role.as_str()
+}
+
+impl JobContext {
+    /// The load balancer the job works under.
+    pub fn load_balancer_id(&self) -> Result<LoadBalancerId> {
+        if let Some(id) = self.spec.locks.load_balancer_id {
+            return Ok(id);
+        }
+        if self.spec.target_kind == ObjectKind::LoadBalancer {
+            return Ok(LoadBalancerId(self.spec.target_id));
+        }
+        Err(FlowError::Internal(format!(
+            "job {} names no load balancer",
+            self.spec
+        )))
+    }
+
+    /// The load balancer row.
+    pub async fn load_balancer(&self) -> Result<LoadBalancer> {
+        let id = self.load_balancer_id()?;
+        self.store
+            .get_load_balancer(id)
+            .await?
+            .ok_or_else(|| FlowError::Missing {
+                kind: "load balancer",
+                id: id.to_string(),
+            })
+    }
+
+    /// The VIP of the load balancer: the stored one when complete, else the network
+    /// driver's (allocation is idempotent, so this finds the one `allocate_vip` made).
+    pub async fn vip(&self, lb: &LoadBalancer) -> Result<Vip> {
+        if lb.vip.ip_address.is_some() && lb.vip.port_id.is_some() {
+            return Ok(lb.vip.clone());
+        }
+        Ok(self
+            .drivers
+            .network
+            .allocate_vip(&VipRequest {
+                load_balancer_id: lb.id,
+                project_id: lb.project_id.clone(),
+                requested: lb.vip.clone(),
+            })
+            .await?)
+    }
+
+    /// Every amphora row of the load balancer (including DELETED and ERROR ones).
+    pub async fn all_amphorae(&self) -> Result<Vec<Amphora>> {
+        let lb = self.load_balancer_id()?;
+        let q = ListQuery {
+            filters: vec![Filter {
+                column: "load_balancer_id".into(),
+                value: FilterValue::Text(lb.to_string()),
+            }],
+            ..ListQuery::default()
+        };
+        let mut amps = self.store.list_amphorae(&q).await?;
+        amps.retain(|a| a.load_balancer_id == Some(lb));
+        Ok(amps)
+    }
+
+    /// The id of the amphora this job builds for `role`.
+    pub fn new_amphora_id(&self, role: AmphoraRole) -> AmphoraId {
+        AmphoraId(Uuid::new_v5(
+            &AMPHORA_NS,
+            format!("{}/{}", self.job_id, role_key(role)).as_bytes(),
+        ))
+    }
+
+    fn new_amphora_ids(&self) -> BTreeSet<AmphoraId> {
+        [
+            AmphoraRole::Standalone,
+            AmphoraRole::Master,
+            AmphoraRole::Backup,
+        ]
+        .into_iter()
+        .map(|r| self.new_amphora_id(r))
+        .collect()
+    }
+
+    fn is_failover(&self) -> bool {
+        self.spec.action == Action::Failover
+    }
+
+    /// Amphorae this job replaces (failover only): for a load balancer failover every
+    /// amphora the job did not build, for an amphora failover the named one; never DELETED.
+    pub async fn old_amphorae(&self) -> Result<Vec<Amphora>> {
+        if !self.is_failover() {
+            return Ok(Vec::new());
+        }
+        let new = self.new_amphora_ids();
+        let wanted = self.spec.amphora_id.or(match self.spec.target_kind {
+            ObjectKind::Amphora => Some(AmphoraId(self.spec.target_id)),
+            _ => None,
+        });
+        Ok(self
+            .all_amphorae()
+            .await?
+            .into_iter()
+            .filter(|a| a.status != ProvisioningStatus::Deleted && !new.contains(&a.id))
+            .filter(|a| wanted.is_none_or(|w| w == a.id))
+            .collect())
+    }
+
+    /// The roles of the amphorae this job builds, with their ids.
+    pub async fn amphorae_to_build(&self) -> Result<Vec<(AmphoraRole, AmphoraId)>> {
+        let roles: Vec<AmphoraRole> = if self.is_failover() {
+            let old = self.old_amphorae().await?;
+            if old.is_empty() && self.spec.target_kind == ObjectKind::LoadBalancer {
+                topology_roles(self.load_balancer().await?.topology)
+            } else {
+                old.iter()
+                    .map(|a| a.role.unwrap_or(AmphoraRole::Standalone))
+                    .collect()
+            }
+        } else {
+            topology_roles(self.load_balancer().await?.topology)
+        };
+        let mut out: Vec<(AmphoraRole, AmphoraId)> = Vec::new();
+        for r in roles {
+            if !out.iter().any(|(role, _)| *role == r) {
+                out.push((r, self.new_amphora_id(r)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The amphorae this job built (create and failover), as stored now.
+    pub async fn built_amphorae(&self) -> Result<Vec<Amphora>> {
+        let new = self.new_amphora_ids();
+        Ok(self
+            .all_amphorae()
+            .await?
+            .into_iter()
+            .filter(|a| new.contains(&a.id))
+            .collect())
+    }
+
+    /// The amphorae that serve the load balancer and get its configuration: ALLOCATED
+    /// ones, minus those a failover is replacing.
+    pub async fn serving_amphorae(&self) -> Result<Vec<Amphora>> {
+        let old: BTreeSet<AmphoraId> = self.old_amphorae().await?.iter().map(|a| a.id).collect();
+        Ok(self
+            .all_amphorae()
+            .await?
+            .into_iter()
+            .filter(|a| a.status == ProvisioningStatus::Allocated && !old.contains(&a.id))
+            .collect())
+    }
+
+    /// Amphorae that still hold resources (not DELETED).
+    pub async fn live_amphorae(&self) -> Result<Vec<Amphora>> {
+        Ok(self
+            .all_amphorae()
+            .await?
+            .into_iter()
+            .filter(|a| a.status != ProvisioningStatus::Deleted)
+            .collect())
+    }
+}
+
+/// The roles a topology needs.
+pub fn topology_roles(topology: Topology) -> Vec<AmphoraRole> {
+    match topology {
+        Topology::Single => vec![AmphoraRole::Standalone],
+        Topology::ActiveStandby => vec![AmphoraRole::Master, AmphoraRole::Backup],
+    }
+}

@@ -1,0 +1,423 @@
+//! The steps flows are made of. Each reads what it needs from the store and is idempotent.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use octavia_drivers::{BuildRequest, ComputeStatus, DriverError, FaultOwner};
+use octavia_model::{now, Amphora, AmphoraId, AmphoraRole, ProvisioningStatus};
+use tracing::{debug, info};
+
+use crate::context::JobContext;
+use crate::engine::Step;
+use crate::{config, FlowError, Result};
+
+/// Every step of every flow; the name is the stable string failpoints and tests use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    /// Allocate the load balancer's VIP through the network driver.
+    AllocateVip,
+    /// Build the job's amphorae (create: per topology; failover: one per replaced amphora).
+    BuildAmphora,
+    /// Wait until the agents of the built amphorae answer.
+    WaitForAgent,
+    /// Plug the VIP into the built amphorae (network port + agent interface).
+    PlugVip,
+    /// Attach the amphorae to the networks of the pool members, detach stale ones.
+    PlugMemberNetworks,
+    /// Push the rendered configuration to every serving amphora and reload it.
+    UpdateAmphorae,
+    /// Remove the load balancer's configuration from its amphorae (cascade delete).
+    RemoveListeners,
+    /// Unplug the VIP from every amphora of the load balancer.
+    UnplugVip,
+    /// Release the VIP.
+    DeallocateVip,
+    /// Delete the instances of every amphora of the load balancer; rows become DELETED.
+    DeleteAmphorae,
+    /// Delete the amphorae a failover replaced.
+    DeleteOldAmphorae,
+}
+
+impl StepKind {
+    /// The stable name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::AllocateVip => "allocate_vip",
+            Self::BuildAmphora => "build_amphora",
+            Self::WaitForAgent => "wait_for_agent",
+            Self::PlugVip => "plug_vip",
+            Self::PlugMemberNetworks => "plug_member_networks",
+            Self::UpdateAmphorae => "update_amphorae",
+            Self::RemoveListeners => "remove_listeners",
+            Self::UnplugVip => "unplug_vip",
+            Self::DeallocateVip => "deallocate_vip",
+            Self::DeleteAmphorae => "delete_amphorae",
+            Self::DeleteOldAmphorae => "delete_old_amphorae",
+        }
+    }
+}
+
+#[async_trait]
+impl Step<JobContext> for StepKind {
+    fn name(&self) -> &'static str {
+        self.as_str()
+    }
+
+    async fn execute(&self, ctx: &JobContext) -> Result<()> {
+        match self {
+            Self::AllocateVip => allocate_vip(ctx).await,
+            Self::BuildAmphora => build_amphorae(ctx).await,
+            Self::WaitForAgent => wait_for_agent(ctx).await,
+            Self::PlugVip => plug_vip(ctx).await,
+            Self::PlugMemberNetworks => plug_member_networks(ctx).await,
+            Self::UpdateAmphorae => update_amphorae(ctx).await,
+            Self::RemoveListeners => remove_listeners(ctx).await,
+            Self::UnplugVip => unplug_vip(ctx, ctx.live_amphorae().await?).await,
+            Self::DeallocateVip => deallocate_vip(ctx).await,
+            Self::DeleteAmphorae => delete_amphorae(ctx, ctx.live_amphorae().await?).await,
+            Self::DeleteOldAmphorae => delete_old_amphorae(ctx).await,
+        }
+    }
+
+    async fn revert(&self, ctx: &JobContext) -> Result<()> {
+        match self {
+            Self::AllocateVip => deallocate_vip(ctx).await,
+            Self::BuildAmphora => revert_build(ctx).await,
+            Self::PlugVip => unplug_vip(ctx, ctx.built_amphorae().await?).await,
+            // Nothing these did can be taken back: waiting and pushing configuration leave
+            // nothing allocated, and deletions cannot be undone. The job settles ERROR.
+            Self::WaitForAgent
+            | Self::PlugMemberNetworks
+            | Self::UpdateAmphorae
+            | Self::RemoveListeners
+            | Self::UnplugVip
+            | Self::DeallocateVip
+            | Self::DeleteAmphorae
+            | Self::DeleteOldAmphorae => {
+                debug!(step = self.as_str(), "nothing to revert");
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn allocate_vip(ctx: &JobContext) -> Result<()> {
+    let lb = ctx.load_balancer().await?;
+    let vip = ctx.vip(&lb).await?;
+    if vip != lb.vip {
+        ctx.store.set_load_balancer_vip(lb.id, &vip).await?;
+    }
+    info!(lb_id = %lb.id, vip = vip.ip_address.as_deref().unwrap_or("-"), "vip allocated");
+    Ok(())
+}
+
+async fn deallocate_vip(ctx: &JobContext) -> Result<()> {
+    let lb = ctx.load_balancer().await?;
+    let vip = ctx.vip(&lb).await?;
+    ctx.drivers.network.deallocate_vip(lb.id, &vip).await?;
+    Ok(())
+}
+
+fn vrrp_priority(role: AmphoraRole) -> Option<i32> {
+    match role {
+        AmphoraRole::Master => Some(100),
+        AmphoraRole::Backup => Some(90),
+        AmphoraRole::Standalone => None,
+    }
+}
+
+async fn build_amphorae(ctx: &JobContext) -> Result<()> {
+    let lb = ctx.load_balancer().await?;
+    let mut peers = Vec::new();
+    for (role, id) in ctx.amphorae_to_build().await? {
+        let amp = build_one(ctx, &lb, role, id, &peers).await?;
+        peers.extend(amp.compute_id);
+    }
+    Ok(())
+}
+
+async fn build_one(
+    ctx: &JobContext,
+    lb: &octavia_model::LoadBalancer,
+    role: AmphoraRole,
+    id: AmphoraId,
+    peers: &[String],
+) -> Result<Amphora> {
+    let existing = ctx.store.get_amphora(id).await?;
+    if let Some(a) = &existing {
+        if a.status == ProvisioningStatus::Allocated && a.compute_id.is_some() {
+            debug!(amphora_id = %id, "amphora already built");
+            return Ok(a.clone());
+        }
+    }
+    let mut amp = existing.unwrap_or_else(|| Amphora {
+        id,
+        load_balancer_id: Some(lb.id),
+        compute_id: None,
+        lb_network_ip: None,
+        vrrp_ip: None,
+        ha_ip: None,
+        vrrp_port_id: None,
+        ha_port_id: None,
+        cert_expiration: None,
+        cert_busy: false,
+        role: Some(role),
+        status: ProvisioningStatus::PendingCreate,
+        vrrp_interface: None,
+        vrrp_id: None,
+        vrrp_priority: None,
+        cached_zone: None,
+        image_id: None,
+        compute_flavor: None,
+        created_at: now(),
+        updated_at: None,
+    });
+    amp.load_balancer_id = Some(lb.id);
+    amp.role = Some(role);
+    amp.vrrp_priority = vrrp_priority(role);
+    amp.vrrp_id = (role != AmphoraRole::Standalone).then_some(1);
+    amp.compute_flavor = ctx.settings.amp_flavor.clone();
+
+    // Reuse an instance an earlier attempt started, unless it is gone or broken.
+    let reusable = match &amp.compute_id {
+        Some(cid) => matches!(
+            ctx.drivers.compute.status(cid).await?,
+            ComputeStatus::Building | ComputeStatus::Active
+        ),
+        None => false,
+    };
+    if !reusable {
+        if let Some(cid) = amp.compute_id.take() {
+            ctx.drivers.compute.delete(&cid).await?;
+        }
+        amp.status = ProvisioningStatus::PendingCreate;
+        amp.updated_at = Some(now());
+        ctx.store.save_amphora(&amp).await?;
+        let cid = ctx
+            .drivers
+            .compute
+            .build(&BuildRequest {
+                amphora_id: id,
+                image_id: ctx.settings.amp_image_id.clone(),
+                image_tag: ctx.settings.amp_image_tag.clone(),
+                flavor: ctx.settings.amp_flavor.clone(),
+                availability_zone: lb.availability_zone.clone(),
+                anti_affinity_peers: peers.to_vec(),
+            })
+            .await?;
+        amp.compute_id = Some(cid);
+        amp.status = ProvisioningStatus::Booting;
+        amp.updated_at = Some(now());
+        ctx.store.save_amphora(&amp).await?;
+        info!(amphora_id = %id, compute_id = amp.compute_id.as_deref().unwrap_or("-"), "amphora booting");
+    }
+
+    let cid = amp.compute_id.clone().unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + ctx.settings.amp_boot_timeout;
+    let instance = loop {
+        let inst = ctx.drivers.compute.instance(&cid).await?;
+        match inst.status {
+            ComputeStatus::Active => break inst,
+            ComputeStatus::Building if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(ctx.settings.amp_boot_poll).await;
+            }
+            ComputeStatus::Building => {
+                return Err(DriverError::retryable(
+                    FaultOwner::Compute,
+                    "boot amphora instance",
+                    format!(
+                        "instance {cid} still building after {:?}",
+                        ctx.settings.amp_boot_timeout
+                    ),
+                )
+                .into())
+            }
+            status => {
+                return Err(DriverError::permanent(
+                    FaultOwner::Compute,
+                    "boot amphora instance",
+                    format!("instance {cid} is {status:?}"),
+                )
+                .into())
+            }
+        }
+    };
+    amp.lb_network_ip = instance.lb_network_ip;
+    amp.cached_zone = instance.availability_zone;
+    amp.image_id = instance.image_id;
+    amp.status = ProvisioningStatus::Allocated;
+    amp.updated_at = Some(now());
+    ctx.store.save_amphora(&amp).await?;
+    info!(amphora_id = %id, lb_id = %lb.id, role = %role, "amphora allocated");
+    Ok(amp)
+}
+
+async fn revert_build(ctx: &JobContext) -> Result<()> {
+    for (_, id) in ctx.amphorae_to_build().await? {
+        let Some(mut amp) = ctx.store.get_amphora(id).await? else {
+            continue;
+        };
+        if let Some(cid) = &amp.compute_id {
+            ctx.drivers.compute.delete(cid).await?;
+        }
+        amp.status = ProvisioningStatus::Error;
+        amp.updated_at = Some(now());
+        ctx.store.save_amphora(&amp).await?;
+        info!(amphora_id = %id, "amphora build reverted");
+    }
+    Ok(())
+}
+
+async fn wait_for_agent(ctx: &JobContext) -> Result<()> {
+    let amps = ctx.built_amphorae().await?;
+    if amps.is_empty() {
+        return Err(FlowError::Internal("no amphora was built".into()));
+    }
+    for amp in amps {
+        let info = ctx
+            .drivers
+            .amphora
+            .wait_for_connectivity(&amp, ctx.settings.agent_connect_timeout)
+            .await?;
+        info!(amphora_id = %amp.id, api_version = %info.api_version, "amphora agent reachable");
+    }
+    Ok(())
+}
+
+async fn plug_vip(ctx: &JobContext) -> Result<()> {
+    let lb = ctx.load_balancer().await?;
+    let vip = ctx.vip(&lb).await?;
+    let address = vip.ip_address.clone().ok_or_else(|| {
+        FlowError::Internal(format!("load balancer {} has no vip address", lb.id))
+    })?;
+    for mut amp in ctx.built_amphorae().await? {
+        if amp.status != ProvisioningStatus::Allocated {
+            continue;
+        }
+        let plug = ctx.drivers.network.plug_vip(&amp, &vip).await?;
+        amp.vrrp_ip = Some(plug.vrrp_ip);
+        amp.vrrp_port_id = Some(plug.vrrp_port_id);
+        amp.ha_ip = Some(plug.ha_ip);
+        amp.ha_port_id = Some(plug.ha_port_id);
+        amp.updated_at = Some(now());
+        ctx.store.save_amphora(&amp).await?;
+        let net = ctx.drivers.network.network_config(&amp, &vip).await?;
+        ctx.drivers.amphora.plug_vip(&amp, &address, &net).await?;
+        info!(amphora_id = %amp.id, vip = %address, "vip plugged");
+    }
+    Ok(())
+}
+
+async fn unplug_vip(ctx: &JobContext, amps: Vec<Amphora>) -> Result<()> {
+    let lb = ctx.load_balancer().await?;
+    let vip = ctx.vip(&lb).await?;
+    for amp in amps {
+        ctx.drivers.network.unplug_vip(&amp, &vip).await?;
+    }
+    Ok(())
+}
+
+async fn plug_member_networks(ctx: &JobContext) -> Result<()> {
+    let lb_id = ctx.load_balancer_id()?;
+    let Some(tree) = ctx.store.load_balancer_tree(lb_id).await? else {
+        return Err(FlowError::Missing {
+            kind: "load balancer",
+            id: lb_id.to_string(),
+        });
+    };
+    let vip_network = tree.load_balancer.vip.network_id.clone();
+    let mut wanted = BTreeSet::new();
+    let subnets: BTreeSet<&String> = tree
+        .members
+        .iter()
+        .filter(|m| {
+            !matches!(
+                m.provisioning_status,
+                ProvisioningStatus::PendingDelete | ProvisioningStatus::Deleted
+            )
+        })
+        .filter_map(|m| m.subnet_id.as_ref())
+        .collect();
+    for subnet in subnets {
+        let s = ctx.drivers.network.subnet(subnet).await?;
+        if Some(&s.network_id) != vip_network.as_ref() {
+            wanted.insert(s.network_id);
+        }
+    }
+    for amp in ctx.serving_amphorae().await? {
+        let Some(cid) = amp.compute_id.clone() else {
+            continue;
+        };
+        let plugged = ctx.drivers.network.plugged_networks(&cid).await?;
+        let have: BTreeSet<String> = plugged.iter().map(|i| i.network_id.clone()).collect();
+        for net in wanted.difference(&have) {
+            let iface = ctx.drivers.network.plug_network(&cid, net).await?;
+            ctx.drivers.amphora.plug_network(&amp, &iface).await?;
+            info!(amphora_id = %amp.id, network_id = %net, "member network plugged");
+        }
+        for net in have.difference(&wanted) {
+            if Some(net) == vip_network.as_ref() {
+                continue;
+            }
+            ctx.drivers.network.unplug_network(&cid, net).await?;
+            info!(amphora_id = %amp.id, network_id = %net, "member network unplugged");
+        }
+    }
+    Ok(())
+}
+
+async fn update_amphorae(ctx: &JobContext) -> Result<()> {
+    let lb_id = ctx.load_balancer_id()?;
+    let Some(tree) = ctx.store.load_balancer_tree(lb_id).await? else {
+        return Err(FlowError::Missing {
+            kind: "load balancer",
+            id: lb_id.to_string(),
+        });
+    };
+    let listeners = config::has_listeners(&tree);
+    for amp in ctx.serving_amphorae().await? {
+        if listeners {
+            let text = config::render(&tree, &amp);
+            ctx.drivers
+                .amphora
+                .upload_config(&amp, lb_id, &text)
+                .await?;
+            ctx.drivers.amphora.reload(&amp, lb_id).await?;
+        } else {
+            ctx.drivers.amphora.remove_config(&amp, lb_id).await?;
+        }
+        debug!(amphora_id = %amp.id, "amphora configuration updated");
+    }
+    Ok(())
+}
+
+async fn remove_listeners(ctx: &JobContext) -> Result<()> {
+    let lb_id = ctx.load_balancer_id()?;
+    for amp in ctx.serving_amphorae().await? {
+        ctx.drivers.amphora.remove_config(&amp, lb_id).await?;
+    }
+    Ok(())
+}
+
+async fn delete_amphorae(ctx: &JobContext, amps: Vec<Amphora>) -> Result<()> {
+    for mut amp in amps {
+        if let Some(cid) = &amp.compute_id {
+            ctx.drivers.compute.delete(cid).await?;
+        }
+        amp.status = ProvisioningStatus::Deleted;
+        amp.updated_at = Some(now());
+        ctx.store.save_amphora(&amp).await?;
+        info!(amphora_id = %amp.id, "amphora deleted");
+    }
+    Ok(())
+}
+
+async fn delete_old_amphorae(ctx: &JobContext) -> Result<()> {
+    let old = ctx.old_amphorae().await?;
+    let lb = ctx.load_balancer().await?;
+    let vip = ctx.vip(&lb).await?;
+    for amp in &old {
+        ctx.drivers.network.unplug_vip(amp, &vip).await?;
+    }
+    delete_amphorae(ctx, old).await
+}
