@@ -1,0 +1,534 @@
+//! Pool request and response bodies and the pool rules.
+
+use serde::{Deserialize, Serialize};
+
+use octavia_model::{
+    LbAlgorithm, LoadBalancerId, OperatingStatus, Pool, PoolId, PoolProtocol, ProvisioningStatus,
+    SessionPersistence, SessionPersistenceType,
+};
+
+use crate::common::{
+    admin_state, check_len, check_opt_len, check_tags, check_uuid, fmt_opt_time, fmt_time,
+    input_project, nullable, or_empty,
+};
+use crate::{IdRef, TypesError};
+
+/// Session persistence on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionPersistenceWire {
+    #[serde(rename = "type")]
+    pub persistence_type: SessionPersistenceType,
+    #[serde(default)]
+    pub cookie_name: Option<String>,
+    #[serde(default)]
+    pub persistence_timeout: Option<i64>,
+    #[serde(default)]
+    pub persistence_granularity: Option<String>,
+}
+
+impl SessionPersistenceWire {
+    fn validate(&self, protocol: PoolProtocol) -> Result<(), TypesError> {
+        let udp = matches!(protocol, PoolProtocol::Udp | PoolProtocol::Sctp);
+        match (&self.cookie_name, self.persistence_type) {
+            (None, SessionPersistenceType::AppCookie) => {
+                return Err(TypesError::invalid(
+                    "session_persistence.cookie_name",
+                    "cookie_name is required for APP_COOKIE session persistence",
+                ))
+            }
+            (Some(_), t) if t != SessionPersistenceType::AppCookie => {
+                return Err(TypesError::invalid(
+                    "session_persistence.cookie_name",
+                    "cookie_name is only allowed for APP_COOKIE session persistence",
+                ))
+            }
+            (Some(c), _) => {
+                check_len("session_persistence.cookie_name", c, 255)?;
+                if c.is_empty()
+                    || c.chars()
+                        .any(|ch| ch.is_whitespace() || ch.is_control() || ",;\\\"".contains(ch))
+                {
+                    return Err(TypesError::invalid(
+                        "session_persistence.cookie_name",
+                        "cookie_name must not be empty nor contain whitespace, ',', ';', '\\' or '\"'",
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if !udp && (self.persistence_timeout.is_some() || self.persistence_granularity.is_some()) {
+            return Err(TypesError::invalid(
+                "session_persistence.persistence_timeout",
+                "persistence_timeout and persistence_granularity are only for UDP and SCTP pools",
+            ));
+        }
+        Ok(())
+    }
+
+    fn into_model(self) -> SessionPersistence {
+        SessionPersistence {
+            persistence_type: self.persistence_type,
+            cookie_name: self.cookie_name,
+            persistence_timeout: self.persistence_timeout.map(|t| t as i32),
+            persistence_granularity: self.persistence_granularity,
+        }
+    }
+}
+
+/// Rules on a pool protocol/algorithm pair for the amphora provider.
+pub fn check_protocol_and_algorithm(
+    protocol: PoolProtocol,
+    algorithm: LbAlgorithm,
+) -> Result<(), TypesError> {
+    if matches!(protocol, PoolProtocol::Udp | PoolProtocol::Sctp) {
+        return Err(TypesError::not_implemented(
+            "protocol",
+            format!("{protocol} pools are not implemented yet"),
+        ));
+    }
+    if algorithm == LbAlgorithm::SourceIpPort {
+        return Err(TypesError::not_implemented(
+            "lb_algorithm",
+            "Provider 'amphora' does not support a requested option: SOURCE_IP_PORT algorithm",
+        ));
+    }
+    Ok(())
+}
+
+fn tls_refs_not_implemented(fields: [(&str, bool); 3]) -> Result<(), TypesError> {
+    for (field, set) in fields {
+        if set {
+            return Err(TypesError::not_implemented(
+                field,
+                "TLS certificate references are not implemented yet",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_tls_lists(versions: Option<&[String]>, alpn: Option<&[String]>) -> Result<(), TypesError> {
+    for v in versions.unwrap_or_default() {
+        if !crate::listener::TLS_VERSIONS.contains(&v.as_str()) {
+            return Err(TypesError::invalid(
+                "tls_versions",
+                format!("'{v}' is not one of {:?}", crate::listener::TLS_VERSIONS),
+            ));
+        }
+    }
+    for a in alpn.unwrap_or_default() {
+        if !crate::listener::ALPN_PROTOCOLS.contains(&a.as_str()) {
+            return Err(TypesError::invalid(
+                "alpn_protocols",
+                format!("'{a}' is not one of {:?}", crate::listener::ALPN_PROTOCOLS),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `{"pool": {...}}` on POST.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolPostBody {
+    pub pool: PoolPost,
+}
+
+/// Body of `POST /v2/lbaas/pools`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolPost {
+    pub protocol: PoolProtocol,
+    pub lb_algorithm: LbAlgorithm,
+    pub loadbalancer_id: Option<String>,
+    pub listener_id: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub admin_state_up: Option<Option<bool>>,
+    pub session_persistence: Option<SessionPersistenceWire>,
+    pub tls_enabled: Option<bool>,
+    pub tls_container_ref: Option<String>,
+    pub ca_tls_container_ref: Option<String>,
+    pub crl_container_ref: Option<String>,
+    pub tls_ciphers: Option<String>,
+    pub tls_versions: Option<Vec<String>>,
+    pub alpn_protocols: Option<Vec<String>>,
+    pub healthmonitor: Option<serde_json::Value>,
+    pub members: Option<Vec<serde_json::Value>>,
+    pub tags: Option<Vec<String>>,
+    pub project_id: Option<String>,
+    pub tenant_id: Option<String>,
+}
+
+impl PoolPost {
+    /// Apply the field rules; returns the project named in the body, if any.
+    pub fn validate(&self) -> Result<Option<String>, TypesError> {
+        check_protocol_and_algorithm(self.protocol, self.lb_algorithm)?;
+        if self.loadbalancer_id.is_none() && self.listener_id.is_none() {
+            return Err(TypesError::invalid(
+                "loadbalancer_id",
+                "Either loadbalancer_id or listener_id must be specified",
+            ));
+        }
+        if let Some(v) = &self.loadbalancer_id {
+            check_uuid("loadbalancer_id", v)?;
+        }
+        if let Some(v) = &self.listener_id {
+            check_uuid("listener_id", v)?;
+        }
+        check_opt_len("name", self.name.as_deref(), 255)?;
+        check_opt_len("description", self.description.as_deref(), 255)?;
+        check_tags(self.tags.as_deref())?;
+        let project = input_project(self.project_id.as_ref(), self.tenant_id.as_ref())?;
+        if let Some(sp) = &self.session_persistence {
+            sp.validate(self.protocol)?;
+        }
+        check_opt_len("tls_ciphers", self.tls_ciphers.as_deref(), 2048)?;
+        check_tls_lists(self.tls_versions.as_deref(), self.alpn_protocols.as_deref())?;
+        tls_refs_not_implemented([
+            ("tls_container_ref", self.tls_container_ref.is_some()),
+            ("ca_tls_container_ref", self.ca_tls_container_ref.is_some()),
+            ("crl_container_ref", self.crl_container_ref.is_some()),
+        ])?;
+        if self.healthmonitor.is_some() {
+            return Err(TypesError::not_implemented(
+                "healthmonitor",
+                "inline health monitor creation is not implemented yet",
+            ));
+        }
+        if self.members.as_ref().is_some_and(|m| !m.is_empty()) {
+            return Err(TypesError::not_implemented(
+                "members",
+                "inline member creation is not implemented yet",
+            ));
+        }
+        Ok(project)
+    }
+
+    /// The new object (PENDING_CREATE / OFFLINE). Call [`Self::validate`] first.
+    pub fn into_model(self, project_id: String, load_balancer_id: LoadBalancerId) -> Pool {
+        Pool {
+            id: PoolId::new(),
+            project_id,
+            load_balancer_id,
+            name: self.name,
+            description: self.description,
+            provisioning_status: ProvisioningStatus::PendingCreate,
+            operating_status: OperatingStatus::Offline,
+            enabled: admin_state(self.admin_state_up, true),
+            protocol: self.protocol,
+            lb_algorithm: self.lb_algorithm,
+            session_persistence: self.session_persistence.map(|s| s.into_model()),
+            tls_enabled: self.tls_enabled.unwrap_or(false),
+            tls_certificate_id: None,
+            ca_tls_certificate_id: None,
+            crl_container_id: None,
+            tls_ciphers: self.tls_ciphers,
+            tls_versions: self.tls_versions.unwrap_or_default(),
+            alpn_protocols: self.alpn_protocols.unwrap_or_default(),
+            tags: self.tags.unwrap_or_default(),
+            listener_ids: vec![],
+            member_ids: vec![],
+            health_monitor_id: None,
+            created_at: octavia_model::now(),
+            updated_at: None,
+        }
+    }
+}
+
+/// `{"pool": {...}}` on PUT.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolPutBody {
+    pub pool: PoolPut,
+}
+
+/// Body of `PUT /v2/lbaas/pools/{id}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolPut {
+    #[serde(default, deserialize_with = "nullable")]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub admin_state_up: Option<Option<bool>>,
+    pub lb_algorithm: Option<LbAlgorithm>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub session_persistence: Option<Option<SessionPersistenceWire>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub tls_enabled: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub tls_container_ref: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub ca_tls_container_ref: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub crl_container_ref: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub tls_ciphers: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub tls_versions: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub alpn_protocols: Option<Option<Vec<String>>>,
+    pub tags: Option<Vec<String>>,
+}
+
+impl PoolPut {
+    /// Apply the field rules against the pool being changed.
+    pub fn validate(&self, current: &Pool) -> Result<(), TypesError> {
+        if let Some(Some(n)) = &self.name {
+            check_len("name", n, 255)?;
+        }
+        if let Some(Some(d)) = &self.description {
+            check_len("description", d, 255)?;
+        }
+        check_tags(self.tags.as_deref())?;
+        if let Some(a) = self.lb_algorithm {
+            check_protocol_and_algorithm(current.protocol, a)?;
+        }
+        if let Some(Some(sp)) = &self.session_persistence {
+            sp.validate(current.protocol)?;
+        }
+        if let Some(Some(c)) = &self.tls_ciphers {
+            check_len("tls_ciphers", c, 2048)?;
+        }
+        check_tls_lists(
+            self.tls_versions.as_ref().and_then(|v| v.as_deref()),
+            self.alpn_protocols.as_ref().and_then(|v| v.as_deref()),
+        )?;
+        tls_refs_not_implemented([
+            (
+                "tls_container_ref",
+                matches!(self.tls_container_ref, Some(Some(_))),
+            ),
+            (
+                "ca_tls_container_ref",
+                matches!(self.ca_tls_container_ref, Some(Some(_))),
+            ),
+            (
+                "crl_container_ref",
+                matches!(self.crl_container_ref, Some(Some(_))),
+            ),
+        ])
+    }
+
+    /// Patch `p` with the fields present (`null` → default).
+    pub fn apply(self, p: &mut Pool) {
+        if let Some(v) = self.name {
+            p.name = v;
+        }
+        if let Some(v) = self.description {
+            p.description = v;
+        }
+        if self.admin_state_up.is_some() {
+            p.enabled = admin_state(self.admin_state_up, true);
+        }
+        if let Some(a) = self.lb_algorithm {
+            p.lb_algorithm = a;
+        }
+        if let Some(sp) = self.session_persistence {
+            p.session_persistence = sp.map(|s| s.into_model());
+        }
+        if let Some(v) = self.tls_enabled {
+            p.tls_enabled = v.unwrap_or(false);
+        }
+        if let Some(v) = self.tls_ciphers {
+            p.tls_ciphers = v;
+        }
+        if let Some(v) = self.tls_versions {
+            p.tls_versions = v.unwrap_or_default();
+        }
+        if let Some(v) = self.alpn_protocols {
+            p.alpn_protocols = v.unwrap_or_default();
+        }
+        if let Some(t) = self.tags {
+            p.tags = t;
+        }
+    }
+}
+
+/// A pool as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolResponse {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub provisioning_status: ProvisioningStatus,
+    pub operating_status: OperatingStatus,
+    pub admin_state_up: bool,
+    pub protocol: PoolProtocol,
+    pub lb_algorithm: LbAlgorithm,
+    pub session_persistence: Option<SessionPersistenceWire>,
+    pub project_id: String,
+    pub tenant_id: String,
+    pub loadbalancers: Vec<IdRef>,
+    pub listeners: Vec<IdRef>,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+    pub healthmonitor_id: Option<String>,
+    pub members: Vec<IdRef>,
+    pub tags: Vec<String>,
+    pub tls_container_ref: Option<String>,
+    pub ca_tls_container_ref: Option<String>,
+    pub crl_container_ref: Option<String>,
+    pub tls_enabled: bool,
+    pub tls_ciphers: Option<String>,
+    pub tls_versions: Option<Vec<String>>,
+    pub alpn_protocols: Option<Vec<String>>,
+}
+
+impl From<&Pool> for PoolResponse {
+    fn from(p: &Pool) -> Self {
+        let ne = |v: &Vec<String>| if v.is_empty() { None } else { Some(v.clone()) };
+        Self {
+            id: p.id.to_string(),
+            name: or_empty(&p.name),
+            description: or_empty(&p.description),
+            provisioning_status: p.provisioning_status,
+            operating_status: p.operating_status,
+            admin_state_up: p.enabled,
+            protocol: p.protocol,
+            lb_algorithm: p.lb_algorithm,
+            session_persistence: p
+                .session_persistence
+                .as_ref()
+                .map(|s| SessionPersistenceWire {
+                    persistence_type: s.persistence_type,
+                    cookie_name: s.cookie_name.clone(),
+                    persistence_timeout: s.persistence_timeout.map(i64::from),
+                    persistence_granularity: s.persistence_granularity.clone(),
+                }),
+            project_id: p.project_id.clone(),
+            tenant_id: p.project_id.clone(),
+            loadbalancers: vec![IdRef::of(p.load_balancer_id)],
+            listeners: p.listener_ids.iter().map(IdRef::of).collect(),
+            created_at: fmt_time(&p.created_at),
+            updated_at: fmt_opt_time(&p.updated_at),
+            healthmonitor_id: p.health_monitor_id.map(|h| h.to_string()),
+            members: p.member_ids.iter().map(IdRef::of).collect(),
+            tags: p.tags.clone(),
+            tls_container_ref: p.tls_certificate_id.clone(),
+            ca_tls_container_ref: p.ca_tls_certificate_id.clone(),
+            crl_container_ref: p.crl_container_id.clone(),
+            tls_enabled: p.tls_enabled,
+            tls_ciphers: p.tls_ciphers.clone(),
+            tls_versions: ne(&p.tls_versions),
+            alpn_protocols: ne(&p.alpn_protocols),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode_body;
+
+    const LB: &str = "11111111-1111-1111-1111-111111111111";
+
+    fn post(extra: &str) -> Result<Option<String>, TypesError> {
+        let json = crate::common::merged(
+            &format!(
+                r#"{{"pool":{{"loadbalancer_id":"{LB}","protocol":"HTTP","lb_algorithm":"ROUND_ROBIN"}}}}"#
+            ),
+            extra,
+        );
+        decode_body::<PoolPostBody>(json.as_bytes())?
+            .pool
+            .validate()
+    }
+
+    #[test]
+    fn post_rules_table() {
+        let cases: &[(&str, Option<&str>, bool)] = &[
+            ("", None, false),
+            (
+                r#","lb_algorithm":"RANDOM""#,
+                Some("pool.lb_algorithm"),
+                false,
+            ),
+            (
+                r#","lb_algorithm":"SOURCE_IP_PORT""#,
+                Some("lb_algorithm"),
+                true,
+            ),
+            (r#","protocol":"UDP""#, Some("protocol"), true),
+            (r#","protocol":"SCTP""#, Some("protocol"), true),
+            (r#","protocol":"QUIC""#, Some("pool.protocol"), false),
+            (r#","loadbalancer_id":null"#, Some("loadbalancer_id"), false),
+            (
+                r#","session_persistence":{"type":"APP_COOKIE"}"#,
+                Some("session_persistence.cookie_name"),
+                false,
+            ),
+            (
+                r#","session_persistence":{"type":"APP_COOKIE","cookie_name":"a b"}"#,
+                Some("session_persistence.cookie_name"),
+                false,
+            ),
+            (
+                r#","session_persistence":{"type":"APP_COOKIE","cookie_name":"sid"}"#,
+                None,
+                false,
+            ),
+            (
+                r#","session_persistence":{"type":"HTTP_COOKIE","cookie_name":"sid"}"#,
+                Some("session_persistence.cookie_name"),
+                false,
+            ),
+            (
+                r#","session_persistence":{"type":"SOURCE_IP","persistence_timeout":3}"#,
+                Some("session_persistence.persistence_timeout"),
+                false,
+            ),
+            (
+                r#","session_persistence":{"type":"STICKY"}"#,
+                Some("pool.session_persistence.type"),
+                false,
+            ),
+            (
+                r#","tls_container_ref":"x""#,
+                Some("tls_container_ref"),
+                true,
+            ),
+            (r#","tls_versions":["TLSv9"]"#, Some("tls_versions"), false),
+            (r#","members":[{}]"#, Some("members"), true),
+        ];
+        for (extra, field, nyi) in cases {
+            match (post(extra), field) {
+                (Ok(_), None) => {}
+                (Err(e), Some(f)) => {
+                    assert_eq!(e.field(), *f, "{extra}: {e}");
+                    assert_eq!(
+                        matches!(e, TypesError::NotImplemented { .. }),
+                        *nyi,
+                        "{extra}"
+                    );
+                }
+                (r, f) => panic!("{extra}: got {r:?}, expected error on {f:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn put_patches_and_clears_persistence() {
+        let b: PoolPostBody = decode_body(
+            format!(r#"{{"pool":{{"loadbalancer_id":"{LB}","protocol":"HTTP","lb_algorithm":"ROUND_ROBIN","session_persistence":{{"type":"SOURCE_IP"}}}}}}"#).as_bytes(),
+        )
+        .unwrap();
+        let mut p = b.pool.into_model("p".into(), LB.parse().unwrap());
+        assert!(p.session_persistence.is_some());
+        let put: PoolPutBody = decode_body(
+            br#"{"pool":{"session_persistence":null,"lb_algorithm":"LEAST_CONNECTIONS"}}"#,
+        )
+        .unwrap();
+        put.pool.validate(&p).unwrap();
+        put.pool.apply(&mut p);
+        assert!(p.session_persistence.is_none());
+        assert_eq!(p.lb_algorithm, LbAlgorithm::LeastConnections);
+        let put: PoolPutBody =
+            decode_body(br#"{"pool":{"lb_algorithm":"SOURCE_IP_PORT"}}"#).unwrap();
+        assert!(put.pool.validate(&p).is_err());
+    }
+}

@@ -1,0 +1,111 @@
+//! Shared state of the handlers and the helpers that shape responses.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use octavia_api_types::ValidationSettings;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::listing::{self, ListRequest};
+use crate::ApiContext;
+
+/// State handed to every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub ctx: Arc<ApiContext>,
+    pub validation: Arc<ValidationSettings>,
+}
+
+/// The path as the client sent it (before `.json`/`/lbaas`/`/v2.0` normalisation),
+/// used to build links.
+#[derive(Debug, Clone)]
+pub struct OriginalPath(pub String);
+
+impl AppState {
+    /// Base URL of the collection a request addressed (`https://host/v2/lbaas/pools`).
+    pub fn collection_url(&self, headers: &HeaderMap, path: &OriginalPath) -> String {
+        let path = path.0.strip_suffix(".json").unwrap_or(&path.0);
+        let path = path.trim_end_matches('/');
+        match &self.ctx.settings.api_base_uri {
+            Some(base) => format!("{}{}", base.trim_end_matches('/'), path),
+            None => {
+                let host = headers
+                    .get(axum::http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("localhost");
+                let scheme = headers
+                    .get("x-forwarded-proto")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("http");
+                format!("{scheme}://{host}{path}")
+            }
+        }
+    }
+}
+
+/// Serialize a response object into a JSON value.
+pub fn to_value<T: Serialize>(v: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| ApiError::Internal(format!("serialize response: {e}")))
+}
+
+/// `{"<key>": obj}` with the given status.
+pub fn single<T: Serialize>(status: StatusCode, key: &str, obj: &T) -> Result<Response, ApiError> {
+    single_fields(status, key, obj, &[])
+}
+
+/// `{"<key>": obj}` restricted to `fields`.
+pub fn single_fields<T: Serialize>(
+    status: StatusCode,
+    key: &str,
+    obj: &T,
+    fields: &[String],
+) -> Result<Response, ApiError> {
+    let v = listing::select_fields(to_value(obj)?, fields);
+    Ok((status, Json(serde_json::json!({ key: v }))).into_response())
+}
+
+/// `{"<plural>": [...], "<links_key>": [...]}` for one page.
+pub fn page<T: Serialize>(
+    plural: &str,
+    links_key: &str,
+    items: &[T],
+    ids: &[String],
+    req: &ListRequest,
+    base: &str,
+) -> Result<Response, ApiError> {
+    let mut out = Vec::with_capacity(items.len());
+    for i in items {
+        out.push(listing::select_fields(to_value(i)?, &req.fields));
+    }
+    let links = listing::links(req, base, ids);
+    Ok(Json(serde_json::json!({ plural: out, links_key: links })).into_response())
+}
+
+/// `fields=` of a single-object GET.
+pub fn fields_of(raw_query: Option<&str>) -> Vec<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(raw_query.unwrap_or(""))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k == "fields")
+        .flat_map(|(_, v)| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Parse a path id; anything that is not a UUID cannot exist → 404.
+pub fn parse_id<T: std::str::FromStr>(kind: &str, raw: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_found(kind, raw))
+}
+
+/// 204 No Content.
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}

@@ -1,0 +1,157 @@
+//! `/v2/lbaas/listeners`: CRUD and stats.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Extension;
+use octavia_api_types::listener::{
+    check_pool_compatible, ListenerPostBody, ListenerPutBody, ListenerResponse,
+};
+use octavia_api_types::stats::StatsResponse;
+use octavia_model::{Listener, ListenerId, ObjectKind, PoolId};
+
+use crate::app::{self, AppState, OriginalPath};
+use crate::auth::{rule, Caller, Policy};
+use crate::body::json_body;
+use crate::error::ApiError;
+use crate::{listing, load_balancer};
+
+/// Fetch a listener the caller may see.
+pub async fn fetch(s: &AppState, caller: &Caller, raw: &str) -> Result<Listener, ApiError> {
+    let id: ListenerId = app::parse_id("listener", raw)?;
+    let l = s
+        .ctx
+        .store
+        .get_listener(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("listener", raw))?;
+    caller.check_owner(&l.project_id)?;
+    Ok(l)
+}
+
+async fn check_default_pool(
+    s: &AppState,
+    listener: &Listener,
+    pool: Option<PoolId>,
+) -> Result<(), ApiError> {
+    let Some(pid) = pool else { return Ok(()) };
+    let pool = s
+        .ctx
+        .store
+        .get_pool(pid)
+        .await?
+        .ok_or_else(|| ApiError::not_found("pool", pid))?;
+    if pool.load_balancer_id != listener.load_balancer_id {
+        return Err(ApiError::BadRequest(format!(
+            "Invalid input for field/attribute default_pool_id. Pool {pid} is not on load balancer {}",
+            listener.load_balancer_id
+        )));
+    }
+    check_pool_compatible("default_pool_id", listener.protocol, pool.protocol)?;
+    Ok(())
+}
+
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    Extension(path): Extension<OriginalPath>,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("listener", "get_all"))?;
+    let req = listing::parse(ObjectKind::Listener, q.as_deref(), &caller, &s.ctx.settings)?;
+    let items = s.ctx.store.list_listeners(&req.query).await?;
+    let ids: Vec<String> = items.iter().map(|i| i.id.to_string()).collect();
+    let resp: Vec<ListenerResponse> = items.iter().map(Into::into).collect();
+    app::page(
+        "listeners",
+        "listeners_links",
+        &resp,
+        &ids,
+        &req,
+        &s.collection_url(&headers, &path),
+    )
+}
+
+pub async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("listener", "post"))?;
+    let b: ListenerPostBody =
+        json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
+    let project = b.listener.validate(&s.validation)?;
+    let lb = load_balancer::fetch(&s, &caller, &b.listener.loadbalancer_id).await?;
+    Caller::child_project(project, &lb.project_id)?;
+    let l = b
+        .listener
+        .into_model(lb.project_id.clone(), lb.id, &s.validation);
+    check_default_pool(&s, &l, l.default_pool_id).await?;
+    let (l, job) = s.ctx.store.create_listener(&l).await?;
+    tracing::info!(listener_id = %l.id, job_id = %job, "listener create accepted");
+    app::single(StatusCode::CREATED, "listener", &ListenerResponse::from(&l))
+}
+
+pub async fn get(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("listener", "get_one"))?;
+    let l = fetch(&s, &caller, &id).await?;
+    app::single_fields(
+        StatusCode::OK,
+        "listener",
+        &ListenerResponse::from(&l),
+        &app::fields_of(q.as_deref()),
+    )
+}
+
+pub async fn update(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("listener", "put"))?;
+    let b: ListenerPutBody =
+        json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
+    let old = fetch(&s, &caller, &id).await?;
+    b.listener.validate(&old)?;
+    let mut new = old.clone();
+    b.listener.apply(&mut new, &s.validation);
+    if new.default_pool_id != old.default_pool_id {
+        check_default_pool(&s, &new, new.default_pool_id).await?;
+    }
+    let (l, job) = s.ctx.store.update_listener(&new, old.updated_at).await?;
+    tracing::info!(listener_id = %l.id, job_id = %job, "listener update accepted");
+    app::single(StatusCode::OK, "listener", &ListenerResponse::from(&l))
+}
+
+pub async fn delete(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("listener", "delete"))?;
+    let l = fetch(&s, &caller, &id).await?;
+    let job = s.ctx.store.delete_listener(l.id).await?;
+    tracing::info!(listener_id = %l.id, job_id = %job, "listener delete accepted");
+    Ok(app::no_content())
+}
+
+pub async fn stats(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("listener", "get_stats"))?;
+    let l = fetch(&s, &caller, &id).await?;
+    let st = s.ctx.store.listener_stats(l.id).await?;
+    app::single(StatusCode::OK, "stats", &StatsResponse::from(&st))
+}

@@ -1,0 +1,180 @@
+//! `/v2/lbaas/loadbalancers`: CRUD, cascade delete, status tree and stats.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Extension;
+use octavia_api_types::load_balancer::{
+    LoadBalancerPostBody, LoadBalancerPutBody, LoadBalancerResponse,
+};
+use octavia_api_types::stats::StatsResponse;
+use octavia_model::{LoadBalancer, LoadBalancerId, ObjectKind, ProvisioningStatus};
+
+use crate::app::{self, AppState, OriginalPath};
+use crate::auth::{rule, Caller, Policy};
+use crate::body::json_body;
+use crate::error::ApiError;
+use crate::listing;
+
+/// Fetch a live (not DELETED) load balancer the caller may see.
+pub async fn fetch(s: &AppState, caller: &Caller, raw: &str) -> Result<LoadBalancer, ApiError> {
+    let id: LoadBalancerId = app::parse_id("load_balancer", raw)?;
+    let lb = s
+        .ctx
+        .store
+        .get_load_balancer(id)
+        .await?
+        .filter(|lb| lb.provisioning_status != ProvisioningStatus::Deleted)
+        .ok_or_else(|| ApiError::not_found("load_balancer", raw))?;
+    caller.check_owner(&lb.project_id)?;
+    Ok(lb)
+}
+
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    Extension(path): Extension<OriginalPath>,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("loadbalancer", "get_all"))?;
+    let req = listing::parse(
+        ObjectKind::LoadBalancer,
+        q.as_deref(),
+        &caller,
+        &s.ctx.settings,
+    )?;
+    let items = s.ctx.store.list_load_balancers(&req.query).await?;
+    let ids: Vec<String> = items.iter().map(|i| i.id.to_string()).collect();
+    let resp: Vec<LoadBalancerResponse> = items.iter().map(Into::into).collect();
+    app::page(
+        "loadbalancers",
+        "loadbalancers_links",
+        &resp,
+        &ids,
+        &req,
+        &s.collection_url(&headers, &path),
+    )
+}
+
+pub async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("loadbalancer", "post"))?;
+    let b: LoadBalancerPostBody =
+        json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
+    let project = b.loadbalancer.validate()?;
+    let project = caller.owning_project(project)?;
+    let mut post = b.loadbalancer;
+    if post.provider.is_none() {
+        post.provider = Some(s.ctx.settings.default_provider_driver.clone());
+    }
+    let lb = post.into_model(project, s.ctx.settings.loadbalancer_topology);
+    let (lb, job) = s.ctx.store.create_load_balancer(&lb).await?;
+    tracing::info!(lb_id = %lb.id, job_id = %job, "load balancer create accepted");
+    app::single(
+        StatusCode::CREATED,
+        "loadbalancer",
+        &LoadBalancerResponse::from(&lb),
+    )
+}
+
+pub async fn get(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("loadbalancer", "get_one"))?;
+    let lb = fetch(&s, &caller, &id).await?;
+    app::single_fields(
+        StatusCode::OK,
+        "loadbalancer",
+        &LoadBalancerResponse::from(&lb),
+        &app::fields_of(q.as_deref()),
+    )
+}
+
+pub async fn update(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("loadbalancer", "put"))?;
+    let b: LoadBalancerPutBody =
+        json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
+    b.loadbalancer.validate()?;
+    let old = fetch(&s, &caller, &id).await?;
+    let mut new = old.clone();
+    b.loadbalancer.apply(&mut new);
+    let (lb, job) = s
+        .ctx
+        .store
+        .update_load_balancer(&new, old.updated_at)
+        .await?;
+    tracing::info!(lb_id = %lb.id, job_id = %job, "load balancer update accepted");
+    app::single(
+        StatusCode::OK,
+        "loadbalancer",
+        &LoadBalancerResponse::from(&lb),
+    )
+}
+
+pub async fn delete(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("loadbalancer", "delete"))?;
+    let cascade = serde_urlencoded::from_str::<Vec<(String, String)>>(q.as_deref().unwrap_or(""))
+        .unwrap_or_default()
+        .iter()
+        .any(|(k, v)| k == "cascade" && v.eq_ignore_ascii_case("true"));
+    let lb = fetch(&s, &caller, &id).await?;
+    let job = s.ctx.store.delete_load_balancer(lb.id, cascade).await?;
+    tracing::info!(lb_id = %lb.id, job_id = %job, cascade, "load balancer delete accepted");
+    Ok(app::no_content())
+}
+
+pub async fn status(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("loadbalancer", "get_status"))?;
+    let lb = fetch(&s, &caller, &id).await?;
+    let tree = s
+        .ctx
+        .store
+        .load_balancer_tree(lb.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("load_balancer", &id))?;
+    let doc = octavia_api_types::status::build(
+        &tree.load_balancer,
+        &tree.listeners,
+        &tree.pools,
+        &tree.members,
+        &tree.health_monitors,
+    );
+    Ok(axum::response::IntoResponse::into_response(axum::Json(
+        app::to_value(&doc)?,
+    )))
+}
+
+pub async fn stats(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("loadbalancer", "get_stats"))?;
+    let lb = fetch(&s, &caller, &id).await?;
+    let st = s.ctx.store.load_balancer_stats(lb.id).await?;
+    app::single(StatusCode::OK, "stats", &StatsResponse::from(&st))
+}

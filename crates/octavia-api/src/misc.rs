@@ -1,0 +1,126 @@
+//! Version document, providers, the admin amphora API and `/metrics`.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use octavia_api_types::amphora::AmphoraResponse;
+use octavia_api_types::load_balancer::PROVIDERS;
+use octavia_api_types::provider;
+use octavia_model::{AmphoraId, ObjectKind};
+
+use crate::app::{self, AppState, OriginalPath};
+use crate::auth::{rule, Caller, Policy};
+use crate::error::ApiError;
+use crate::listing;
+
+/// `GET /` (no auth).
+pub async fn versions(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let base = s.collection_url(&headers, &OriginalPath("/".into()));
+    Json(octavia_api_types::version::versions(&base)).into_response()
+}
+
+/// `GET /v2`, `/v2.0`, `/v2/lbaas`, `/v2/octavia`.
+pub async fn v2() -> Response {
+    Json("v2").into_response()
+}
+
+/// `GET /metrics`: Prometheus text, 404 when no renderer is installed.
+pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
+    match &s.ctx.metrics_render {
+        Some(render) => Ok((
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            render(),
+        )
+            .into_response()),
+        None => Err(ApiError::NotFound("Metrics are not enabled.".to_string())),
+    }
+}
+
+pub async fn providers(caller: Caller) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("provider", "get_all"))?;
+    Ok(Json(serde_json::json!({"providers": provider::enabled_providers()})).into_response())
+}
+
+fn known_provider(p: &str) -> Result<(), ApiError> {
+    if PROVIDERS.contains(&p) {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "Provider '{p}' is not enabled."
+        )))
+    }
+}
+
+pub async fn flavor_capabilities(
+    caller: Caller,
+    Path(p): Path<String>,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("provider-flavor", "get_all"))?;
+    known_provider(&p)?;
+    Ok(
+        Json(serde_json::json!({"flavor_capabilities": provider::amphora_flavor_capabilities()}))
+            .into_response(),
+    )
+}
+
+pub async fn availability_zone_capabilities(
+    caller: Caller,
+    Path(p): Path<String>,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("provider-availability-zone", "get_all"))?;
+    known_provider(&p)?;
+    Ok(Json(serde_json::json!({
+        "availability_zone_capabilities": provider::amphora_availability_zone_capabilities()
+    }))
+    .into_response())
+}
+
+pub async fn list_amphorae(
+    State(s): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    Extension(path): Extension<OriginalPath>,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("amphora", "get_all"))?;
+    let req = listing::parse(ObjectKind::Amphora, q.as_deref(), &caller, &s.ctx.settings)?;
+    let items = s.ctx.store.list_amphorae(&req.query).await?;
+    let ids: Vec<String> = items.iter().map(|i| i.id.to_string()).collect();
+    let resp: Vec<AmphoraResponse> = items.iter().map(Into::into).collect();
+    app::page(
+        "amphorae",
+        "amphorae_links",
+        &resp,
+        &ids,
+        &req,
+        &s.collection_url(&headers, &path),
+    )
+}
+
+pub async fn get_amphora(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("amphora", "get_one"))?;
+    let aid: AmphoraId = app::parse_id("amphora", &id)?;
+    let a = s
+        .ctx
+        .store
+        .get_amphora(aid)
+        .await?
+        .ok_or_else(|| ApiError::not_found("amphora", &id))?;
+    app::single_fields(
+        StatusCode::OK,
+        "amphora",
+        &AmphoraResponse::from(&a),
+        &app::fields_of(q.as_deref()),
+    )
+}
+
+/// Fallback for unknown paths.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("The resource could not be found.".to_string())
+}

@@ -1,0 +1,940 @@
+//! End-to-end tests of the v2 API: the router driven in-process against a real store
+//! on every engine of `octavia_db::testing::engines()`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use octavia_api::{router, ApiContext, ApiSettings, AuthStrategy};
+use octavia_db::testing::{engines, TestStore};
+use octavia_db::{ClassCaps, Store};
+use octavia_model::JobState;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const SUBNET: &str = "11111111-2222-3333-4444-555555555555";
+
+struct Api {
+    router: Router,
+    ts: TestStore,
+}
+
+struct Reply {
+    status: StatusCode,
+    body: Value,
+    headers: HeaderMap,
+}
+
+impl Api {
+    async fn new(engine: octavia_db::Engine) -> Api {
+        let ts = TestStore::new(engine).await;
+        let settings = ApiSettings {
+            pagination_max_limit: 50,
+            ..Default::default()
+        };
+        let router = router(ApiContext {
+            store: ts.store.clone(),
+            settings,
+            metrics_render: Some(Arc::new(|| "octavia_test_metric 1\n".to_string())),
+            network: Some(octavia_drivers::Drivers::noop().0.network),
+        })
+        .expect("router builds with noauth");
+        Api { router, ts }
+    }
+
+    fn store(&self) -> &Store {
+        &self.ts.store
+    }
+
+    async fn raw(&self, req: Request<Body>) -> Reply {
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("router is infallible");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .expect("read body")
+            .to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Reply {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    async fn call_as(
+        &self,
+        project: &str,
+        roles: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "api.test:9876")
+            .header("x-project-id", project);
+        if !roles.is_empty() {
+            b = b.header("x-roles", roles);
+        }
+        let req = match body {
+            Some(v) => b
+                .header("content-type", "application/json")
+                .body(Body::from(v.to_string())),
+            None => b.body(Body::empty()),
+        }
+        .expect("valid request");
+        self.raw(req).await
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.call_as("p1", "", method, path, body).await
+    }
+
+    /// Claim every queued job and settle it as a worker would on success.
+    async fn settle_all(&self) {
+        while let Some(job) = self
+            .store()
+            .claim_job("api-test", Duration::from_secs(60), &ClassCaps::default())
+            .await
+            .expect("claim")
+        {
+            self.store()
+                .settle_success(&job.spec)
+                .await
+                .expect("settle");
+            self.store()
+                .finish_job(job.id, "api-test", JobState::Done, None)
+                .await
+                .expect("finish");
+        }
+    }
+
+    async fn job_total(&self) -> i64 {
+        self.store()
+            .job_counts()
+            .await
+            .expect("job counts")
+            .iter()
+            .map(|c| c.3)
+            .sum()
+    }
+
+    /// Object counts visible to an admin plus the job count: "the store is unchanged".
+    async fn snapshot(&self) -> Vec<i64> {
+        let mut v = vec![self.job_total().await];
+        for path in [
+            "/v2/lbaas/loadbalancers",
+            "/v2/lbaas/listeners",
+            "/v2/lbaas/pools",
+            "/v2/lbaas/healthmonitors",
+            "/v2/lbaas/l7policies",
+        ] {
+            let r = self
+                .call_as("admin", "admin", Method::GET, path, None)
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+            let key = path.rsplit('/').next().unwrap_or_default();
+            v.push(r.body[key].as_array().map(|a| a.len() as i64).unwrap_or(-1));
+        }
+        v
+    }
+
+    async fn create_lb(&self, name: &str, tags: &[&str]) -> String {
+        let r = self
+            .call(
+                Method::POST,
+                "/v2/lbaas/loadbalancers",
+                Some(
+                    json!({"loadbalancer": {"name": name, "vip_subnet_id": SUBNET, "tags": tags}}),
+                ),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["loadbalancer"]["id"]
+            .as_str()
+            .expect("lb id")
+            .to_string()
+    }
+}
+
+fn fault_names(r: &Reply, needle: &str) {
+    assert_eq!(
+        r.body["faultcode"],
+        if r.status.is_server_error() {
+            "Server"
+        } else {
+            "Client"
+        },
+        "{}",
+        r.body
+    );
+    assert!(r.body["debuginfo"].is_null(), "{}", r.body);
+    let s = r.body["faultstring"].as_str().unwrap_or_default();
+    assert!(s.contains(needle), "fault '{s}' should name '{needle}'");
+}
+
+#[tokio::test]
+async fn versions_mounts_accept_and_metrics() {
+    for engine in engines() {
+        let api = Api::new(engine).await;
+        let r = api.call(Method::GET, "/", None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let versions = r.body["versions"].as_array().expect("versions");
+        assert_eq!(versions.last().unwrap()["status"], "CURRENT");
+        assert_eq!(versions[0]["links"][0]["href"], "http://api.test:9876/v2");
+        assert!(r
+            .headers
+            .get("x-openstack-request-id")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("req-")));
+
+        for p in ["/v2", "/v2.0", "/v2/lbaas", "/v2.0/lbaas/"] {
+            let r = api.call(Method::GET, p, None).await;
+            assert_eq!(
+                (r.status, r.body.clone()),
+                (StatusCode::OK, json!("v2")),
+                "{p}"
+            );
+        }
+        for p in [
+            "/v2/lbaas/loadbalancers",
+            "/v2/loadbalancers",
+            "/v2.0/lbaas/loadbalancers.json",
+            "/v2.0/loadbalancers",
+        ] {
+            let r = api.call(Method::GET, p, None).await;
+            assert_eq!(r.status, StatusCode::OK, "{p}");
+            assert!(
+                r.body["loadbalancers"].is_array() && r.body["loadbalancers_links"].is_array(),
+                "{p}"
+            );
+        }
+        // Accept rule: 406 with its own body.
+        let req = Request::get("/v2/lbaas/loadbalancers")
+            .header("accept", "application/xml")
+            .body(Body::empty())
+            .unwrap();
+        let r = api.raw(req).await;
+        assert_eq!(r.status, StatusCode::NOT_ACCEPTABLE);
+        assert_eq!(r.body["errors"][0]["status"], 406);
+        assert!(r.body["errors"][0]["request_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("req-"));
+        // Unknown path: fault body 404.
+        let r = api.call(Method::GET, "/v2/lbaas/bogus", None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        fault_names(&r, "could not be found");
+        // Metrics.
+        let r = api.call(Method::GET, "/metrics", None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.body.as_str().unwrap().contains("octavia_test_metric"));
+        // Providers.
+        let r = api.call(Method::GET, "/v2/lbaas/providers", None).await;
+        let names: Vec<&str> = r.body["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["amphora", "octavia"]);
+        assert!(r.body.get("providers_links").is_none());
+        let r = api
+            .call(
+                Method::GET,
+                "/v2/lbaas/providers/amphora/flavor_capabilities",
+                None,
+            )
+            .await;
+        assert!(r.body["flavor_capabilities"].is_array());
+        let r = api
+            .call(
+                Method::GET,
+                "/v2/lbaas/providers/amphora/availability_zone_capabilities",
+                None,
+            )
+            .await;
+        assert!(r.body["availability_zone_capabilities"].is_array());
+        let r = api
+            .call(
+                Method::GET,
+                "/v2/lbaas/providers/f5/flavor_capabilities",
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    }
+}
+
+#[tokio::test]
+async fn keystone_is_refused_at_build() {
+    let ts = TestStore::new(octavia_db::Engine::Sqlite).await;
+    let Err(err) = router(ApiContext {
+        store: ts.store.clone(),
+        settings: ApiSettings {
+            auth_strategy: AuthStrategy::Keystone,
+            ..Default::default()
+        },
+        metrics_render: None,
+        network: None,
+    }) else {
+        panic!("keystone must be refused");
+    };
+    assert!(err.to_string().contains("not implemented"));
+}
+
+#[tokio::test]
+async fn object_graph_lifecycle_and_status_codes() {
+    for engine in engines() {
+        let api = Api::new(engine).await;
+        // Create: 201, PENDING_CREATE/OFFLINE, tenant_id mirrors project_id, NULL name → "".
+        let r = api
+            .call(
+                Method::POST,
+                "/v2/lbaas/loadbalancers",
+                Some(json!({"loadbalancer": {"vip_subnet_id": SUBNET, "admin_state_up": null}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let lb = &r.body["loadbalancer"];
+        assert_eq!(lb["provisioning_status"], "PENDING_CREATE");
+        assert_eq!(lb["operating_status"], "OFFLINE");
+        assert_eq!(lb["project_id"], "p1");
+        assert_eq!(lb["tenant_id"], "p1");
+        assert_eq!(lb["name"], "");
+        assert_eq!(lb["admin_state_up"], false);
+        assert_eq!(lb["provider"], "amphora");
+        let lb_id = lb["id"].as_str().unwrap().to_string();
+        let lb_path = format!("/v2/lbaas/loadbalancers/{lb_id}");
+
+        // Pending LB: updates and child creates conflict.
+        let r = api
+            .call(
+                Method::PUT,
+                &lb_path,
+                Some(json!({"loadbalancer": {"name": "x"}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+        let r = api
+            .call(Method::POST, "/v2/lbaas/listeners", Some(json!({"listener": {"loadbalancer_id": lb_id, "protocol": "HTTP", "protocol_port": 80}})))
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+        api.settle_all().await;
+        let r = api.call(Method::GET, &lb_path, None).await;
+        assert_eq!(r.body["loadbalancer"]["provisioning_status"], "ACTIVE");
+
+        // PUT 200.
+        let r = api
+            .call(
+                Method::PUT,
+                &lb_path,
+                Some(json!({"loadbalancer": {"name": "web", "admin_state_up": true}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["loadbalancer"]["name"], "web");
+        api.settle_all().await;
+
+        // Listener, pool (via listener), member, health monitor, l7 policy + rule.
+        let r = api
+            .call(Method::POST, "/v2/lbaas/listeners", Some(json!({"listener": {"loadbalancer_id": lb_id, "protocol": "HTTP", "protocol_port": 80, "tenant_id": "p1"}})))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let l = &r.body["listener"];
+        assert_eq!(l["timeout_client_data"], 50000);
+        assert_eq!(l["connection_limit"], -1);
+        assert_eq!(l["loadbalancers"][0]["id"], lb_id.as_str());
+        let listener_id = l["id"].as_str().unwrap().to_string();
+        api.settle_all().await;
+
+        // Duplicate port on the same LB → 409.
+        let r = api
+            .call(Method::POST, "/v2/lbaas/listeners", Some(json!({"listener": {"loadbalancer_id": lb_id, "protocol": "TCP", "protocol_port": 80}})))
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+
+        // Incompatible pool protocol for the listener → 400.
+        let r = api
+            .call(Method::POST, "/v2/lbaas/pools", Some(json!({"pool": {"listener_id": listener_id, "protocol": "TCP", "lb_algorithm": "ROUND_ROBIN"}})))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        fault_names(&r, "protocol");
+        let r = api
+            .call(Method::POST, "/v2/lbaas/pools", Some(json!({"pool": {"listener_id": listener_id, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}})))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let pool_id = r.body["pool"]["id"].as_str().unwrap().to_string();
+        api.settle_all().await;
+        let r = api
+            .call(
+                Method::GET,
+                &format!("/v2/lbaas/listeners/{listener_id}"),
+                None,
+            )
+            .await;
+        assert_eq!(r.body["listener"]["default_pool_id"], pool_id.as_str());
+
+        let members = format!("/v2/lbaas/pools/{pool_id}/members");
+        let r = api
+            .call(
+                Method::POST,
+                &members,
+                Some(json!({"member": {"address": "10.0.0.10", "protocol_port": 8080}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert_eq!(r.body["member"]["operating_status"], "NO_MONITOR");
+        assert_eq!(r.body["member"]["weight"], 1);
+        let member_id = r.body["member"]["id"].as_str().unwrap().to_string();
+        api.settle_all().await;
+        let r = api
+            .call(
+                Method::POST,
+                &members,
+                Some(json!({"member": {"address": "10.0.0.10", "protocol_port": 8080}})),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CONFLICT,
+            "duplicate member: {}",
+            r.body
+        );
+
+        let r = api
+            .call(Method::POST, "/v2/lbaas/healthmonitors", Some(json!({"healthmonitor": {"pool_id": pool_id, "type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 2}})))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let hm = &r.body["healthmonitor"];
+        assert_eq!(
+            (
+                hm["max_retries"].clone(),
+                hm["max_retries_down"].clone(),
+                hm["url_path"].clone()
+            ),
+            (json!(2), json!(3), json!("/"))
+        );
+        let hm_id = hm["id"].as_str().unwrap().to_string();
+        api.settle_all().await;
+        let r = api
+            .call(Method::GET, "/v2/lbaas/healthmonitors?max_retries=2", None)
+            .await;
+        assert_eq!(
+            r.body["healthmonitors"].as_array().unwrap().len(),
+            1,
+            "{}",
+            r.body
+        );
+        let r = api
+            .call(Method::GET, "/v2/lbaas/healthmonitors?max_retries=9", None)
+            .await;
+        assert_eq!(
+            r.body["healthmonitors"].as_array().unwrap().len(),
+            0,
+            "{}",
+            r.body
+        );
+
+        let r = api
+            .call(Method::POST, "/v2/lbaas/l7policies", Some(json!({"l7policy": {"listener_id": listener_id, "action": "REDIRECT_TO_URL", "redirect_url": "http://example.com/"}})))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert_eq!(r.body["l7policy"]["redirect_http_code"], 302);
+        let policy_id = r.body["l7policy"]["id"].as_str().unwrap().to_string();
+        api.settle_all().await;
+        let rules = format!("/v2/lbaas/l7policies/{policy_id}/rules");
+        let r = api.call(Method::POST, &rules, Some(json!({"rule": {"type": "PATH", "compare_type": "STARTS_WITH", "value": "/api"}}))).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let rule_id = r.body["rule"]["id"].as_str().unwrap().to_string();
+        api.settle_all().await;
+        let r = api.call(Method::GET, &rules, None).await;
+        assert_eq!(r.body["rules"][0]["id"], rule_id.as_str());
+        assert!(r.body["rules_links"].is_array());
+        let r = api
+            .call(
+                Method::PUT,
+                &format!("{rules}/{rule_id}"),
+                Some(json!({"rule": {"value": "/v2"}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["rule"]["value"], "/v2");
+        api.settle_all().await;
+
+        // Batch members: 202; replaces the set unless additive_only.
+        let r = api
+            .call(
+                Method::PUT,
+                &members,
+                Some(json!({"members": [{"address": "10.0.0.11", "protocol_port": 8080}]})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        api.settle_all().await;
+        let r = api.call(Method::GET, &members, None).await;
+        let addrs: Vec<&str> = r.body["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["address"].as_str().unwrap())
+            .collect();
+        assert_eq!(addrs, ["10.0.0.11"], "old member removed");
+        let r = api
+            .call(Method::GET, &format!("{members}/{member_id}"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        fault_names(&r, &format!("Member {member_id} not found."));
+        let r = api
+            .call(
+                Method::PUT,
+                &format!("{members}?additive_only=true"),
+                Some(json!({"members": [{"address": "10.0.0.12", "protocol_port": 8080}]})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        api.settle_all().await;
+        let r = api.call(Method::GET, &members, None).await;
+        assert_eq!(r.body["members"].as_array().unwrap().len(), 2);
+        // New members under a monitored pool start OFFLINE.
+        assert!(r.body["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["operating_status"] == "OFFLINE"));
+
+        // Status tree and stats.
+        let r = api
+            .call(Method::GET, &format!("{lb_path}/status"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let tree = &r.body["statuses"]["loadbalancer"];
+        assert_eq!(tree["id"], lb_id.as_str());
+        assert_eq!(tree["listeners"][0]["pools"][0]["id"], pool_id.as_str());
+        assert_eq!(
+            tree["listeners"][0]["pools"][0]["health_monitor"]["id"],
+            hm_id.as_str()
+        );
+        assert_eq!(
+            tree["listeners"][0]["pools"][0]["members"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        let r = api
+            .call(Method::GET, &format!("{lb_path}/statuses"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        let r = api
+            .call(Method::GET, &format!("{lb_path}/stats"), None)
+            .await;
+        assert_eq!(r.body["stats"]["bytes_in"], 0, "{}", r.body);
+        let r = api
+            .call(
+                Method::GET,
+                &format!("/v2/lbaas/listeners/{listener_id}/stats"),
+                None,
+            )
+            .await;
+        assert_eq!(r.body["stats"]["total_connections"], 0, "{}", r.body);
+
+        // Another project cannot see or change it.
+        let r = api.call_as("p2", "", Method::GET, &lb_path, None).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let r = api
+            .call_as("p2", "", Method::GET, "/v2/lbaas/loadbalancers", None)
+            .await;
+        assert_eq!(r.body["loadbalancers"].as_array().unwrap().len(), 0);
+        // project_id on POST by a non-admin must be their own.
+        let r = api
+            .call(
+                Method::POST,
+                "/v2/lbaas/loadbalancers",
+                Some(json!({"loadbalancer": {"vip_subnet_id": SUBNET, "project_id": "p2"}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+        // Delete: children without cascade → 400; child deletes 204; cascade 204.
+        let r = api.call(Method::DELETE, &lb_path, None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        let r = api
+            .call(Method::DELETE, &format!("{rules}/{rule_id}"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        api.settle_all().await;
+        let r = api
+            .call(
+                Method::DELETE,
+                &format!("/v2/lbaas/healthmonitors/{hm_id}"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        api.settle_all().await;
+        let r = api
+            .call(Method::DELETE, &format!("{lb_path}?cascade=true"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+        api.settle_all().await;
+        let r = api.call(Method::GET, &lb_path, None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        fault_names(&r, &format!("Load Balancer {lb_id} not found."));
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    for engine in engines() {
+        let api = Api::new(engine).await;
+        let lb_id = api.create_lb("lb", &[]).await;
+        api.settle_all().await;
+        let r = api
+            .call(Method::POST, "/v2/lbaas/listeners", Some(json!({"listener": {"loadbalancer_id": lb_id, "protocol": "HTTP", "protocol_port": 80}})))
+            .await;
+        let listener_id = r.body["listener"]["id"].as_str().unwrap().to_string();
+        api.settle_all().await;
+        let r = api
+            .call(Method::POST, "/v2/lbaas/pools", Some(json!({"pool": {"loadbalancer_id": lb_id, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}})))
+            .await;
+        let pool_id = r.body["pool"]["id"].as_str().unwrap().to_string();
+        api.settle_all().await;
+        let members = format!("/v2/lbaas/pools/{pool_id}/members");
+        let before = api.snapshot().await;
+
+        // (method, path, body, expected status, text the fault must contain)
+        let big = "x".repeat(200_000);
+        let cases: Vec<(Method, String, String, StatusCode, &str)> = vec![
+            (Method::POST, "/v2/lbaas/listeners".into(), json!({"listener": {"loadbalancer_id": lb_id, "protocol": "FTP", "protocol_port": 81}}).to_string(), StatusCode::BAD_REQUEST, "protocol"),
+            (Method::POST, "/v2/lbaas/listeners".into(), json!({"listener": {"loadbalancer_id": lb_id, "protocol": "HTTP", "protocol_port": 0}}).to_string(), StatusCode::BAD_REQUEST, "protocol_port"),
+            (Method::POST, "/v2/lbaas/listeners".into(), json!({"listener": {"loadbalancer_id": lb_id, "protocol": "HTTP", "protocol_port": 65536}}).to_string(), StatusCode::BAD_REQUEST, "protocol_port"),
+            (Method::POST, "/v2/lbaas/listeners".into(), json!({"listener": {"loadbalancer_id": lb_id, "protocol": "HTTP", "protocol_port": 81, "bogus": 1}}).to_string(), StatusCode::BAD_REQUEST, "bogus"),
+            (Method::POST, "/v2/lbaas/listeners".into(), json!({"listener": {"loadbalancer_id": lb_id, "protocol": "UDP", "protocol_port": 81}}).to_string(), StatusCode::NOT_IMPLEMENTED, "protocol"),
+            (Method::POST, "/v2/lbaas/listeners".into(), json!({"listener": {"loadbalancer_id": lb_id, "protocol": "TERMINATED_HTTPS", "protocol_port": 443}}).to_string(), StatusCode::NOT_IMPLEMENTED, "protocol"),
+            (Method::POST, "/v2/lbaas/listeners".into(), json!({"listener": {"loadbalancer_id": lb_id, "protocol": "HTTP", "protocol_port": 81, "timeout_client_data": 2073600001_i64}}).to_string(), StatusCode::BAD_REQUEST, "timeout_client_data"),
+            (Method::POST, "/v2/lbaas/pools".into(), json!({"pool": {"loadbalancer_id": lb_id, "protocol": "HTTP", "lb_algorithm": "SOURCE_IP_PORT"}}).to_string(), StatusCode::NOT_IMPLEMENTED, "SOURCE_IP_PORT"),
+            (Method::POST, "/v2/lbaas/pools".into(), json!({"pool": {"loadbalancer_id": lb_id, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN", "session_persistence": {"type": "APP_COOKIE"}}}).to_string(), StatusCode::BAD_REQUEST, "cookie_name"),
+            (Method::POST, members.clone(), json!({"member": {"address": "10.0.0.1", "protocol_port": 80, "weight": 257}}).to_string(), StatusCode::BAD_REQUEST, "weight"),
+            (Method::POST, members.clone(), json!({"member": {"address": "169.254.169.254", "protocol_port": 80}}).to_string(), StatusCode::BAD_REQUEST, "address"),
+            (Method::POST, members.clone(), json!({"member": {"address": "not-an-ip", "protocol_port": 80}}).to_string(), StatusCode::BAD_REQUEST, "address"),
+            (Method::PUT, members.clone(), json!({"members": [{"address": "10.0.0.1", "protocol_port": 80}, {"address": "10.0.0.1", "protocol_port": 80}]}).to_string(), StatusCode::BAD_REQUEST, "members[1]"),
+            (Method::POST, "/v2/lbaas/healthmonitors".into(), json!({"healthmonitor": {"pool_id": pool_id, "type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 11}}).to_string(), StatusCode::BAD_REQUEST, "max_retries"),
+            (Method::POST, "/v2/lbaas/healthmonitors".into(), json!({"healthmonitor": {"pool_id": pool_id, "type": "TCP", "delay": 5, "timeout": 3, "max_retries": 3, "url_path": "/"}}).to_string(), StatusCode::BAD_REQUEST, "url_path"),
+            (Method::POST, "/v2/lbaas/l7policies".into(), json!({"l7policy": {"listener_id": listener_id, "action": "REDIRECT_TO_POOL"}}).to_string(), StatusCode::BAD_REQUEST, "redirect_pool_id"),
+            (Method::POST, "/v2/lbaas/loadbalancers".into(), json!({"loadbalancer": {"vip_subnet_id": SUBNET, "name": "n".repeat(256)}}).to_string(), StatusCode::BAD_REQUEST, "name"),
+            (Method::POST, "/v2/lbaas/loadbalancers".into(), "{\"loadbalancer\": {".into(), StatusCode::BAD_REQUEST, "body"),
+            (Method::POST, "/v2/lbaas/loadbalancers".into(), json!({"loadbalancer": {"name": big}}).to_string(), StatusCode::PAYLOAD_TOO_LARGE, "too large"),
+            (Method::PUT, format!("/v2/lbaas/loadbalancers/{lb_id}"), json!({"loadbalancer": {"provider": "x"}}).to_string(), StatusCode::BAD_REQUEST, "provider"),
+            (Method::POST, "/v2/lbaas/listeners".into(), json!({"listener": {"loadbalancer_id": "00000000-0000-0000-0000-000000000000", "protocol": "HTTP", "protocol_port": 82}}).to_string(), StatusCode::NOT_FOUND, "00000000-0000-0000-0000-000000000000 not found"),
+        ];
+        for (method, path, body, status, needle) in cases {
+            let req = Request::builder()
+                .method(method.clone())
+                .uri(&path)
+                .header("x-project-id", "p1")
+                .header("content-type", "application/json")
+                .body(Body::from(body.clone()))
+                .unwrap();
+            let r = api.raw(req).await;
+            assert_eq!(
+                r.status,
+                status,
+                "{method} {path} {}: {}",
+                &body[..body.len().min(120)],
+                r.body
+            );
+            fault_names(&r, needle);
+        }
+        // Wrong Content-Type → 415 (WSME's "Unknown mimetype").
+        let req = Request::post("/v2/lbaas/loadbalancers")
+            .header("x-project-id", "p1")
+            .header("content-type", "text/plain")
+            .body(Body::from(
+                json!({"loadbalancer": {"vip_subnet_id": SUBNET}}).to_string(),
+            ))
+            .unwrap();
+        let r = api.raw(req).await;
+        assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        fault_names(&r, "text/plain");
+        // Listing errors: unknown filter key, bad value, bad marker, bad sort, bad limit.
+        for (q, needle) in [
+            ("?colour=blue", "colour"),
+            ("?protocol_port=abc", "protocol_port"),
+            ("?marker=00000000-0000-0000-0000-000000000000", "marker"),
+            ("?sort=nope:asc", "nope"),
+            ("?sort=name:sideways", "sideways"),
+            ("?limit=ten", "ten"),
+        ] {
+            let r = api
+                .call(Method::GET, &format!("/v2/lbaas/listeners{q}"), None)
+                .await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}: {}", r.body);
+            fault_names(&r, needle);
+        }
+        assert_eq!(
+            api.snapshot().await,
+            before,
+            "refused requests changed the store"
+        );
+    }
+}
+
+#[tokio::test]
+async fn listing_pagination_sorting_fields_and_tags() {
+    for engine in engines() {
+        let api = Api::new(engine).await;
+        let a = api.create_lb("alpha", &["blue", "prod"]).await;
+        let b = api.create_lb("bravo", &["blue"]).await;
+        let c = api.create_lb("charlie", &["red"]).await;
+        api.settle_all().await;
+        let names = |r: &Reply| -> Vec<String> {
+            r.body["loadbalancers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["name"].as_str().unwrap_or("?").to_string())
+                .collect()
+        };
+
+        let r = api
+            .call(Method::GET, "/v2/lbaas/loadbalancers?sort=name:desc", None)
+            .await;
+        assert_eq!(names(&r), ["charlie", "bravo", "alpha"]);
+        let r = api
+            .call(
+                Method::GET,
+                "/v2/lbaas/loadbalancers?sort_key=name&sort_dir=asc",
+                None,
+            )
+            .await;
+        assert_eq!(names(&r), ["alpha", "bravo", "charlie"]);
+
+        // Page 1 of 2: a next link carrying limit and marker; no previous link.
+        let r = api
+            .call(
+                Method::GET,
+                "/v2/lbaas/loadbalancers?limit=2&sort=name:asc",
+                None,
+            )
+            .await;
+        assert_eq!(names(&r), ["alpha", "bravo"]);
+        let links = r.body["loadbalancers_links"].as_array().unwrap().clone();
+        assert_eq!(links.len(), 1, "{links:?}");
+        assert_eq!(links[0]["rel"], "next");
+        let href = links[0]["href"].as_str().unwrap();
+        assert!(
+            href.starts_with("http://api.test:9876/v2/lbaas/loadbalancers?"),
+            "{href}"
+        );
+        assert!(
+            href.contains(&format!("marker={b}")) && href.contains("limit=2"),
+            "{href}"
+        );
+        let next = href.trim_start_matches("http://api.test:9876");
+        let r = api.call(Method::GET, next, None).await;
+        assert_eq!(names(&r), ["charlie"]);
+        let links = r.body["loadbalancers_links"].as_array().unwrap();
+        assert_eq!(links.len(), 1);
+        assert_eq!(links[0]["rel"], "previous");
+        assert!(links[0]["href"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("marker={c}")));
+
+        // fields, filters, tags.
+        let r = api
+            .call(
+                Method::GET,
+                "/v2/lbaas/loadbalancers?fields=id&fields=name",
+                None,
+            )
+            .await;
+        let first = r.body["loadbalancers"][0].as_object().unwrap();
+        assert_eq!(first.len(), 2, "{first:?}");
+        let r = api
+            .call(
+                Method::GET,
+                &format!("/v2/lbaas/loadbalancers/{a}?fields=name"),
+                None,
+            )
+            .await;
+        assert_eq!(r.body, json!({"loadbalancer": {"name": "alpha"}}));
+        let r = api
+            .call(Method::GET, "/v2/lbaas/loadbalancers?name=bravo", None)
+            .await;
+        assert_eq!(names(&r), ["bravo"]);
+        let r = api
+            .call(
+                Method::GET,
+                "/v2/lbaas/loadbalancers?admin_state_up=true&sort=name",
+                None,
+            )
+            .await;
+        assert_eq!(names(&r).len(), 3);
+        let r = api
+            .call(
+                Method::GET,
+                "/v2/lbaas/loadbalancers?tags=blue&sort=name",
+                None,
+            )
+            .await;
+        assert_eq!(names(&r), ["alpha", "bravo"]);
+        let r = api
+            .call(Method::GET, "/v2/lbaas/loadbalancers?tags=blue,prod", None)
+            .await;
+        assert_eq!(names(&r), ["alpha"]);
+        let r = api
+            .call(
+                Method::GET,
+                "/v2/lbaas/loadbalancers?tags-any=prod&tags-any=red&sort=name",
+                None,
+            )
+            .await;
+        assert_eq!(names(&r), ["alpha", "charlie"]);
+        let r = api
+            .call(
+                Method::GET,
+                "/v2/lbaas/loadbalancers?not-tags-any=blue",
+                None,
+            )
+            .await;
+        assert_eq!(names(&r), ["charlie"]);
+        let r = api
+            .call(
+                Method::GET,
+                "/v2/lbaas/loadbalancers?not-tags=blue,prod&sort=name",
+                None,
+            )
+            .await;
+        assert_eq!(names(&r), ["bravo", "charlie"]);
+
+        // Project scoping: admins see everything, others only their own.
+        let r = api
+            .call_as("p9", "", Method::GET, "/v2/lbaas/loadbalancers", None)
+            .await;
+        assert_eq!(names(&r).len(), 0);
+        let r = api
+            .call_as(
+                "p9",
+                "admin",
+                Method::GET,
+                "/v2/lbaas/loadbalancers?project_id=p1",
+                None,
+            )
+            .await;
+        assert_eq!(names(&r).len(), 3);
+        let _ = (a, b, c);
+    }
+}
+
+#[tokio::test]
+async fn admin_apis_and_quotas() {
+    for engine in engines() {
+        let api = Api::new(engine).await;
+        // Amphora API is admin-only.
+        let r = api.call(Method::GET, "/v2/octavia/amphorae", None).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        fault_names(&r, "Policy does not allow");
+        let r = api
+            .call_as("ops", "admin", Method::GET, "/v2/octavia/amphorae", None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.body["amphorae"].is_array() && r.body["amphorae_links"].is_array());
+        let r = api
+            .call_as(
+                "ops",
+                "admin",
+                Method::GET,
+                "/v2/octavia/amphorae/00000000-0000-0000-0000-000000000001",
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+        // Quotas: defaults, writes admin-only (202), list only non-default rows.
+        let r = api.call(Method::GET, "/v2/lbaas/quotas/p1", None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body["quota"]["loadbalancer"], -1);
+        let r = api
+            .call(
+                Method::PUT,
+                "/v2/lbaas/quotas/p1",
+                Some(json!({"quota": {"loadbalancer": 1}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let r = api
+            .call_as(
+                "ops",
+                "admin",
+                Method::PUT,
+                "/v2/lbaas/quotas/p1",
+                Some(json!({"quota": {"loadbalancer": 1, "member": -2}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        fault_names(&r, "member");
+        let r = api
+            .call_as(
+                "ops",
+                "admin",
+                Method::PUT,
+                "/v2/lbaas/quotas/p1",
+                Some(json!({"quota": {"loadbalancer": 1}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        assert_eq!(r.body["quota"]["loadbalancer"], 1);
+        assert_eq!(r.body["quota"]["pool"], -1);
+        let r = api
+            .call_as("ops", "admin", Method::GET, "/v2/lbaas/quotas", None)
+            .await;
+        let rows = r.body["quotas"].as_array().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0]["project_id"].clone(), rows[0]["tenant_id"].clone()),
+            (json!("p1"), json!("p1"))
+        );
+        assert!(r.body["quotas_links"].is_array());
+        for p in ["/v2/lbaas/quotas/defaults", "/v2/lbaas/quotas/p1/default"] {
+            let r = api.call(Method::GET, p, None).await;
+            assert_eq!(r.body["quota"]["loadbalancer"], -1, "{p}");
+        }
+        // Quota met → 403.
+        api.create_lb("one", &[]).await;
+        let r = api
+            .call(
+                Method::POST,
+                "/v2/lbaas/loadbalancers",
+                Some(json!({"loadbalancer": {"vip_subnet_id": SUBNET}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        fault_names(&r, "Quota");
+        let r = api
+            .call_as("ops", "admin", Method::DELETE, "/v2/lbaas/quotas/p1", None)
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        let r = api.call(Method::GET, "/v2/lbaas/quotas/p1", None).await;
+        assert_eq!(r.body["quota"]["loadbalancer"], -1);
+        let r = api.call(Method::GET, "/v2/lbaas/quotas/p2", None).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+    }
+}
