@@ -1,0 +1,518 @@
+//! The TOML configuration file: Octavia's section and option names, parsed only here.
+//!
+//! Every option has a doc line and a named default. `octavia config sample` prints the
+//! sample generated from this schema (doc lines become comments); a test keeps
+//! `etc/octavia.sample.toml` equal to it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The REST API.
+    pub api_settings: ApiSettingsSection,
+    /// The store.
+    pub database: DatabaseSection,
+    /// Flow execution in workers.
+    pub controller_worker: ControllerWorkerSection,
+    /// The job queue and its workers.
+    pub task_flow: TaskFlowSection,
+    /// Health manager options that already shape the queue.
+    pub health_manager: HealthManagerSection,
+    /// Defaults for what is rendered into amphorae.
+    pub haproxy_amphora: HaproxyAmphoraSection,
+    /// Networking rules the API enforces.
+    pub networking: NetworkingSection,
+    /// Per-project quota defaults.
+    pub quotas: QuotasSection,
+}
+
+/// `auth_strategy` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthStrategy {
+    /// No authentication: project from `X-Project-Id`, admin when `X-Roles` has `admin`.
+    Noauth,
+    /// Keystone tokens (not implemented yet: refused at start-up).
+    Keystone,
+}
+
+/// `[api_settings]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettingsSection {
+    /// Address the API listens on.
+    pub bind_host: String,
+    /// Port the API listens on.
+    pub bind_port: u16,
+    /// How requests are authenticated: "noauth" or "keystone".
+    pub auth_strategy: AuthStrategy,
+    /// The most objects one list page returns.
+    pub pagination_max_limit: u32,
+    /// Base URL used in pagination links (default: the request's own host).
+    pub api_base_uri: Option<String>,
+    /// Whether TERMINATED_HTTPS listeners may be created.
+    pub allow_tls_terminated_listeners: bool,
+    /// Whether PING health monitors may be created.
+    pub allow_ping_health_monitors: bool,
+    /// Whether PROMETHEUS listeners may be created.
+    pub allow_prometheus_listeners: bool,
+    /// Smallest `delay` (seconds) of a UDP-CONNECT health monitor.
+    pub udp_connect_min_interval_health_monitor: i32,
+    /// Provider used when a load balancer names none.
+    pub default_provider_driver: String,
+    /// Largest request body accepted, in bytes (larger: 413).
+    pub max_request_body_size: usize,
+}
+
+impl Default for ApiSettingsSection {
+    fn default() -> Self {
+        Self {
+            bind_host: "127.0.0.1".into(),
+            bind_port: 9876,
+            auth_strategy: AuthStrategy::Noauth,
+            pagination_max_limit: 1000,
+            api_base_uri: None,
+            allow_tls_terminated_listeners: true,
+            allow_ping_health_monitors: true,
+            allow_prometheus_listeners: true,
+            udp_connect_min_interval_health_monitor: 3,
+            default_provider_driver: "amphora".into(),
+            max_request_body_size: 114_688,
+        }
+    }
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// `sqlite://PATH` (embedded, created if missing) or `postgres://USER:PASS@HOST/DB`.
+    pub connection: String,
+    /// Connections kept open per process.
+    pub max_pool_size: u32,
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        Self {
+            connection: "sqlite:///var/lib/octavia/octavia.db".into(),
+            max_pool_size: 10,
+        }
+    }
+}
+
+/// `loadbalancer_topology` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TopologyChoice {
+    /// One amphora per load balancer.
+    Single,
+    /// Two amphorae with VRRP.
+    ActiveStandby,
+}
+
+/// `[controller_worker]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControllerWorkerSection {
+    /// Topology of new load balancers: "SINGLE" or "ACTIVE_STANDBY".
+    pub loadbalancer_topology: TopologyChoice,
+    /// Compute driver: "noop" (the only one until the data plane lands).
+    pub compute_driver: String,
+    /// Network driver: "noop".
+    pub network_driver: String,
+    /// Amphora driver: "noop".
+    pub amphora_driver: String,
+}
+
+impl Default for ControllerWorkerSection {
+    fn default() -> Self {
+        Self {
+            loadbalancer_topology: TopologyChoice::Single,
+            compute_driver: "noop".into(),
+            network_driver: "noop".into(),
+            amphora_driver: "noop".into(),
+        }
+    }
+}
+
+/// `[task_flow]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskFlowSection {
+    /// Flows one worker process runs at once.
+    pub max_workers: u32,
+    /// Lease on a claimed job; a job whose worker died is resumed by another after this.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub jobboard_expiration_time: Duration,
+    /// How often an idle worker looks for jobs other processes queued.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub poll_interval: Duration,
+    /// Most tenant jobs running at once across all workers (0 = no cap).
+    pub tenant_max_running: u32,
+    /// Most operator-requested jobs (failovers, rotations) running at once across all workers.
+    pub operator_max_running: u32,
+}
+
+impl Default for TaskFlowSection {
+    fn default() -> Self {
+        Self {
+            max_workers: 5,
+            jobboard_expiration_time: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            tenant_max_running: 0,
+            operator_max_running: 2,
+        }
+    }
+}
+
+/// `[health_manager]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthManagerSection {
+    /// Most automatic failovers running at once across all workers.
+    pub failover_threads: u32,
+}
+
+impl Default for HealthManagerSection {
+    fn default() -> Self {
+        Self {
+            failover_threads: 10,
+        }
+    }
+}
+
+/// `[haproxy_amphora]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct HaproxyAmphoraSection {
+    /// Default listener client inactivity timeout, milliseconds.
+    pub timeout_client_data: i32,
+    /// Default member connect timeout, milliseconds.
+    pub timeout_member_connect: i32,
+    /// Default member inactivity timeout, milliseconds.
+    pub timeout_member_data: i32,
+    /// Default time to wait for TCP content inspection, milliseconds.
+    pub timeout_tcp_inspect: i32,
+    /// Connection limit rendered for listeners whose limit is -1.
+    pub default_connection_limit: i32,
+}
+
+impl Default for HaproxyAmphoraSection {
+    fn default() -> Self {
+        Self {
+            timeout_client_data: 50_000,
+            timeout_member_connect: 5_000,
+            timeout_member_data: 50_000,
+            timeout_tcp_inspect: 0,
+            default_connection_limit: 50_000,
+        }
+    }
+}
+
+/// `[networking]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkingSection {
+    /// Addresses that may never be members.
+    pub reserved_ips: Vec<String>,
+}
+
+impl Default for NetworkingSection {
+    fn default() -> Self {
+        Self {
+            reserved_ips: vec!["169.254.169.254".into()],
+        }
+    }
+}
+
+/// `[quotas]`: limits for projects without their own quota (-1 = unlimited).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotasSection {
+    /// Load balancers per project.
+    pub default_load_balancer_quota: i64,
+    /// Listeners per project.
+    pub default_listener_quota: i64,
+    /// Members per project.
+    pub default_member_quota: i64,
+    /// Pools per project.
+    pub default_pool_quota: i64,
+    /// Health monitors per project.
+    pub default_health_monitor_quota: i64,
+    /// L7 policies per project.
+    pub default_l7policy_quota: i64,
+    /// L7 rules per project.
+    pub default_l7rule_quota: i64,
+}
+
+impl Default for QuotasSection {
+    fn default() -> Self {
+        Self {
+            default_load_balancer_quota: -1,
+            default_listener_quota: -1,
+            default_member_quota: -1,
+            default_pool_quota: -1,
+            default_health_monitor_quota: -1,
+            default_l7policy_quota: -1,
+            default_l7rule_quota: -1,
+        }
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("parse config file {path}: {source}")]
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid option {option}: {reason}")]
+    Invalid {
+        option: &'static str,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Read and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Parse and validate configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "<text>".into(),
+            source: Box::new(e),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let conn = &self.database.connection;
+        if !(conn.starts_with("sqlite:")
+            || conn.starts_with("postgres://")
+            || conn.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid {
+                option: "database.connection",
+                reason: format!("'{conn}' is neither sqlite://PATH nor postgres://..."),
+            });
+        }
+        if self.database.max_pool_size == 0 {
+            return Err(ConfigError::Invalid {
+                option: "database.max_pool_size",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.task_flow.max_workers == 0 {
+            return Err(ConfigError::Invalid {
+                option: "task_flow.max_workers",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.task_flow.jobboard_expiration_time < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid {
+                option: "task_flow.jobboard_expiration_time",
+                reason: "must be at least 1s".into(),
+            });
+        }
+        let c = &self.controller_worker;
+        for (option, value) in [
+            ("controller_worker.compute_driver", &c.compute_driver),
+            ("controller_worker.network_driver", &c.network_driver),
+            ("controller_worker.amphora_driver", &c.amphora_driver),
+        ] {
+            if value != "noop" {
+                return Err(ConfigError::Invalid {
+                    option,
+                    reason: format!(
+                        "driver '{value}' is not implemented yet; the only driver is \"noop\""
+                    ),
+                });
+            }
+        }
+        if self.api_settings.pagination_max_limit == 0 {
+            return Err(ConfigError::Invalid {
+                option: "api_settings.pagination_max_limit",
+                reason: "must be at least 1".into(),
+            });
+        }
+        for ip in &self.networking.reserved_ips {
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(ConfigError::Invalid {
+                    option: "networking.reserved_ips",
+                    reason: format!("'{ip}' is not an IP address"),
+                });
+            }
+        }
+        for (option, v) in [
+            (
+                "quotas.default_load_balancer_quota",
+                self.quotas.default_load_balancer_quota,
+            ),
+            (
+                "quotas.default_listener_quota",
+                self.quotas.default_listener_quota,
+            ),
+            (
+                "quotas.default_member_quota",
+                self.quotas.default_member_quota,
+            ),
+            ("quotas.default_pool_quota", self.quotas.default_pool_quota),
+            (
+                "quotas.default_health_monitor_quota",
+                self.quotas.default_health_monitor_quota,
+            ),
+            (
+                "quotas.default_l7policy_quota",
+                self.quotas.default_l7policy_quota,
+            ),
+            (
+                "quotas.default_l7rule_quota",
+                self.quotas.default_l7rule_quota,
+            ),
+        ] {
+            if !(-1..=2_000_000_000).contains(&v) {
+                return Err(ConfigError::Invalid {
+                    option,
+                    reason: format!("{v} is outside -1..2000000000"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The sample configuration generated from this schema: every option, commented
+    /// with its doc line, set to its default.
+    pub fn sample() -> String {
+        let schema = serde_json::to_value(schemars::schema_for!(Config)).expect("schema is JSON");
+        let defaults = serde_json::to_value(Config::default()).expect("config is JSON");
+        let mut out = String::from(
+            "# octavia-rs sample configuration, generated by `octavia config sample`.\n\
+             # Every option is shown with its default. Section and option names follow Octavia's.\n",
+        );
+        let defs = &schema["$defs"];
+        let sections = schema["properties"].as_object().expect("sections");
+        for (section, sprop) in sections {
+            let def = resolve(sprop, defs);
+            out.push('\n');
+            if let Some(d) = sprop.get("description").or_else(|| def.get("description")) {
+                out.push_str(&format!("# {}\n", d.as_str().unwrap_or_default()));
+            }
+            out.push_str(&format!("[{section}]\n"));
+            let fields = def["properties"].as_object().expect("fields");
+            for (field, fprop) in fields {
+                if let Some(d) = fprop.get("description") {
+                    for line in d.as_str().unwrap_or_default().lines() {
+                        out.push_str(&format!("# {line}\n"));
+                    }
+                }
+                let value = &defaults[section][field];
+                if value.is_null() {
+                    out.push_str(&format!("# {field} =\n"));
+                } else {
+                    let mut t = toml::Table::new();
+                    t.insert(field.clone(), json_to_toml(value));
+                    out.push_str(&toml::to_string(&t).expect("toml value"));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn resolve<'a>(prop: &'a serde_json::Value, defs: &'a serde_json::Value) -> &'a serde_json::Value {
+    let reference = prop
+        .get("$ref")
+        .or_else(|| prop.get("allOf").and_then(|a| a[0].get("$ref")));
+    match reference.and_then(|r| r.as_str()) {
+        Some(r) => &defs[r.trim_start_matches("#/$defs/")],
+        None => prop,
+    }
+}
+
+fn json_to_toml(v: &serde_json::Value) -> toml::Value {
+    match v {
+        serde_json::Value::Bool(b) => toml::Value::Boolean(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => toml::Value::Integer(i),
+            None => toml::Value::Float(n.as_f64().unwrap_or_default()),
+        },
+        serde_json::Value::String(s) => toml::Value::String(s.clone()),
+        serde_json::Value::Array(a) => toml::Value::Array(a.iter().map(json_to_toml).collect()),
+        serde_json::Value::Object(o) => toml::Value::Table(
+            o.iter()
+                .map(|(k, v)| (k.clone(), json_to_toml(v)))
+                .collect(),
+        ),
+        serde_json::Value::Null => toml::Value::String(String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checked_in_sample_is_current() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../etc/octavia.sample.toml");
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == Config::sample(),
+            "etc/octavia.sample.toml is stale: run `cargo run -p octavia --bin octavia -- config sample > etc/octavia.sample.toml`"
+        );
+    }
+
+    #[test]
+    fn sample_parses_to_the_defaults() {
+        assert_eq!(Config::parse(&Config::sample()).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_options_and_bad_values_are_refused_with_their_name() {
+        let err = Config::parse("[api_settings]\nbind_prot = 1\n").unwrap_err();
+        assert!(err.to_string().contains("bind_prot"), "{err}");
+        let err = Config::parse("[database]\nconnection = \"mysql://x\"\n").unwrap_err();
+        assert!(err.to_string().contains("database.connection"), "{err}");
+        let err = Config::parse("[task_flow]\njobboard_expiration_time = \"soon\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("jobboard_expiration_time"),
+            "{err}"
+        );
+        let err = Config::parse("[networking]\nreserved_ips = [\"1.2.3\"]\n").unwrap_err();
+        assert!(err.to_string().contains("reserved_ips"), "{err}");
+        let ok = Config::parse("[task_flow]\njobboard_expiration_time = \"5s\"\n").unwrap();
+        assert_eq!(
+            ok.task_flow.jobboard_expiration_time,
+            Duration::from_secs(5)
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! Process-level tests: the real binaries against a real store.
+//!
+//! * crash safety: kill -9 a worker held mid-flow by a failpoint; another worker finishes the job;
+//! * a failing step: the job's steps are reverted in reverse order, the object ends in ERROR;
+//! * the real `openstack` CLI (python-openstackclient + python-octaviaclient) drives the all-in-one.
+//!
+//! Every process a test starts is killed when the test ends, also when it fails.
+
+mod support;
+
+mod cli;
+mod crash;

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The test command of the README: installs and starts what the tests need, then runs
+# formatting, lints and every test (both store engines, the real openstack CLI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+log() { printf '\n=== %s\n' "$*"; }
+
+# --- system packages --------------------------------------------------------------
+need=()
+command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# --- PostgreSQL -------------------------------------------------------------------
+log "starting PostgreSQL"
+cluster=$(pg_lsclusters --no-header | awk 'NR==1 {print $1" "$2}')
+if [ -z "$cluster" ]; then
+  pg_createcluster 15 main >/dev/null
+  cluster="15 main"
+fi
+# shellcheck disable=SC2086
+pg_ctlcluster $cluster start 2>/dev/null || true
+port=$(pg_lsclusters --no-header | awk 'NR==1 {print $3}')
+for _ in $(seq 1 60); do
+  if su postgres -c "psql -p $port -Atqc 'select 1'" >/dev/null 2>&1; then break; fi
+  sleep 0.5
+done
+su postgres -c "psql -p $port -Atqc \"select 1 from pg_roles where rolname='octavia'\"" | grep -q 1 ||
+  su postgres -c "psql -p $port -qc \"CREATE ROLE octavia LOGIN SUPERUSER PASSWORD 'octavia'\""
+export OCTAVIA_TEST_PG_URL="postgres://octavia:octavia@127.0.0.1:$port/postgres"
+
+# --- the real OpenStack client, in a throwaway venv (rebuildable, under target/) ----
+venv="$root/target/openstack-cli-venv"
+if [ ! -x "$venv/bin/openstack" ]; then
+  log "installing python-openstackclient + python-octaviaclient into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check python-openstackclient python-octaviaclient
+fi
+export OCTAVIA_TEST_OPENSTACK="$venv/bin/openstack"
+
+# --- checks and tests -------------------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+log "cargo nextest (SQLite and PostgreSQL)"
+cargo nextest run --workspace --locked --no-fail-fast
