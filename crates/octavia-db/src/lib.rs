@@ -22,6 +22,7 @@
 mod connect;
 mod db;
 pub mod error;
+pub mod health;
 mod jobs;
 mod list;
 pub mod query;
@@ -34,6 +35,9 @@ pub mod testing;
 mod write;
 
 pub use error::DbError;
+pub use health::{
+    AmphoraHealth, FleetMember, HeartbeatOutcome, HeartbeatRecord, ListenerCountMismatch,
+};
 pub use query::{
     columns, Column, ColumnType, Filter, FilterValue, ListQuery, SortDir, TagFilter, QUOTA_COLUMNS,
 };

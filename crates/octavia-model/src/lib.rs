@@ -5,6 +5,7 @@
 
 pub mod entity;
 pub mod enums;
+pub mod health;
 pub mod id;
 pub mod job;
 

@@ -1,0 +1,95 @@
+//! The UDP side: bind, receive datagrams, authenticate and decode them, hand records to the
+//! writer. Nothing a peer sends can stop this loop.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use amphora_proto::heartbeat::{decode, MAX_DATAGRAM};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, Notify};
+
+use crate::ratelog::RateLog;
+use crate::writer::Item;
+use crate::{report, Counters, HealthError, HealthSettings};
+
+/// Creates the socket (receive buffer from `sock_rlimit`) and binds it.
+pub(crate) fn bind(settings: &HealthSettings) -> Result<UdpSocket, HealthError> {
+    let addr = SocketAddr::new(settings.bind_ip, settings.bind_port);
+    let err = |source| HealthError::Bind { addr, source };
+    let sock =
+        Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
+    if settings.sock_rlimit > 0 {
+        sock.set_recv_buffer_size(settings.sock_rlimit)
+            .map_err(err)?;
+    }
+    sock.set_nonblocking(true).map_err(err)?;
+    sock.bind(&addr.into()).map_err(err)?;
+    UdpSocket::from_std(sock.into()).map_err(err)
+}
+
+/// Receives until `stop` is notified or the writer is gone.
+pub(crate) async fn run(
+    socket: UdpSocket,
+    settings: HealthSettings,
+    tx: mpsc::Sender<Item>,
+    counters: Arc<Counters>,
+    stop: Arc<Notify>,
+) {
+    let keys: Vec<&str> = settings.heartbeat_keys.iter().map(|k| k.expose()).collect();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut log = RateLog::new(Duration::from_secs(10));
+    let stopped = stop.notified();
+    tokio::pin!(stopped);
+    loop {
+        let (n, peer) = tokio::select! {
+            biased;
+            _ = &mut stopped => break,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    if let Some(suppressed) = log.allow("recv_error") {
+                        tracing::warn!(error = %e, suppressed, "heartbeat socket receive failed");
+                    }
+                    continue;
+                }
+            },
+        };
+        counters.received.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("octavia_heartbeats_received_total").increment(1);
+        let at = Instant::now();
+        let msg = match decode(&buf[..n], &keys) {
+            Ok(msg) => msg,
+            Err(e) => {
+                let reason = e.reason();
+                counters.reject(reason, 1);
+                if let Some(suppressed) = log.allow(reason) {
+                    tracing::warn!(%peer, reason, error = %e, len = n, suppressed, "heartbeat rejected");
+                }
+                continue;
+            }
+        };
+        counters.decoded.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%peer, amphora_id = %msg.id, seq = msg.seq, "heartbeat received");
+        let Some(rec) = report::record(&msg, octavia_model::now()) else {
+            counters.reject("unknown_amphora", 1);
+            if let Some(suppressed) = log.allow("unknown_amphora") {
+                tracing::warn!(%peer, amphora_id = %msg.id, suppressed, "heartbeat from an id that is not an amphora id");
+            }
+            continue;
+        };
+        match tx.try_send(Item { rec, at }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                counters.reject("too_slow", 1);
+                if let Some(suppressed) = log.allow("queue_full") {
+                    tracing::warn!(suppressed, "heartbeat writer queue full, heartbeat dropped");
+                }
+            }
+            Err(TrySendError::Closed(_)) => break,
+        }
+    }
+}

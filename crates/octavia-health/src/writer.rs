@@ -1,0 +1,166 @@
+//! The store side: collect decoded heartbeats into batches (up to `batch_max`, waiting at
+//! most `batch_window` after the first), write each batch in one store call, count and log
+//! what the store reports back.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use octavia_db::{DbError, HeartbeatOutcome, HeartbeatRecord, Store};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::ratelog::RateLog;
+use crate::{Counters, HealthSettings};
+
+/// A decoded heartbeat waiting for the writer, with its arrival instant.
+#[derive(Debug)]
+pub(crate) struct Item {
+    pub(crate) rec: HeartbeatRecord,
+    pub(crate) at: Instant,
+}
+
+/// Writes batches until the receiver side closes the channel and it is drained.
+pub(crate) async fn run(
+    store: Store,
+    settings: HealthSettings,
+    mut rx: mpsc::Receiver<Item>,
+    counters: Arc<Counters>,
+) {
+    let max = settings.batch_max;
+    let mut batch: Vec<Item> = Vec::with_capacity(max);
+    let mut log = RateLog::new(Duration::from_secs(10));
+    loop {
+        if rx.recv_many(&mut batch, max).await == 0 {
+            break;
+        }
+        let deadline = tokio::time::Instant::now() + settings.batch_window;
+        while batch.len() < max {
+            let room = max - batch.len();
+            match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let records = take_records(&mut batch, &settings, &counters);
+        let span = tracing::info_span!("heartbeat_batch", size = records.len());
+        write(&store, &records, &counters, &mut log)
+            .instrument(span)
+            .await;
+    }
+}
+
+/// Drains `batch`, marking heartbeats that waited a whole interval as too slow.
+fn take_records(
+    batch: &mut Vec<Item>,
+    settings: &HealthSettings,
+    counters: &Counters,
+) -> Vec<HeartbeatRecord> {
+    let now = Instant::now();
+    let mut slow = 0;
+    let records = batch
+        .drain(..)
+        .map(|mut i| {
+            if now.duration_since(i.at) >= settings.heartbeat_interval {
+                i.rec.refresh_health = false;
+                slow += 1;
+            }
+            i.rec
+        })
+        .collect();
+    if slow > 0 {
+        counters.reject("too_slow", slow);
+        tracing::warn!(
+            count = slow,
+            "heartbeats processed too slowly, health timestamps not refreshed"
+        );
+    }
+    records
+}
+
+async fn write(store: &Store, records: &[HeartbeatRecord], counters: &Counters, log: &mut RateLog) {
+    let n = records.len() as u64;
+    let start = Instant::now();
+    let mut result = store.record_heartbeats(records).await;
+    if let Err(DbError::Retryable(_)) = result {
+        result = store.record_heartbeats(records).await;
+    }
+    let elapsed = start.elapsed();
+    metrics::histogram!("octavia_heartbeat_batch_write_seconds").record(elapsed.as_secs_f64());
+    metrics::histogram!("octavia_heartbeat_batch_size").record(n as f64);
+    match result {
+        Ok(out) => {
+            let dropped = account(records, &out, counters, log);
+            counters.written.fetch_add(n - dropped, Ordering::Relaxed);
+            counters.batches.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                size = n,
+                refreshed = out.refreshed,
+                status_writes = out.status_writes,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "heartbeat batch written"
+            );
+        }
+        Err(e) => {
+            counters.reject("db_error", n);
+            if let Some(suppressed) = log.allow("db_error") {
+                tracing::warn!(error = %e, size = n, suppressed, "heartbeat batch not written");
+            }
+        }
+    }
+}
+
+/// Counts and logs what the store reported; returns how many records were dropped.
+fn account(
+    records: &[HeartbeatRecord],
+    out: &HeartbeatOutcome,
+    counters: &Counters,
+    log: &mut RateLog,
+) -> u64 {
+    let mut dropped = 0;
+    for (ids, reason, what) in [
+        (
+            &out.unknown_amphorae,
+            "unknown_amphora",
+            "heartbeat from an unknown or deleted amphora",
+        ),
+        (
+            &out.without_load_balancer,
+            "no_load_balancer",
+            "heartbeat from an amphora without a load balancer",
+        ),
+    ] {
+        if ids.is_empty() {
+            continue;
+        }
+        let set: HashSet<_> = ids.iter().collect();
+        let n = records
+            .iter()
+            .filter(|r| set.contains(&r.amphora_id))
+            .count() as u64;
+        dropped += n;
+        counters.reject(reason, n);
+        if let Some(suppressed) = log.allow(reason) {
+            tracing::warn!(amphora_id = %ids[0], count = n, suppressed, "{what}");
+        }
+    }
+    for m in &out.listener_count_mismatches {
+        if let Some(suppressed) = log.allow("listener_count") {
+            tracing::warn!(
+                amphora_id = %m.amphora_id,
+                lb_id = %m.load_balancer_id,
+                expected = m.expected,
+                reported = m.reported,
+                suppressed,
+                "listener count mismatch, health timestamp not refreshed"
+            );
+        }
+    }
+    for (amp, value) in &out.unknown_values {
+        if let Some(suppressed) = log.allow("unknown_status") {
+            tracing::warn!(amphora_id = %amp, value = %value, suppressed, "unknown status in heartbeat");
+        }
+    }
+    dropped
+}
