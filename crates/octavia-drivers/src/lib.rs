@@ -5,7 +5,9 @@
 //! (API tests, flow tests); real implementations (`netns`, the mTLS agent client) plug in
 //! behind the same traits.
 
+pub mod agent_client;
 pub mod amphora;
+pub mod certs;
 pub mod compute;
 pub mod error;
 pub mod network;
@@ -13,7 +15,12 @@ pub mod noop;
 
 use std::sync::Arc;
 
+pub use agent_client::{AgentClient, AgentClientConfig};
 pub use amphora::{AgentInfo, AmphoraDriver};
+pub use certs::{
+    AmphoraCert, BootBundle, BootFile, CertificateAuthority, ControllerIdentity, Secret,
+    DEFAULT_CERT_VALIDITY,
+};
 pub use compute::{BuildRequest, ComputeDriver, ComputeInstance, ComputeStatus};
 pub use error::{DriverError, FaultOwner, Result};
 pub use network::{

@@ -28,7 +28,12 @@ pub struct DriverCall {
     pub detail: String,
 }
 
-/// The calls received by a set of noop drivers, in order.
+/// Calls a [`CallLog`] keeps; older ones are forgotten so that a long-running process
+/// on the noop drivers (the all-in-one, a benchmark) does not grow without bound.
+pub const CALL_LOG_CAPACITY: usize = 10_000;
+
+/// The most recent calls received by a set of noop drivers (at most
+/// [`CALL_LOG_CAPACITY`]), in order.
 #[derive(Debug, Clone, Default)]
 pub struct CallLog {
     calls: Arc<Mutex<Vec<DriverCall>>>,
@@ -47,7 +52,12 @@ impl CallLog {
             detail: detail.into(),
         };
         tracing::debug!(op, subject = %call.subject, "noop driver call");
-        self.lock().push(call);
+        let mut calls = self.lock();
+        if calls.len() >= CALL_LOG_CAPACITY {
+            // Drop the older half at once: amortised O(1) per call.
+            calls.drain(..CALL_LOG_CAPACITY / 2);
+        }
+        calls.push(call);
     }
 
     /// Every call so far.
@@ -427,6 +437,18 @@ mod tests {
             created_at: now(),
             updated_at: None,
         }
+    }
+
+    #[test]
+    fn call_log_keeps_only_the_most_recent_calls() {
+        let log = CallLog::default();
+        for i in 0..CALL_LOG_CAPACITY + 10 {
+            log.push("compute.build", i, "");
+        }
+        let calls = log.calls();
+        assert!(calls.len() <= CALL_LOG_CAPACITY);
+        let last = calls.last().expect("calls kept");
+        assert_eq!(last.subject, (CALL_LOG_CAPACITY + 9).to_string());
     }
 
     #[tokio::test]
