@@ -150,6 +150,26 @@ async fn failing_step_reverts_in_reverse(engine: Engine) {
     reversed.reverse();
     assert_eq!(job.reverted_steps, reversed, "reverts run in reverse order");
     assert!(job.error.unwrap_or_default().contains("plug_vip"));
+
+    // The failure is visible to monitoring: jobs by kind and result, API latency by route.
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("octavia_jobs_total")
+            && l.contains("kind=\"create_load_balancer\"")
+            && l.contains("result=\"failed\"")
+            && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("octavia_api_request_duration_seconds")
+            && metrics.contains("route=\"/v2/loadbalancers\""),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
