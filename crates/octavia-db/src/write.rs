@@ -252,6 +252,26 @@ async fn commit_job(store: &Store, tx: Tx) -> Result<()> {
     Ok(())
 }
 
+/// The last act of every tenant write: insert the job that will settle what the
+/// transaction locked, commit, and wake in-process workers.
+async fn enqueue_tenant_job(
+    store: &Store,
+    mut tx: Tx,
+    action: Action,
+    kind: ObjectKind,
+    target: uuid::Uuid,
+    locks: LockSet,
+) -> Result<JobId> {
+    let job = insert_job(
+        &mut tx.conn(),
+        JobClass::Tenant,
+        &spec(action, kind, target, locks),
+    )
+    .await?;
+    commit_job(store, tx).await?;
+    Ok(job)
+}
+
 // ------------------------------------------------------------------ load balancer
 
 async fn write_lb_columns(c: &mut Conn<'_>, lb: &LoadBalancer) -> Result<()> {
@@ -647,14 +667,15 @@ pub(crate) async fn create_listener(store: &Store, l: &Listener) -> Result<JobId
         load_balancer_id: Some(l.load_balancer_id),
         ..Default::default()
     };
-    let job = insert_job(
-        &mut c,
-        JobClass::Tenant,
-        &spec(Action::Create, ObjectKind::Listener, l.id.uuid(), locks),
+    enqueue_tenant_job(
+        store,
+        tx,
+        Action::Create,
+        ObjectKind::Listener,
+        l.id.uuid(),
+        locks,
     )
-    .await?;
-    commit_job(store, tx).await?;
-    Ok(job)
+    .await
 }
 
 pub(crate) async fn update_listener(
@@ -692,14 +713,15 @@ pub(crate) async fn update_listener(
         load_balancer_id: Some(lb),
         ..Default::default()
     };
-    let job = insert_job(
-        &mut c,
-        JobClass::Tenant,
-        &spec(Action::Update, ObjectKind::Listener, l.id.uuid(), locks),
+    enqueue_tenant_job(
+        store,
+        tx,
+        Action::Update,
+        ObjectKind::Listener,
+        l.id.uuid(),
+        locks,
     )
-    .await?;
-    commit_job(store, tx).await?;
-    Ok(job)
+    .await
 }
 
 pub(crate) async fn delete_listener(store: &Store, l: ListenerId) -> Result<JobId> {
@@ -726,14 +748,15 @@ pub(crate) async fn delete_listener(store: &Store, l: ListenerId) -> Result<JobI
         load_balancer_id: Some(lb),
         ..Default::default()
     };
-    let job = insert_job(
-        &mut c,
-        JobClass::Tenant,
-        &spec(Action::Delete, ObjectKind::Listener, l.uuid(), locks),
+    enqueue_tenant_job(
+        store,
+        tx,
+        Action::Delete,
+        ObjectKind::Listener,
+        l.uuid(),
+        locks,
     )
-    .await?;
-    commit_job(store, tx).await?;
-    Ok(job)
+    .await
 }
 
 // ------------------------------------------------------------------ pool
@@ -872,14 +895,15 @@ pub(crate) async fn create_pool(
         listener_ids,
         ..Default::default()
     };
-    let job = insert_job(
-        &mut c,
-        JobClass::Tenant,
-        &spec(Action::Create, ObjectKind::Pool, p.id.uuid(), locks),
+    enqueue_tenant_job(
+        store,
+        tx,
+        Action::Create,
+        ObjectKind::Pool,
+        p.id.uuid(),
+        locks,
     )
-    .await?;
-    commit_job(store, tx).await?;
-    Ok(job)
+    .await
 }
 
 pub(crate) async fn update_pool(
@@ -915,14 +939,15 @@ pub(crate) async fn update_pool(
         listener_ids,
         ..Default::default()
     };
-    let job = insert_job(
-        &mut c,
-        JobClass::Tenant,
-        &spec(Action::Update, ObjectKind::Pool, p.id.uuid(), locks),
+    enqueue_tenant_job(
+        store,
+        tx,
+        Action::Update,
+        ObjectKind::Pool,
+        p.id.uuid(),
+        locks,
     )
-    .await?;
-    commit_job(store, tx).await?;
-    Ok(job)
+    .await
 }
 
 pub(crate) async fn delete_pool(store: &Store, p: PoolId) -> Result<JobId> {
@@ -963,14 +988,7 @@ pub(crate) async fn delete_pool(store: &Store, p: PoolId) -> Result<JobId> {
         listener_ids,
         ..Default::default()
     };
-    let job = insert_job(
-        &mut c,
-        JobClass::Tenant,
-        &spec(Action::Delete, ObjectKind::Pool, p.uuid(), locks),
-    )
-    .await?;
-    commit_job(store, tx).await?;
-    Ok(job)
+    enqueue_tenant_job(store, tx, Action::Delete, ObjectKind::Pool, p.uuid(), locks).await
 }
 
 // ------------------------------------------------------------------ members and HMs
@@ -1112,14 +1130,15 @@ pub(crate) async fn create_member(store: &Store, m: &Member) -> Result<JobId> {
     check_quota(&mut c, &store.quota_defaults, &m.project_id, Res::Member, 1).await?;
     let has_hm = pool_has_hm(&mut c, m.pool_id).await?;
     insert_member(&mut c, m, has_hm).await?;
-    let job = insert_job(
-        &mut c,
-        JobClass::Tenant,
-        &spec(Action::Create, ObjectKind::Member, m.id.uuid(), locks),
+    enqueue_tenant_job(
+        store,
+        tx,
+        Action::Create,
+        ObjectKind::Member,
+        m.id.uuid(),
+        locks,
     )
-    .await?;
-    commit_job(store, tx).await?;
-    Ok(job)
+    .await
 }
 
 pub(crate) async fn update_member(
@@ -1133,14 +1152,15 @@ pub(crate) async fn update_member(
     let locks = lock_pool_subtree(&mut c, pool).await?;
     check_expected("Member", m.id, updated, expected)?;
     update_member_row(&mut c, m).await?;
-    let job = insert_job(
-        &mut c,
-        JobClass::Tenant,
-        &spec(Action::Update, ObjectKind::Member, m.id.uuid(), locks),
+    enqueue_tenant_job(
+        store,
+        tx,
+        Action::Update,
+        ObjectKind::Member,
+        m.id.uuid(),
+        locks,
     )
-    .await?;
-    commit_job(store, tx).await?;
-    Ok(job)
+    .await
 }
 
 pub(crate) async fn delete_member(store: &Store, m: MemberId) -> Result<JobId> {
@@ -1155,14 +1175,15 @@ pub(crate) async fn delete_member(store: &Store, m: MemberId) -> Result<JobId> {
         ProvisioningStatus::PendingDelete,
     )
     .await?;
-    let job = insert_job(
-        &mut c,
-        JobClass::Tenant,
-        &spec(Action::Delete, ObjectKind::Member, m.uuid(), locks),
+    enqueue_tenant_job(
+        store,
+        tx,
+        Action::Delete,
+        ObjectKind::Member,
+        m.uuid(),
+        locks,
     )
-    .await?;
-    commit_job(store, tx).await?;
-    Ok(job)
+    .await
 }
 
 pub(crate) async fn batch_update_members(
@@ -1351,14 +1372,15 @@ pub(crate) async fn delete_health_monitor(store: &Store, h: HealthMonitorId) -> 
         ProvisioningStatus::PendingDelete,
     )
     .await?;
-    let job = insert_job(
-        &mut c,
-        JobClass::Tenant,
-        &spec(Action::Delete, ObjectKind::HealthMonitor, h.uuid(), locks),
+    enqueue_tenant_job(
+        store,
+        tx,
+        Action::Delete,
+        ObjectKind::HealthMonitor,
+        h.uuid(),
+        locks,
     )
-    .await?;
-    commit_job(store, tx).await?;
-    Ok(job)
+    .await
 }
 
 // ------------------------------------------------------------------ L7 policies and rules
@@ -1507,14 +1529,15 @@ pub(crate) async fn create_l7policy(store: &Store, p: &L7Policy) -> Result<JobId
     write_policy_columns(&mut c, p).await?;
     let pid = p.id.to_string();
     renumber_policies(&mut c, &p.listener_id.to_string(), Some((&pid, p.position))).await?;
-    let job = insert_job(
-        &mut c,
-        JobClass::Tenant,
-        &spec(Action::Create, ObjectKind::L7Policy, p.id.uuid(), locks),
+    enqueue_tenant_job(
+        store,
+        tx,
+        Action::Create,
+        ObjectKind::L7Policy,
+        p.id.uuid(),
+        locks,
     )
-    .await?;
-    commit_job(store, tx).await?;
-    Ok(job)
+    .await
 }
 
 pub(crate) async fn update_l7policy(
@@ -1532,14 +1555,15 @@ pub(crate) async fn update_l7policy(
     let pid = p.id.to_string();
     renumber_policies(&mut c, &listener.to_string(), Some((&pid, p.position))).await?;
     set_status(&mut c, "l7policy", &pid, ProvisioningStatus::PendingUpdate).await?;
-    let job = insert_job(
-        &mut c,
-        JobClass::Tenant,
-        &spec(Action::Update, ObjectKind::L7Policy, p.id.uuid(), locks),
+    enqueue_tenant_job(
+        store,
+        tx,
+        Action::Update,
+        ObjectKind::L7Policy,
+        p.id.uuid(),
+        locks,
     )
-    .await?;
-    commit_job(store, tx).await?;
-    Ok(job)
+    .await
 }
 
 pub(crate) async fn delete_l7policy(store: &Store, p: L7PolicyId) -> Result<JobId> {
@@ -1554,14 +1578,15 @@ pub(crate) async fn delete_l7policy(store: &Store, p: L7PolicyId) -> Result<JobI
         ProvisioningStatus::PendingDelete,
     )
     .await?;
-    let job = insert_job(
-        &mut c,
-        JobClass::Tenant,
-        &spec(Action::Delete, ObjectKind::L7Policy, p.uuid(), locks),
+    enqueue_tenant_job(
+        store,
+        tx,
+        Action::Delete,
+        ObjectKind::L7Policy,
+        p.uuid(),
+        locks,
     )
-    .await?;
-    commit_job(store, tx).await?;
-    Ok(job)
+    .await
 }
 
 /// LB ACTIVE, policy ACTIVE; policy, listener and LB → PENDING_UPDATE.
@@ -1651,14 +1676,15 @@ pub(crate) async fn create_l7rule(store: &Store, r: &L7Rule) -> Result<JobId> {
     )
     .await?;
     write_rule_columns(&mut c, r).await?;
-    let job = insert_job(
-        &mut c,
-        JobClass::Tenant,
-        &spec(Action::Create, ObjectKind::L7Rule, r.id.uuid(), locks),
+    enqueue_tenant_job(
+        store,
+        tx,
+        Action::Create,
+        ObjectKind::L7Rule,
+        r.id.uuid(),
+        locks,
     )
-    .await?;
-    commit_job(store, tx).await?;
-    Ok(job)
+    .await
 }
 
 pub(crate) async fn update_l7rule(
@@ -1679,14 +1705,15 @@ pub(crate) async fn update_l7rule(
         ProvisioningStatus::PendingUpdate,
     )
     .await?;
-    let job = insert_job(
-        &mut c,
-        JobClass::Tenant,
-        &spec(Action::Update, ObjectKind::L7Rule, r.id.uuid(), locks),
+    enqueue_tenant_job(
+        store,
+        tx,
+        Action::Update,
+        ObjectKind::L7Rule,
+        r.id.uuid(),
+        locks,
     )
-    .await?;
-    commit_job(store, tx).await?;
-    Ok(job)
+    .await
 }
 
 pub(crate) async fn delete_l7rule(store: &Store, r: L7RuleId) -> Result<JobId> {
@@ -1701,14 +1728,15 @@ pub(crate) async fn delete_l7rule(store: &Store, r: L7RuleId) -> Result<JobId> {
         ProvisioningStatus::PendingDelete,
     )
     .await?;
-    let job = insert_job(
-        &mut c,
-        JobClass::Tenant,
-        &spec(Action::Delete, ObjectKind::L7Rule, r.uuid(), locks),
+    enqueue_tenant_job(
+        store,
+        tx,
+        Action::Delete,
+        ObjectKind::L7Rule,
+        r.uuid(),
+        locks,
     )
-    .await?;
-    commit_job(store, tx).await?;
-    Ok(job)
+    .await
 }
 
 // ------------------------------------------------------------------ failovers
