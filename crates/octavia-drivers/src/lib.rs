@@ -10,6 +10,7 @@ pub mod amphora;
 pub mod certs;
 pub mod compute;
 pub mod error;
+pub mod netns;
 pub mod network;
 pub mod noop;
 
@@ -23,6 +24,7 @@ pub use certs::{
 };
 pub use compute::{BuildRequest, ComputeDriver, ComputeInstance, ComputeStatus};
 pub use error::{DriverError, FaultOwner, Result};
+pub use netns::{NetnsCompute, NetnsComputeSettings, NetnsNetwork};
 pub use network::{
     AmphoraNetworkConfig, FixedIp, HostRoute, Interface, NetworkDriver, Subnet, VipPlug, VipRequest,
 };
