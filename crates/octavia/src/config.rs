@@ -174,10 +174,39 @@ impl Default for TaskFlowSection {
     }
 }
 
+/// A secret option: parsed from a string, shown as `***` by `config check` and in logs.
+#[derive(Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct SecretString(pub String);
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for SecretString {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
 /// `[health_manager]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthManagerSection {
+    /// Address the heartbeat receiver listens on (UDP).
+    pub bind_ip: String,
+    /// Port the heartbeat receiver listens on (UDP).
+    pub bind_port: u16,
+    /// Key that signs heartbeats (HMAC-SHA256). Without it the receiver does not run.
+    pub heartbeat_key: Option<SecretString>,
+    /// Keys still accepted after a rotation, newest first (amphorae not yet reconfigured).
+    pub heartbeat_previous_keys: Vec<SecretString>,
+    /// How often amphorae send a heartbeat; one that waited longer does not count.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub heartbeat_interval: Duration,
     /// Most automatic failovers running at once across all workers.
     pub failover_threads: u32,
 }
@@ -185,6 +214,11 @@ pub struct HealthManagerSection {
 impl Default for HealthManagerSection {
     fn default() -> Self {
         Self {
+            bind_ip: "127.0.0.1".into(),
+            bind_port: 5555,
+            heartbeat_key: None,
+            heartbeat_previous_keys: Vec::new(),
+            heartbeat_interval: Duration::from_secs(10),
             failover_threads: 10,
         }
     }
@@ -359,6 +393,23 @@ impl Config {
                 });
             }
         }
+        if self
+            .health_manager
+            .bind_ip
+            .parse::<std::net::IpAddr>()
+            .is_err()
+        {
+            return Err(ConfigError::Invalid {
+                option: "health_manager.bind_ip",
+                reason: format!("'{}' is not an IP address", self.health_manager.bind_ip),
+            });
+        }
+        if self.health_manager.heartbeat_interval < Duration::from_millis(100) {
+            return Err(ConfigError::Invalid {
+                option: "health_manager.heartbeat_interval",
+                reason: "must be at least 100ms".into(),
+            });
+        }
         if self.api_settings.pagination_max_limit == 0 {
             return Err(ConfigError::Invalid {
                 option: "api_settings.pagination_max_limit",
@@ -492,6 +543,21 @@ mod tests {
     }
 
     #[test]
+    fn heartbeat_keys_never_show() {
+        let c = Config::parse("[health_manager]\nheartbeat_key = \"s3cret-key\"\n").unwrap();
+        assert_eq!(
+            c.health_manager.heartbeat_key.as_ref().unwrap().0,
+            "s3cret-key"
+        );
+        let shown = toml::to_string(&c).unwrap();
+        assert!(
+            !shown.contains("s3cret-key") && shown.contains("***"),
+            "{shown}"
+        );
+        assert!(!format!("{c:?}").contains("s3cret-key"));
+    }
+
+    #[test]
     fn sample_parses_to_the_defaults() {
         assert_eq!(Config::parse(&Config::sample()).unwrap(), Config::default());
     }
@@ -509,6 +575,8 @@ mod tests {
         );
         let err = Config::parse("[networking]\nreserved_ips = [\"1.2.3\"]\n").unwrap_err();
         assert!(err.to_string().contains("reserved_ips"), "{err}");
+        let err = Config::parse("[health_manager]\nbind_ip = \"localhost\"\n").unwrap_err();
+        assert!(err.to_string().contains("health_manager.bind_ip"), "{err}");
         let ok = Config::parse("[task_flow]\njobboard_expiration_time = \"5s\"\n").unwrap();
         assert_eq!(
             ok.task_flow.jobboard_expiration_time,

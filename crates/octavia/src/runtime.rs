@@ -21,6 +21,8 @@ pub enum Role {
     Api,
     /// `octavia-worker`.
     Worker,
+    /// `octavia-health-manager`.
+    HealthManager,
 }
 
 impl Role {
@@ -29,6 +31,9 @@ impl Role {
     }
     fn runs_worker(self) -> bool {
         matches!(self, Role::AllInOne | Role::Worker)
+    }
+    fn runs_health_manager(self) -> bool {
+        matches!(self, Role::AllInOne | Role::HealthManager)
     }
 }
 
@@ -180,6 +185,28 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
                 .await
                 .context("run the worker")
         });
+    }
+
+    if role.runs_health_manager() {
+        match crate::settings::health_settings(&config) {
+            Some(settings) => {
+                let store = store.clone();
+                let stop = stopped(stop_rx.clone());
+                tasks.spawn(async move {
+                    octavia_health::run(store, settings, stop)
+                        .await
+                        .context("run the heartbeat receiver")
+                });
+            }
+            None if role == Role::HealthManager => {
+                anyhow::bail!(
+                    "[health_manager] heartbeat_key is not set: heartbeats cannot be verified"
+                )
+            }
+            None => tracing::warn!(
+                "heartbeat receiver not started: [health_manager] heartbeat_key is not set"
+            ),
+        }
     }
 
     tokio::select! {

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use octavia_api::{ApiSettings, AuthStrategy as ApiAuth};
 use octavia_db::ClassCaps;
 use octavia_drivers::Drivers;
+use octavia_health::{HealthSettings, Secret};
 use octavia_model::Topology;
 use octavia_worker::WorkerSettings;
 
@@ -71,4 +72,26 @@ pub fn worker_settings(config: &Config) -> WorkerSettings {
 /// The drivers named by `[controller_worker]` (validated by `Config::validate`).
 pub fn drivers(_config: &Config) -> Drivers {
     Drivers::noop().0
+}
+
+/// `HealthSettings` from `[health_manager]`; `None` without a `heartbeat_key` (then no
+/// receiver can verify anything, so none runs).
+pub fn health_settings(config: &Config) -> Option<HealthSettings> {
+    let h = &config.health_manager;
+    let current = h.heartbeat_key.as_ref()?;
+    let keys = std::iter::once(current)
+        .chain(h.heartbeat_previous_keys.iter())
+        .map(|k| Secret::new(k.0.clone()))
+        .collect();
+    Some(HealthSettings {
+        // Validated by `Config::validate`.
+        bind_ip: h
+            .bind_ip
+            .parse()
+            .unwrap_or(HealthSettings::default().bind_ip),
+        bind_port: h.bind_port,
+        heartbeat_keys: keys,
+        heartbeat_interval: h.heartbeat_interval,
+        ..HealthSettings::default()
+    })
 }

@@ -1,0 +1,131 @@
+//! The `octavia-health-manager` process: signed heartbeats in, health and statuses out.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use amphora_proto::heartbeat::{encode, HeartbeatMessage, ListenerReport, PoolReport};
+use octavia_db::testing::{engines, TestStore};
+use octavia_db::{Engine, FleetMember};
+use octavia_model::OperatingStatus;
+
+use crate::support::{eventually, write_config, Proc};
+
+const KEY: &str = "e2e-heartbeat-key";
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free UDP port")
+}
+
+fn heartbeat(f: &FleetMember, member_status: &str) -> HeartbeatMessage {
+    let mut members = BTreeMap::new();
+    members.insert(f.member_id.to_string(), member_status.to_string());
+    let mut pools = BTreeMap::new();
+    pools.insert(
+        format!("{}:{}", f.pool_id, f.listener_id),
+        PoolReport {
+            status: "UP".into(),
+            members,
+        },
+    );
+    let mut listeners = BTreeMap::new();
+    listeners.insert(
+        f.listener_id.to_string(),
+        ListenerReport {
+            status: "OPEN".into(),
+            ..Default::default()
+        },
+    );
+    HeartbeatMessage {
+        id: f.amphora_id.to_string(),
+        seq: 1,
+        ver: 3,
+        listeners,
+        pools,
+    }
+}
+
+async fn heartbeats_reach_the_store(engine: Engine) {
+    let ts = TestStore::new(engine).await;
+    let store = ts.store.clone();
+    let fleet = store
+        .seed_heartbeat_fleet(2, "e2e-health")
+        .await
+        .expect("seed");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let cfg = write_config(
+        dir.path(),
+        "hm",
+        &ts.url,
+        crate::support::free_port(),
+        &format!(
+            "[health_manager]\nbind_ip = \"127.0.0.1\"\nbind_port = {port}\nheartbeat_key = \"{KEY}\"\nheartbeat_interval = \"1s\"\n"
+        ),
+    );
+    let _hm = Proc::start(
+        "health-manager",
+        env!("CARGO_BIN_EXE_octavia-health-manager"),
+        &cfg,
+        &[],
+    );
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+
+    // A member reported DOWN by a correctly signed heartbeat: ERROR in the store. Resend
+    // until it lands (the receiver may still be starting; UDP gives no delivery signal).
+    let good = encode(&heartbeat(&fleet[0], "DOWN"), KEY);
+    let forged = encode(&heartbeat(&fleet[1], "DOWN"), "some-other-key");
+    eventually(
+        "the heartbeat to be recorded",
+        Duration::from_secs(20),
+        || {
+            let _ = sock.send_to(&good, ("127.0.0.1", port));
+            let _ = sock.send_to(&forged, ("127.0.0.1", port));
+            let store = store.clone();
+            let amp = fleet[0].amphora_id;
+            async move { store.get_amphora_health(amp).await.ok().flatten() }
+        },
+    )
+    .await;
+    let member = store.get_member(fleet[0].member_id).await.unwrap().unwrap();
+    assert_eq!(member.operating_status, OperatingStatus::Error);
+    let lb = store
+        .get_load_balancer(fleet[0].load_balancer_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lb.operating_status, OperatingStatus::Degraded);
+
+    // The forged heartbeats, sent alongside all along, changed nothing.
+    assert!(store
+        .get_amphora_health(fleet[1].amphora_id)
+        .await
+        .unwrap()
+        .is_none());
+    let other = store.get_member(fleet[1].member_id).await.unwrap().unwrap();
+    assert_ne!(other.operating_status, OperatingStatus::Error);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_manager_records_signed_heartbeats_and_drops_forged_ones() {
+    for engine in engines() {
+        heartbeats_reach_the_store(engine).await;
+    }
+}
+
+#[test]
+fn health_manager_refuses_to_start_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/o.db", dir.path().display());
+    let cfg = write_config(dir.path(), "hm", &db, crate::support::free_port(), "");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_octavia-health-manager"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .expect("run octavia-health-manager");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("heartbeat_key"), "{err}");
+}
