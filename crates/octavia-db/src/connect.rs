@@ -46,7 +46,7 @@ pub(crate) async fn open(opts: &StoreOptions) -> Result<DbPool> {
         }
         let pool = po.connect_with(o).await.map_err(map_err)?;
         tracing::debug!(url = %url, "opened sqlite store");
-        Ok(DbPool::Sqlite(pool))
+        Ok(DbPool::Sqlite(pool, Default::default()))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let pool = PgPoolOptions::new()
             .max_connections(max)

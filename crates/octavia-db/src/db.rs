@@ -15,10 +15,12 @@ use sqlx::{FromRow, Postgres, Sqlite, Transaction};
 
 use crate::{DbError, Engine, Result};
 
-/// The two concrete pools behind a store.
+/// The two concrete pools behind a store. SQLite allows one writer at a time; its pool
+/// carries an in-process writer lock so that writers queue in order instead of polling
+/// the busy handler (other processes on the same file still meet the busy timeout).
 #[derive(Clone, Debug)]
 pub(crate) enum DbPool {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePool, std::sync::Arc<tokio::sync::Mutex<()>>),
     Postgres(PgPool),
 }
 
@@ -212,21 +214,25 @@ impl Held {
 
 /// A write transaction (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: READ COMMITTED).
 pub(crate) enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
+    /// The guard is the in-process writer lock, released when the transaction ends.
+    Sqlite(
+        Transaction<'static, Sqlite>,
+        tokio::sync::OwnedMutexGuard<()>,
+    ),
     Postgres(Transaction<'static, Postgres>),
 }
 
 impl Tx {
     pub(crate) fn conn(&mut self) -> Conn<'_> {
         match self {
-            Tx::Sqlite(t) => Conn::Sqlite(t),
+            Tx::Sqlite(t, _) => Conn::Sqlite(t),
             Tx::Postgres(t) => Conn::Postgres(t),
         }
     }
 
     pub(crate) async fn commit(self) -> Result<()> {
         match self {
-            Tx::Sqlite(t) => t.commit().await.map_err(map_err),
+            Tx::Sqlite(t, _writer) => t.commit().await.map_err(map_err),
             Tx::Postgres(t) => t.commit().await.map_err(map_err),
         }
     }
@@ -235,25 +241,30 @@ impl Tx {
 impl DbPool {
     pub(crate) fn engine(&self) -> Engine {
         match self {
-            DbPool::Sqlite(_) => Engine::Sqlite,
+            DbPool::Sqlite(..) => Engine::Sqlite,
             DbPool::Postgres(_) => Engine::Postgres,
         }
     }
 
     pub(crate) async fn acquire(&self) -> Result<Held> {
         match self {
-            DbPool::Sqlite(p) => p.acquire().await.map(Held::Sqlite).map_err(map_err),
+            DbPool::Sqlite(p, _) => p.acquire().await.map(Held::Sqlite).map_err(map_err),
             DbPool::Postgres(p) => p.acquire().await.map(Held::Postgres).map_err(map_err),
         }
     }
 
     pub(crate) async fn begin(&self) -> Result<Tx> {
         match self {
-            DbPool::Sqlite(p) => p
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map(Tx::Sqlite)
-                .map_err(map_err),
+            DbPool::Sqlite(p, writer) => {
+                // Connection first, then the writer lock: the lock holder never waits for
+                // the pool, so readers holding connections cannot deadlock with it.
+                let conn = p.acquire().await.map_err(map_err)?;
+                let guard = writer.clone().lock_owned().await;
+                Transaction::begin(conn, Some("BEGIN IMMEDIATE".into()))
+                    .await
+                    .map(|t| Tx::Sqlite(t, guard))
+                    .map_err(map_err)
+            }
             DbPool::Postgres(p) => p.begin().await.map(Tx::Postgres).map_err(map_err),
         }
     }

@@ -395,7 +395,7 @@ impl Store {
         }
         let mut tx = self.pool.begin().await?;
         let mut ex = match &mut tx {
-            Tx::Sqlite(t) => Exec::Sqlite(t),
+            Tx::Sqlite(t, _) => Exec::Sqlite(t),
             Tx::Postgres(t) => Exec::Postgres(t),
         };
 
