@@ -7,3 +7,9 @@ pub mod cli;
 pub mod config;
 pub mod runtime;
 pub mod settings;
+
+/// The control plane allocates many small objects per request (rows, JSON); mimalloc
+/// serves them markedly faster than glibc's allocator under concurrency (measured with
+/// `octavia bench`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
