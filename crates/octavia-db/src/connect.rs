@@ -39,7 +39,11 @@ pub(crate) async fn open(opts: &StoreOptions) -> Result<DbPool> {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         let memory = url.contains(":memory:") || url.contains("mode=memory");
-        let mut po = SqlitePoolOptions::new().max_connections(if memory { 1 } else { max });
+        // No ping before handing out a connection: it is one more round trip to the
+        // connection's thread per request, and a broken connection fails the query anyway.
+        let mut po = SqlitePoolOptions::new()
+            .max_connections(if memory { 1 } else { max })
+            .test_before_acquire(false);
         if memory {
             // Every connection to `:memory:` is its own database: keep exactly one forever.
             po = po.min_connections(1).idle_timeout(None).max_lifetime(None);
@@ -48,8 +52,11 @@ pub(crate) async fn open(opts: &StoreOptions) -> Result<DbPool> {
         tracing::debug!(url = %url, "opened sqlite store");
         Ok(DbPool::Sqlite(pool, Default::default()))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        // No ping before handing out a connection (one network round trip per request);
+        // a connection that broke meanwhile fails its query with a retryable error.
         let pool = PgPoolOptions::new()
             .max_connections(max)
+            .test_before_acquire(false)
             .connect(url)
             .await
             .map_err(map_err)?;

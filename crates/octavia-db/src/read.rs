@@ -34,6 +34,28 @@ async fn fill_tags_rules(c: &mut Conn<'_>, v: &mut [L7Rule]) -> Result<()> {
     Ok(())
 }
 
+/// Load balancers matching `cond` (alias `x`), derived fields included: one query.
+pub(crate) async fn lbs(c: &mut Conn<'_>, cond: &str, args: Vec<Arg>) -> Result<Vec<LoadBalancer>> {
+    let sql = format!(
+        "SELECT {} FROM {LB_FROM} WHERE {cond}",
+        lb_select(c.engine())
+    );
+    let rows: Vec<LbRow> = c.fetch_all(&sql, args).await?;
+    rows.into_iter().map(LbRow::into_model).collect()
+}
+
+/// One page of load balancers, derived fields included: one query.
+pub(crate) async fn list_lbs(
+    c: &mut Conn<'_>,
+    q: &ListQuery,
+    extra: Vec<(&'static str, Arg)>,
+) -> Result<Vec<LoadBalancer>> {
+    let mut src = source(Some(ObjectKind::LoadBalancer));
+    src.select = lb_select(c.engine());
+    let rows: Vec<LbRow> = list_rows(c, &src, q, extra).await?;
+    rows.into_iter().map(LbRow::into_model).collect()
+}
+
 async fn no_fill(_c: &mut Conn<'_>, _v: &mut [Amphora]) -> Result<()> {
     Ok(())
 }
@@ -73,16 +95,6 @@ macro_rules! loaders {
     };
 }
 
-loaders!(
-    lbs,
-    list_lbs,
-    LoadBalancer,
-    LbRow,
-    LB_SELECT,
-    LB_FROM,
-    ObjectKind::LoadBalancer,
-    fill_lbs
-);
 loaders!(
     listeners,
     list_listeners,

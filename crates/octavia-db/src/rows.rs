@@ -36,11 +36,48 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
 
 // ------------------------------------------------------------------ load balancer
 
-pub(crate) const LB_SELECT: &str = "x.id, x.project_id, x.name, x.description, \
-    x.provisioning_status, x.operating_status, x.enabled, x.topology, x.provider, x.flavor_id, \
-    x.availability_zone, x.created_at, x.updated_at, v.ip_address AS vip_address, \
-    v.port_id AS vip_port_id, v.subnet_id AS vip_subnet_id, v.network_id AS vip_network_id, \
-    v.qos_policy_id AS vip_qos_policy_id";
+/// The load balancer's own columns and its VIP (alias `x`, VIP alias `v`).
+macro_rules! lb_columns {
+    () => {
+        "x.id, x.project_id, x.name, x.description, x.provisioning_status, \
+         x.operating_status, x.enabled, x.topology, x.provider, x.flavor_id, \
+         x.availability_zone, x.created_at, x.updated_at, v.ip_address AS vip_address, \
+         v.port_id AS vip_port_id, v.subnet_id AS vip_subnet_id, \
+         v.network_id AS vip_network_id, v.qos_policy_id AS vip_qos_policy_id"
+    };
+}
+
+/// [`lb_columns`] plus the derived fields (tags as a JSON array; listener and pool ids,
+/// comma separated, oldest first), so one query reads a whole load balancer. SQLite.
+const LB_SELECT_SQLITE: &str = concat!(
+    lb_columns!(),
+    ", (SELECT json_group_array(tag ORDER BY position, tag) FROM tags \
+     WHERE resource_id = x.id) AS tag_list, \
+     (SELECT group_concat(id, ',' ORDER BY created_at, id) FROM listener \
+     WHERE load_balancer_id = x.id) AS listener_id_list, \
+     (SELECT group_concat(id, ',' ORDER BY created_at, id) FROM pool \
+     WHERE load_balancer_id = x.id) AS pool_id_list"
+);
+
+/// The same as [`LB_SELECT_SQLITE`] for PostgreSQL.
+const LB_SELECT_POSTGRES: &str = concat!(
+    lb_columns!(),
+    ", (SELECT CAST(json_agg(tag ORDER BY position, tag) AS TEXT) FROM tags \
+     WHERE resource_id = x.id) AS tag_list, \
+     (SELECT string_agg(id, ',' ORDER BY created_at, id) FROM listener \
+     WHERE load_balancer_id = x.id) AS listener_id_list, \
+     (SELECT string_agg(id, ',' ORDER BY created_at, id) FROM pool \
+     WHERE load_balancer_id = x.id) AS pool_id_list"
+);
+
+/// The select list of a load balancer with its derived fields, for `engine`.
+pub(crate) fn lb_select(engine: crate::Engine) -> &'static str {
+    match engine {
+        crate::Engine::Sqlite => LB_SELECT_SQLITE,
+        crate::Engine::Postgres => LB_SELECT_POSTGRES,
+    }
+}
+
 pub(crate) const LB_FROM: &str = "load_balancer x LEFT JOIN vip v ON v.load_balancer_id = x.id";
 
 #[derive(sqlx::FromRow)]
@@ -63,6 +100,20 @@ pub(crate) struct LbRow {
     vip_subnet_id: Option<String>,
     vip_network_id: Option<String>,
     vip_qos_policy_id: Option<String>,
+    tag_list: Option<String>,
+    listener_id_list: Option<String>,
+    pool_id_list: Option<String>,
+}
+
+/// Ids from a comma-separated aggregate (NULL when there are none).
+fn id_list<T: FromStr>(what: &str, s: Option<&str>) -> Result<Vec<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    match s {
+        None | Some("") => Ok(Vec::new()),
+        Some(s) => s.split(',').map(|i| parse(what, i)).collect(),
+    }
 }
 
 impl LbRow {
@@ -86,9 +137,12 @@ impl LbRow {
                 network_id: self.vip_network_id,
                 qos_policy_id: self.vip_qos_policy_id,
             },
-            tags: Vec::new(),
-            listener_ids: Vec::new(),
-            pool_ids: Vec::new(),
+            tags: match self.tag_list.as_deref() {
+                None => Vec::new(),
+                Some(t) => json_list("tags", t)?,
+            },
+            listener_ids: id_list("listener id", self.listener_id_list.as_deref())?,
+            pool_ids: id_list("pool id", self.pool_id_list.as_deref())?,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -566,7 +620,7 @@ pub(crate) fn source(kind: Option<ObjectKind>) -> Source {
         Some(K::LoadBalancer) => (
             "load_balancer",
             LB_FROM,
-            LB_SELECT,
+            LB_SELECT_SQLITE,
             true,
             Some("x.provisioning_status <> 'DELETED'"),
             "x.project_id = {}",
@@ -670,28 +724,6 @@ where
 
 pub(crate) const TAGS_BRANCH: &str = "SELECT 't', resource_id, tag, CAST(position AS BIGINT), \
     CAST(NULL AS TIMESTAMP) FROM tags WHERE resource_id IN ({IN})";
-
-pub(crate) async fn fill_lbs(c: &mut Conn<'_>, v: &mut [LoadBalancer]) -> Result<()> {
-    let ids: Vec<String> = v.iter().map(|x| x.id.to_string()).collect();
-    let ch = children(
-        c,
-        &[
-            TAGS_BRANCH,
-            "SELECT 'l', load_balancer_id, id, CAST(0 AS BIGINT), created_at FROM listener \
-             WHERE load_balancer_id IN ({IN})",
-            "SELECT 'p', load_balancer_id, id, CAST(0 AS BIGINT), created_at FROM pool \
-             WHERE load_balancer_id IN ({IN})",
-        ],
-        &ids,
-    )
-    .await?;
-    for (x, id) in v.iter_mut().zip(ids.iter()) {
-        x.tags = pick(&ch, id, "t");
-        x.listener_ids = pick_ids(&ch, id, "l")?;
-        x.pool_ids = pick_ids(&ch, id, "p")?;
-    }
-    Ok(())
-}
 
 pub(crate) async fn fill_listeners(c: &mut Conn<'_>, v: &mut [Listener]) -> Result<()> {
     let ids: Vec<String> = v.iter().map(|x| x.id.to_string()).collect();

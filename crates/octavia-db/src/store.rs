@@ -186,11 +186,7 @@ impl Store {
     /// Insert `lb` (PENDING_CREATE/OFFLINE) and its `create_load_balancer` job (class
     /// Tenant). Quota checked. Returns the stored object (derived fields filled).
     pub async fn create_load_balancer(&self, lb: &LoadBalancer) -> Result<(LoadBalancer, JobId)> {
-        let job = write::create_load_balancer(self, lb).await?;
-        Ok((
-            self.must(self.get_load_balancer(lb.id).await?, "Load Balancer", lb.id)?,
-            job,
-        ))
+        write::create_load_balancer(self, lb).await
     }
     /// Write the new value of `lb` and move it ACTIVE → PENDING_UPDATE (else Conflict
     /// "Invalid state X of loadbalancer resource ID"), insert the job. `expected_updated_at`

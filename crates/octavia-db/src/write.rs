@@ -118,19 +118,26 @@ fn spec(action: Action, kind: ObjectKind, target: uuid::Uuid, locks: LockSet) ->
 pub(crate) async fn write_tags(c: &mut Conn<'_>, resource: &str, tags: &[String]) -> Result<()> {
     c.execute("DELETE FROM tags WHERE resource_id = $1", args![resource])
         .await?;
-    let mut seen: Vec<&String> = Vec::new();
+    insert_tags(c, resource, tags).await?;
+    Ok(())
+}
+
+/// Insert the tags of a resource that has none yet (order kept, duplicates dropped);
+/// returns them as stored.
+async fn insert_tags(c: &mut Conn<'_>, resource: &str, tags: &[String]) -> Result<Vec<String>> {
+    let mut seen: Vec<String> = Vec::new();
     for t in tags {
-        if seen.contains(&t) {
+        if seen.contains(t) {
             continue;
         }
-        seen.push(t);
+        seen.push(t.clone());
         c.execute(
             "INSERT INTO tags (resource_id, tag, position) VALUES ($1, $2, $3)",
             args![resource, t, seen.len() as i32],
         )
         .await?;
     }
-    Ok(())
+    Ok(seen)
 }
 
 /// Quota resources.
@@ -306,7 +313,13 @@ async fn write_lb_columns(c: &mut Conn<'_>, lb: &LoadBalancer) -> Result<()> {
     write_tags(c, &lb.id.to_string(), &lb.tags).await
 }
 
-pub(crate) async fn create_load_balancer(store: &Store, lb: &LoadBalancer) -> Result<JobId> {
+/// Insert a new load balancer (PENDING_CREATE/OFFLINE), its VIP and tags and its
+/// create job. Returns the load balancer as stored (what a read would give back), so
+/// the caller need not read it again.
+pub(crate) async fn create_load_balancer(
+    store: &Store,
+    lb: &LoadBalancer,
+) -> Result<(LoadBalancer, JobId)> {
     let mut tx = store.pool.begin().await?;
     let mut c = tx.conn();
     check_quota(
@@ -337,11 +350,19 @@ pub(crate) async fn create_load_balancer(store: &Store, lb: &LoadBalancer) -> Re
     )
     .await?;
     c.execute(
-        "INSERT INTO vip (load_balancer_id) VALUES ($1)",
-        args![id(lb.id)],
+        "INSERT INTO vip (load_balancer_id, ip_address, port_id, subnet_id, network_id, \
+         qos_policy_id) VALUES ($1, $2, $3, $4, $5, $6)",
+        args![
+            id(lb.id),
+            &lb.vip.ip_address,
+            &lb.vip.port_id,
+            &lb.vip.subnet_id,
+            &lb.vip.network_id,
+            &lb.vip.qos_policy_id
+        ],
     )
     .await?;
-    write_lb_columns(&mut c, lb).await?;
+    let tags = insert_tags(&mut c, &lb.id.to_string(), &lb.tags).await?;
     let locks = LockSet {
         load_balancer_id: Some(lb.id),
         ..Default::default()
@@ -358,7 +379,17 @@ pub(crate) async fn create_load_balancer(store: &Store, lb: &LoadBalancer) -> Re
     )
     .await?;
     commit_job(store, tx).await?;
-    Ok(job)
+    let stored = LoadBalancer {
+        provisioning_status: ProvisioningStatus::PendingCreate,
+        operating_status: OperatingStatus::Offline,
+        tags,
+        listener_ids: Vec::new(),
+        pool_ids: Vec::new(),
+        created_at: t,
+        updated_at: None,
+        ..lb.clone()
+    };
+    Ok((stored, job))
 }
 
 pub(crate) async fn update_load_balancer(
