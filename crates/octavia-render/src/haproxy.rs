@@ -622,6 +622,16 @@ fn write_backend(
     if pool.protocol == PoolProtocol::Http {
         line(out, "http-reuse safe");
     }
+    if http {
+        // Beyond Octavia: a member that dies in the middle of a request (connection closed
+        // with no or half a response) costs the client nothing when the request is idempotent:
+        // HAProxy sends it again (to another member on the last retry, `option redispatch`).
+        line(out, "retry-on conn-failure empty-response junk-response");
+        line(
+            out,
+            "http-request disable-l7-retry if !{ method GET HEAD OPTIONS PUT DELETE TRACE }",
+        );
+    }
     line(
         out,
         match pool.lb_algorithm {

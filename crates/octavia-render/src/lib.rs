@@ -55,4 +55,6 @@ pub use error::RenderError;
 pub use escape::escape_word;
 pub use expected_codes::parse_expected_codes;
 pub use haproxy::{backend_name, render_haproxy, stats_socket_path, RenderInput};
-pub use settings::{RenderSettings, DEFAULT_USER_LOG_FORMAT};
+pub use settings::{
+    max_global_maxconn_for_fd_limit, RenderSettings, DEFAULT_USER_LOG_FORMAT, HAPROXY_MAX_MAXCONN,
+};

@@ -4,6 +4,30 @@
 /// are replaced by the load balancer's project and id when rendering.
 pub const DEFAULT_USER_LOG_FORMAT: &str = "{{ project_id }} {{ lb_id }} %f %ci %cp %t %{+Q}r %ST %B %U %[ssl_c_verify] %{+Q}[ssl_c_s_dn] %b %s %Tt %tsc";
 
+/// Octavia's `HAPROXY_MAX_MAXCONN`: the largest global `maxconn` ever rendered.
+pub const HAPROXY_MAX_MAXCONN: i64 = 1_000_000;
+
+/// Descriptors HAProxy needs besides those of its connections and pipes (listeners, stats
+/// socket, pollers, wake-up pipes, log sockets, health checks in flight), with a margin.
+const FD_RESERVE: u64 = 1_000;
+
+/// The largest global `maxconn` HAProxy can start with under an open-file limit of `nofile`
+/// (the amphora's hard `RLIMIT_NOFILE`), for [`RenderSettings::max_global_maxconn`].
+///
+/// HAProxy needs two descriptors per connection plus two per splice pipe, and with the
+/// rendered `option splice-request`/`splice-response` it reserves `maxconn / 4` pipes:
+/// about `2.5 × maxconn` descriptors (HAProxy 2.6 asks for 125 031 at `maxconn 50000`,
+/// 22 531 at 9000). With the default strict limits it refuses to start when it cannot raise
+/// its limit that far ("Cannot raise FD limit"). The result is between 1 and
+/// [`HAPROXY_MAX_MAXCONN`].
+pub fn max_global_maxconn_for_fd_limit(nofile: u64) -> i64 {
+    let usable = nofile.saturating_sub(FD_RESERVE);
+    let maxconn = usable.saturating_mul(2) / 5;
+    i64::try_from(maxconn)
+        .unwrap_or(HAPROXY_MAX_MAXCONN)
+        .clamp(1, HAPROXY_MAX_MAXCONN)
+}
+
 /// How to render; a plain struct filled by the binary from its configuration.
 /// `Default` gives Octavia's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,8 +47,8 @@ pub struct RenderSettings {
     pub default_connection_limit: i32,
     /// Upper bound of the global `maxconn` (the sum of the listeners' limits); Octavia's
     /// `HAPROXY_MAX_MAXCONN` is 1 000 000. HAProxy refuses to start when it cannot raise its
-    /// open-file limit to about `2 × maxconn`, so an agent under a lower hard `RLIMIT_NOFILE`
-    /// must lower this (roughly `(nofile - 1000) / 2`).
+    /// open-file limit to about `2.5 × maxconn`, so amphorae under a lower hard
+    /// `RLIMIT_NOFILE` need [`max_global_maxconn_for_fd_limit`] of that limit here.
     pub max_global_maxconn: i64,
     /// Size of the stick tables of SOURCE_IP/APP_COOKIE persistence (`haproxy_stick_size`).
     pub haproxy_stick_size: String,
@@ -52,7 +76,7 @@ impl Default for RenderSettings {
             connection_logging: true,
             user_log_format: DEFAULT_USER_LOG_FORMAT.to_string(),
             default_connection_limit: 50_000,
-            max_global_maxconn: 1_000_000,
+            max_global_maxconn: HAPROXY_MAX_MAXCONN,
             haproxy_stick_size: "10k".to_string(),
             ping_wrapper_path: "/var/lib/octavia/ping-wrapper.sh".to_string(),
             log_target: "/run/rsyslog/octavia/log".to_string(),
@@ -61,6 +85,32 @@ impl Default for RenderSettings {
             user: Some("nobody".to_string()),
             // Debian's group for `nobody` (Octavia injects the distribution's group at boot).
             group: Some("nogroup".to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maxconn_fits_the_descriptor_limit() {
+        for (nofile, maxconn) in [
+            (0, 1),
+            (1_000, 1),
+            (1_024, 9),
+            (20_000, 7_600),
+            (1_048_576, 419_030),
+            (2_600_000, 1_000_000),
+            (u64::MAX, 1_000_000),
+        ] {
+            assert_eq!(max_global_maxconn_for_fd_limit(nofile), maxconn, "{nofile}");
+        }
+        // What HAProxy 2.6 asks for (2 per connection, 2 per pipe, maxconn / 4 pipes, ~31
+        // more) stays within the limit.
+        for nofile in [4_096_u64, 20_000, 65_536, 1_048_576] {
+            let m = max_global_maxconn_for_fd_limit(nofile) as u64;
+            assert!(2 * m + 2 * (m / 4) + 31 <= nofile, "{nofile}: {m}");
         }
     }
 }
