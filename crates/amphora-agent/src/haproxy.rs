@@ -19,6 +19,8 @@ use crate::fsutil;
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `stop` waits for the master to exit after SIGTERM before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a reload or start waits for the new worker to answer on the stats socket.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest time a `haproxy -c` validation may take.
 const VALIDATE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -246,8 +248,14 @@ impl HaproxyManager {
                 let _ = std::fs::remove_file(self.lb_dir(lb_id).join(STOPPED_MARKER));
                 match self.master_pid(lb_id) {
                     Some(pid) => {
+                        let old_worker = self.worker_pid(lb_id).await;
                         signal(pid, Signal::USR2)?;
                         tracing::info!(lb_id, pid, "haproxy reload signalled");
+                        // Answer only once the new worker serves: the caller marks the
+                        // change applied when we return, and a reload HAProxy could not do
+                        // (it keeps the old worker) must not look like a success.
+                        let worker = self.wait_worker(lb_id, pid, old_worker, "reload").await?;
+                        tracing::info!(lb_id, pid, worker, "haproxy reloaded");
                         Ok(Outcome::Reloaded)
                     }
                     None => self.spawn_master(lb_id).await,
@@ -341,7 +349,8 @@ impl HaproxyManager {
                         }
                     }
                 });
-                tracing::info!(lb_id, pid, "haproxy started");
+                let worker = self.wait_worker(lb_id, pid, None, "start").await?;
+                tracing::info!(lb_id, pid, worker, "haproxy started");
                 return Ok(Outcome::Started);
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -362,6 +371,56 @@ impl HaproxyManager {
                 });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The pid of the worker answering on the load balancer's stats socket (`show info`).
+    async fn worker_pid(&self, lb_id: &str) -> Option<u32> {
+        let info = crate::stats::show(&self.stats_socket(lb_id), "show info")
+            .await
+            .ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("Pid:"))
+            .and_then(|p| p.trim().parse().ok())
+    }
+
+    /// Waits until a worker other than `old` answers on the stats socket (its listeners are
+    /// bound by then: the master binds them before it forks the worker). Errs when the master
+    /// (`master`, which keeps its pid across the re-exec of a reload) dies or nothing new
+    /// answers within [`READY_TIMEOUT`].
+    async fn wait_worker(
+        &self,
+        lb_id: &str,
+        master: i32,
+        old: Option<u32>,
+        what: &str,
+    ) -> Result<u32> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            match self.worker_pid(lb_id).await {
+                Some(pid) if Some(pid) != old => return Ok(pid),
+                _ => {}
+            }
+            let failure = if !alive(master) {
+                Some("the haproxy master exited".to_string())
+            } else if Instant::now() > deadline {
+                Some(match old {
+                    Some(old) => format!(
+                        "worker {old} still serves {READY_TIMEOUT:?} after the signal \
+                         (the new configuration did not start)"
+                    ),
+                    None => format!("no worker answered within {READY_TIMEOUT:?}"),
+                })
+            } else {
+                None
+            };
+            if let Some(why) = failure {
+                return Err(AgentError::Command {
+                    command: format!("haproxy {what} of {lb_id}"),
+                    details: format!("{why}: {}", tail(&self.log_path(lb_id))),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -511,6 +570,18 @@ fn is_our_haproxy(pid: i32, config: &Path) -> bool {
     };
     let wanted = config.as_os_str().as_encoded_bytes();
     cmdline.split(|b| *b == 0).any(|arg| arg == wanted)
+}
+
+/// Whether `pid` runs (exists and is not a zombie).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The state follows the parenthesised command name, which may contain spaces.
+            let rest = &stat[stat.rfind(')')? + 1..];
+            rest.split_whitespace().next().map(|s| s != "Z" && s != "X")
+        })
+        .unwrap_or(false)
 }
 
 fn tail(path: &Path) -> String {

@@ -10,6 +10,7 @@ pub mod fsutil;
 pub mod haproxy;
 pub mod heartbeat;
 pub mod host;
+pub mod limits;
 pub mod netif;
 pub mod stats;
 pub mod tls;
@@ -167,6 +168,18 @@ pub async fn start(config: AgentConfig, config_path: Option<PathBuf>) -> Result<
         server_cert.clone(),
         section.agent_tls_protocol,
     )?;
+    match limits::raise_nofile_limit() {
+        Ok(limit) => tracing::info!(
+            soft_before = ?limit.soft_before,
+            soft = ?limit.soft,
+            hard = ?limit.hard,
+            "open file limit raised to the hard limit for the agent and haproxy"
+        ),
+        Err(error) => {
+            let (soft, hard) = limits::nofile_limit();
+            tracing::warn!(%error, ?soft, ?hard, "cannot raise the open file limit");
+        }
+    }
     let hp = &config.haproxy_amphora;
     fsutil::create_dir(&hp.base_path, 0o755)?;
     let haproxy = Arc::new(HaproxyManager::new(

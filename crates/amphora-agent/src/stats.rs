@@ -39,9 +39,14 @@ pub struct StatRow {
 
 /// Runs `show stat` on the socket and returns the raw CSV.
 pub async fn show_stat(socket: &Path) -> Result<String> {
+    show(socket, "show stat").await
+}
+
+/// Runs one runtime API command on the socket and returns its answer.
+pub async fn show(socket: &Path, command: &str) -> Result<String> {
     let io = async {
         let mut stream = UnixStream::connect(socket).await?;
-        stream.write_all(b"show stat\n").await?;
+        stream.write_all(format!("{command}\n").as_bytes()).await?;
         let mut out = String::new();
         stream.read_to_string(&mut out).await?;
         Ok::<_, std::io::Error>(out)

@@ -1306,3 +1306,127 @@ async fn plug_endpoints_configure_interfaces_in_the_namespace() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// HAProxy needs about 2.5 descriptors per connection of its global `maxconn` (2 sockets plus
+/// `maxconn / 4` splice pipes of 2) and refuses to start when its hard open-file limit is lower;
+/// the largest global `maxconn` that fits `nofile` (octavia-render's
+/// `max_global_maxconn_for_fd_limit`, which the agent must not depend on).
+fn maxconn_for(nofile: u64) -> u64 {
+    (nofile - 1000) * 2 / 5
+}
+
+/// A renderer-shaped configuration (splice options included) with global `maxconn`.
+fn limited_config(
+    base: &Path,
+    ids: &LbIds,
+    port: u16,
+    backend: SocketAddr,
+    maxconn: u64,
+) -> String {
+    format!(
+        "global\n\
+         \x20   stats socket {base}/{lb}.sock mode 0666 level admin expose-fd listeners\n\
+         \x20   maxconn {maxconn}\n\
+         defaults\n\
+         \x20   retries 3\n\
+         \x20   option redispatch\n\
+         \x20   option splice-request\n\
+         \x20   option splice-response\n\
+         \x20   option http-keep-alive\n\
+         frontend {listener}\n\
+         \x20   maxconn 50000\n\
+         \x20   bind 127.0.0.1:{port}\n\
+         \x20   mode http\n\
+         \x20   default_backend {pool}:{listener}\n\
+         \x20   timeout client 30s\n\
+         backend {pool}:{listener}\n\
+         \x20   mode http\n\
+         \x20   balance roundrobin\n\
+         \x20   fullconn 50000\n\
+         \x20   timeout connect 5s\n\
+         \x20   timeout server 30s\n\
+         \x20   server {m0} {backend} weight 1\n",
+        base = base.display(),
+        lb = ids.lb,
+        listener = ids.listener,
+        pool = ids.pool,
+        m0 = ids.members[0],
+    )
+}
+
+/// Under an open-file limit below what `maxconn 50000` needs, HAProxy 2.6 refuses to start
+/// (strict limits): `haproxy -c` accepts the file, the start fails and the agent reports why.
+/// The global `maxconn` that fits the limit starts and serves (the frontend keeps its 50000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_maxconn_must_fit_the_open_file_limit() {
+    if !haproxy_available() {
+        return;
+    }
+    const NOFILE: u64 = 4096;
+    let amp = Amphora::new(loopback(), "");
+    let _guard = amp.guard();
+    // HAProxy under a hard limit of NOFILE, whatever the host's limit is.
+    let wrapper = amp.dir.path().join("haproxy-limited");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nulimit -Sn {NOFILE} && ulimit -Hn {NOFILE} || exit 111\nexec {HAPROXY} \"$@\"\n"),
+    )
+    .expect("wrapper");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod wrapper");
+    }
+    let toml = std::fs::read_to_string(&amp.config_path).expect("config");
+    let toml = toml.replace(
+        &format!("haproxy_cmd = \"{HAPROXY}\""),
+        &format!("haproxy_cmd = \"{}\"", wrapper.display()),
+    );
+    assert!(toml.contains("haproxy-limited"));
+    std::fs::write(&amp.config_path, toml).expect("config");
+
+    let running = amp.start().await;
+    let addr = running.local_addr;
+    let client = amp.pki.client();
+    let ids = LbIds::new();
+    let base = amp.base();
+    let port = free_port().await;
+    let backend = backend().await;
+    let frontend: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let upload = format!(
+        "/1.0/loadbalancer/{}/{}/haproxy",
+        amp.pki.amphora_id, ids.lb
+    );
+    let start = format!("/1.0/loadbalancer/{}/start", ids.lb);
+
+    // maxconn 50000 needs ~125000 descriptors: valid, but HAProxy will not start.
+    let too_big = limited_config(&base, &ids, port, backend, 50_000);
+    let put = client.put(addr, &upload, too_big).await;
+    assert_eq!(put.status, StatusCode::ACCEPTED, "{:?}", put.body);
+    let refused = client.put(addr, &start, "").await;
+    assert_eq!(refused.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let details = refused.json()["details"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        details.contains("Cannot raise FD limit to 125")
+            && details.contains(&format!("limit is {NOFILE}")),
+        "{details}"
+    );
+    assert!(http_get(frontend).await.is_err(), "nothing serves");
+
+    // The largest maxconn that fits starts and serves.
+    let fits = limited_config(&base, &ids, port, backend, maxconn_for(NOFILE));
+    let put = client.put(addr, &upload, fits).await;
+    assert_eq!(put.status, StatusCode::ACCEPTED, "{:?}", put.body);
+    let started = client.put(addr, &start, "").await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{:?}", started.body);
+    eventually(
+        Duration::from_secs(10),
+        "traffic through haproxy",
+        || async { http_get(frontend).await.ok() },
+    )
+    .await;
+    running.shutdown();
+}
