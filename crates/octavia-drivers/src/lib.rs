@@ -24,7 +24,7 @@ pub use certs::{
 };
 pub use compute::{BuildRequest, ComputeDriver, ComputeInstance, ComputeStatus};
 pub use error::{DriverError, FaultOwner, Result};
-pub use netns::{NetnsCompute, NetnsComputeSettings, NetnsNetwork};
+pub use netns::{ImageRecord, ImageRegistry, NetnsCompute, NetnsComputeSettings, NetnsNetwork};
 pub use network::{
     AmphoraNetworkConfig, FixedIp, HostRoute, Interface, NetworkDriver, Subnet, VipPlug, VipRequest,
 };

@@ -306,13 +306,21 @@ async fn build_reach_and_delete_an_amphora() {
     let conf = std::fs::read_to_string(dir.join("amphora-agent.conf")).unwrap();
     let parsed = amphora_agent::config::AgentConfig::parse(&conf).expect("the agent accepts it");
     assert_eq!(parsed.amphora_agent.amphora_id, amp.to_string());
+    // The agent sees its own directory at AMPHORA_ROOT (a bind mount in its mount namespace
+    // only) and runs the image's binary installed there.
+    let root = Path::new(octavia_drivers::netns::AMPHORA_ROOT);
     assert_eq!(
         parsed.amphora_agent.agent_server_cert,
-        dir.join("server.pem")
+        root.join("server.pem")
     );
     assert_eq!(
         parsed.amphora_agent.agent_server_ca,
-        dir.join("client_ca.pem")
+        root.join("client_ca.pem")
+    );
+    assert!(dir.join("bin/amphora-agent").is_file());
+    assert!(
+        !root.join("amphora-agent.conf").exists(),
+        "the bind mount leaked into the host's mount namespace"
     );
     assert_eq!(
         parsed.health_manager.controller_ip_port_list,
@@ -330,7 +338,7 @@ async fn build_reach_and_delete_an_amphora() {
             .map(|k| k.expose()),
         Some("test-heartbeat-key")
     );
-    assert!(parsed.haproxy_amphora.base_path.starts_with(&dir));
+    assert_eq!(parsed.haproxy_amphora.base_path, root);
     let pid_file: u32 = std::fs::read_to_string(dir.join("agent.pid"))
         .unwrap()
         .trim()

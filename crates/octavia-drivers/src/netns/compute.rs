@@ -26,6 +26,15 @@ const RECORD_FILE: &str = "instance.json";
 const PID_FILE: &str = "agent.pid";
 const AGENT_CONF: &str = "amphora-agent.conf";
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Where an amphora's directory holds its installed agent binary.
+const AGENT_BIN: &str = "bin/amphora-agent";
+
+/// Where each amphora sees its own directory: its agent runs in a private mount namespace
+/// (`ip netns exec` gives it one) with `<state_dir>/<compute_id>` bind-mounted here, so every
+/// amphora has the same file layout as an Octavia amphora VM (`base_path`, certificates,
+/// HAProxy sockets) and two amphorae of one load balancer never share a file. The
+/// controller renders HAProxy paths under this directory (`RenderSettings::base_path`).
+pub const AMPHORA_ROOT: &str = "/var/lib/octavia";
 
 /// The management network: a host bridge holding the controller's address, and the CIDR
 /// `lb_network_ip`s are allocated from.
@@ -468,7 +477,8 @@ impl Inner {
         })
     }
 
-    fn agent_config(&self, amphora_id: AmphoraId, dir: &Path) -> String {
+    fn agent_config(&self, amphora_id: AmphoraId) -> String {
+        let dir = Path::new(AMPHORA_ROOT);
         let a = &self.settings.agent;
         let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
         let p = |p: &Path| q(&p.to_string_lossy());
@@ -492,7 +502,7 @@ impl Inner {
             p(&dir.join("server.pem")),
             p(&dir.join("client_ca.pem")),
             q(&amphora_id.to_string()),
-            p(&dir.join("lb")),
+            p(dir),
             p(&dir.join("certs")),
             a.bind_port,
             p(&a.haproxy_cmd),
@@ -503,7 +513,7 @@ impl Inner {
     }
 
     fn write_boot_files(&self, amphora_id: AmphoraId, dir: &Path) -> Result<()> {
-        let config = self.agent_config(amphora_id, dir);
+        let config = self.agent_config(amphora_id);
         let bundle = self
             .ca
             .amphora_boot_bundle(amphora_id, &config)
@@ -522,7 +532,7 @@ impl Inner {
             f.write_all(file.contents.as_bytes())
                 .map_err(|e| sys::io_error(OWNER, "write boot file", &path, e))?;
         }
-        for sub in ["lb", "certs"] {
+        for sub in ["certs", "bin"] {
             let path = dir.join(sub);
             std::fs::create_dir_all(&path)
                 .map_err(|e| sys::io_error(OWNER, "write boot file", &path, e))?;
@@ -530,8 +540,32 @@ impl Inner {
         Ok(())
     }
 
+    /// Install the image's agent binary into the amphora's directory (a hard link when the
+    /// image is on the same file system, else a copy), like an image written to a disk.
+    fn install_agent(&self, record: &InstanceRecord, dir: &Path) -> Result<()> {
+        const CTX: &str = "install amphora image";
+        let target = dir.join(AGENT_BIN);
+        if target.is_file() {
+            return Ok(());
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| sys::io_error(OWNER, CTX, parent, e))?;
+        }
+        let partial = dir.join("bin/.amphora-agent.partial");
+        let _ = std::fs::remove_file(&partial);
+        if std::fs::hard_link(&record.agent_path, &partial).is_err() {
+            std::fs::copy(&record.agent_path, &partial)
+                .map_err(|e| sys::io_error(OWNER, CTX, &record.agent_path, e))?;
+        }
+        std::fs::rename(&partial, &target).map_err(|e| sys::io_error(OWNER, CTX, &target, e))
+    }
+
     fn spawn_agent(&self, record: &InstanceRecord, dir: &Path) -> Result<u32> {
         const CTX: &str = "start amphora agent";
+        self.install_agent(record, dir)?;
+        std::fs::create_dir_all(AMPHORA_ROOT)
+            .map_err(|e| sys::io_error(OWNER, CTX, Path::new(AMPHORA_ROOT), e))?;
+        let root = Path::new(AMPHORA_ROOT);
         let log_path = dir.join("agent.log");
         let log = OpenOptions::new()
             .create(true)
@@ -543,9 +577,19 @@ impl Inner {
             .map_err(|e| sys::io_error(OWNER, CTX, &log_path, e))?;
         let mut child = Command::new("ip")
             .args(["netns", "exec", &record.compute_id])
-            .arg(&record.agent_path)
+            // `ip netns exec` runs the command in a new mount namespace whose mounts do not
+            // propagate back to the host: bind the amphora's directory over AMPHORA_ROOT
+            // there, then become the agent (same pid).
+            .args([
+                "sh",
+                "-c",
+                "mount --bind \"$0\" \"$1\" && shift && exec \"$@\"",
+            ])
+            .arg(dir)
+            .arg(root)
+            .arg(root.join(AGENT_BIN))
             .arg("--config")
-            .arg(dir.join(AGENT_CONF))
+            .arg(root.join(AGENT_CONF))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)

@@ -7,16 +7,20 @@
 //!   per-amphora directory and the agent started with `ip netns exec`.
 //! - [`NetnsNetwork`] keeps operator-created tenant networks (bridge + CIDR + gateway) and the
 //!   address allocations of VIPs and ports in a JSON file, and plugs amphorae into the bridges.
+//! - [`ImageRegistry`] keeps the amphora images (agent binary + manifest, with tags) that
+//!   [`NetnsCompute`] boots, as its [`ImageResolver`].
 //!
 //! Both need root and iproute2. Only IPv4 subnets are supported.
 
 pub mod compute;
+pub mod images;
 pub mod network;
 mod sys;
 
 pub use compute::{
     AgentSettings, FixedImage, ImageResolver, InstanceRecord, ManagementNetwork, NetnsCompute,
-    NetnsComputeSettings, ReconcileReport, ResolvedImage,
+    NetnsComputeSettings, ReconcileReport, ResolvedImage, AMPHORA_ROOT,
 };
+pub use images::{ImageRecord, ImageRegistry};
 pub use network::{NetnsNetwork, NetworkSpec, PortKind, PortRecord, TenantNetwork};
 pub use sys::Ipv4Cidr;
