@@ -9,6 +9,7 @@ use octavia_model::{
     Action, Amphora, AmphoraId, AmphoraRole, JobId, JobSpec, LoadBalancer, LoadBalancerId,
     ObjectKind, ProvisioningStatus, Topology, Vip,
 };
+use octavia_render::RenderSettings;
 use uuid::Uuid;
 
 use crate::{FlowError, Result};
@@ -28,6 +29,11 @@ pub struct FlowSettings {
     pub amp_boot_poll: Duration,
     /// How long the agent of a new amphora may take to answer.
     pub agent_connect_timeout: Duration,
+    /// How haproxy.cfg is rendered (`[haproxy_amphora]` options). Its `max_global_maxconn`
+    /// must fit the amphorae's open-file limit: HAProxy refuses to start when it cannot get
+    /// the descriptors its global `maxconn` needs (see
+    /// [`octavia_render::max_global_maxconn_for_fd_limit`]).
+    pub render: RenderSettings,
 }
 
 impl Default for FlowSettings {
@@ -39,6 +45,7 @@ impl Default for FlowSettings {
             amp_boot_timeout: Duration::from_secs(300),
             amp_boot_poll: Duration::from_secs(1),
             agent_connect_timeout: Duration::from_secs(600),
+            render: RenderSettings::default(),
         }
     }
 }

@@ -2,6 +2,8 @@
 
 use octavia_db::DbError;
 use octavia_drivers::{DriverError, FaultOwner};
+use octavia_model::LoadBalancerId;
+use octavia_render::RenderError;
 
 /// Why a step (or the engine around it) failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,14 @@ pub enum FlowError {
     /// `OCTAVIA_FAILPOINTS` (or a programmatic spec) could not be parsed.
     #[error("invalid failpoint specification: {0}")]
     FailpointSpec(String),
+    /// The load balancer's configuration cannot be rendered (e.g. a protocol the renderer
+    /// does not support yet). Never retried: the same tree renders the same way.
+    #[error("render haproxy configuration of load balancer {load_balancer}: {source}")]
+    Render {
+        load_balancer: LoadBalancerId,
+        #[source]
+        source: RenderError,
+    },
     /// An invariant of our own was broken (e.g. an allocated amphora without a compute id).
     #[error("{0}")]
     Internal(String),
@@ -50,3 +60,24 @@ impl FlowError {
 
 /// Result alias of the flows.
 pub type Result<T> = std::result::Result<T, FlowError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_errors_are_permanent_and_ours() {
+        let e = FlowError::Render {
+            load_balancer: LoadBalancerId::new(),
+            source: RenderError::Unsupported("listener x: protocol UDP".into()),
+        };
+        assert!(!e.is_retryable());
+        assert_eq!(e.owner(), FaultOwner::Ours);
+        let text = e.to_string();
+        assert!(text.starts_with("render haproxy configuration of load balancer "));
+        assert!(
+            text.ends_with("unsupported: listener x: protocol UDP"),
+            "{text}"
+        );
+    }
+}

@@ -368,20 +368,24 @@ async fn plug_member_networks(ctx: &JobContext) -> Result<()> {
 
 async fn update_amphorae(ctx: &JobContext) -> Result<()> {
     let lb_id = ctx.load_balancer_id()?;
-    let Some(tree) = ctx.store.load_balancer_tree(lb_id).await? else {
+    let Some(mut tree) = ctx.store.load_balancer_tree(lb_id).await? else {
         return Err(FlowError::Missing {
             kind: "load balancer",
             id: lb_id.to_string(),
         });
     };
     let listeners = config::has_listeners(&tree);
+    // Rendered once, before any amphora is touched: a tree the renderer refuses changes none.
+    let text = if listeners {
+        // The stored VIP, or the network driver's when the store does not hold all of it.
+        tree.load_balancer.vip = ctx.vip(&tree.load_balancer).await?;
+        Some(config::render(&tree, &ctx.settings.render)?)
+    } else {
+        None
+    };
     for amp in ctx.serving_amphorae().await? {
-        if listeners {
-            let text = config::render(&tree, &amp);
-            ctx.drivers
-                .amphora
-                .upload_config(&amp, lb_id, &text)
-                .await?;
+        if let Some(text) = &text {
+            ctx.drivers.amphora.upload_config(&amp, lb_id, text).await?;
             ctx.drivers.amphora.reload(&amp, lb_id).await?;
         } else {
             ctx.drivers.amphora.remove_config(&amp, lb_id).await?;

@@ -2,6 +2,8 @@
 //! step order, reverse-order reverts, statuses afterwards, and the driver calls made.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use octavia_db::testing::{engines, TestStore};
@@ -11,6 +13,7 @@ use octavia_flows::{
     AbortHandle, Engine, Failpoints, FlowOutcome, FlowSettings, JobRunner, RetryPolicy,
 };
 use octavia_model::*;
+use octavia_render::RenderSettings;
 
 const PROJECT: &str = "p1";
 
@@ -135,6 +138,7 @@ struct Harness {
     drivers: Drivers,
     log: CallLog,
     failpoints: Failpoints,
+    render: RenderSettings,
 }
 
 impl Harness {
@@ -145,6 +149,7 @@ impl Harness {
             drivers,
             log,
             failpoints: Failpoints::none(),
+            render: RenderSettings::default(),
         }
     }
 
@@ -169,6 +174,7 @@ impl Harness {
             ),
             settings: FlowSettings {
                 amp_boot_poll: Duration::from_millis(10),
+                render: self.render.clone(),
                 ..FlowSettings::default()
             },
             worker_id: "flow-test".into(),
@@ -440,12 +446,25 @@ async fn child_objects_push_configuration_and_settle() {
             .into_iter()
             .find(|c| c.op == "amphora.upload_config")
             .unwrap();
-        for needle in [l.id.to_string(), p.id.to_string(), "10.1.1.5:8080".into()] {
-            assert!(
-                upload.detail.contains(&needle),
-                "{needle} not in {}",
-                upload.detail
-            );
+        let cfg = &upload.detail;
+        let vip = ts
+            .store
+            .get_load_balancer(lb_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .vip
+            .ip_address
+            .expect("vip address stored");
+        for needle in [
+            format!("# Configuration for loadbalancer {lb_id}\n"),
+            format!("\nfrontend {}\n", l.id),
+            format!("    bind {vip}:80\n"),
+            format!("    default_backend {}:{}\n", p.id, l.id),
+            format!("\nbackend {}:{}\n", p.id, l.id),
+            format!("    server {} 10.1.1.5:8080 weight 1\n", m.id),
+        ] {
+            assert!(cfg.contains(&needle), "{needle:?} not in\n{cfg}");
         }
 
         // Deleting the member pushes a configuration without it.
@@ -458,10 +477,31 @@ async fn child_objects_push_configuration_and_settle() {
             .into_iter()
             .find(|c| c.op == "amphora.upload_config")
             .unwrap();
-        assert!(!upload.detail.contains("10.1.1.5"), "{}", upload.detail);
-        assert!(upload.detail.contains(&p.id.to_string()));
+        let cfg = &upload.detail;
+        assert!(!cfg.contains(&m.id.to_string()), "{cfg}");
+        assert!(!cfg.contains("10.1.1.5"), "{cfg}");
+        assert!(!cfg.contains("\n    server "), "{cfg}");
+        assert!(
+            cfg.contains(&format!("\nbackend {}:{}\n", p.id, l.id)),
+            "{cfg}"
+        );
         assert!(ts.store.get_member(m.id).await.unwrap().is_none());
         assert_eq!(h.log.count("network.unplug_network"), 1);
+
+        // Deleting the listener's default pool pushes the listener without a backend.
+        h.log.clear();
+        ts.store.delete_pool(p.id).await.unwrap();
+        assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
+        let upload = h
+            .log
+            .calls()
+            .into_iter()
+            .find(|c| c.op == "amphora.upload_config")
+            .unwrap();
+        let cfg = &upload.detail;
+        assert!(cfg.contains(&format!("\nfrontend {}\n", l.id)), "{cfg}");
+        assert!(!cfg.contains(&p.id.to_string()), "{cfg}");
+        assert!(!cfg.contains("backend"), "{cfg}");
     }
 }
 
@@ -620,5 +660,183 @@ async fn load_balancer_failover_replaces_the_amphora() {
             .iter()
             .any(|c| c.op == "compute.delete" && Some(&c.subject) == old.compute_id.as_ref()));
         assert_eq!(h.lb_status(lb_id).await, ProvisioningStatus::Active);
+    }
+}
+
+const HAPROXY: &str = "/usr/sbin/haproxy";
+
+/// Whether HAProxy is installed; under `CI=true` its absence fails the test.
+fn haproxy_available() -> bool {
+    if Path::new(HAPROXY).exists() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("haproxy is required under CI=true but {HAPROXY} is missing");
+    }
+    eprintln!("skipping the haproxy -c check: {HAPROXY} is not installed");
+    false
+}
+
+fn http_monitor(pool: PoolId) -> HealthMonitor {
+    HealthMonitor {
+        id: HealthMonitorId::new(),
+        project_id: PROJECT.into(),
+        pool_id: pool,
+        name: None,
+        provisioning_status: ProvisioningStatus::PendingCreate,
+        operating_status: OperatingStatus::Offline,
+        enabled: true,
+        monitor_type: HealthMonitorType::Http,
+        delay: 5,
+        timeout: 3,
+        rise_threshold: 2,
+        fall_threshold: 3,
+        http_method: Some(HttpMethod::Get),
+        url_path: Some("/healthz".into()),
+        expected_codes: Some("200,202".into()),
+        http_version: Some(1.1),
+        domain_name: Some("www.example.com".into()),
+        tags: vec![],
+        created_at: now(),
+        updated_at: None,
+    }
+}
+
+#[tokio::test]
+async fn pushed_configuration_is_accepted_by_haproxy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().display().to_string();
+    for engine in engines() {
+        let ts = TestStore::new(engine).await;
+        let mut h = Harness::new(&ts.store);
+        // Paths inside the test's directory, so `haproxy -c` finds nothing of the host's.
+        h.render = RenderSettings {
+            base_path: base.clone(),
+            log_target: format!("{base}/log.sock"),
+            user: None,
+            group: None,
+            ..RenderSettings::default()
+        };
+        let lb_id = h.active_lb().await;
+        let (l, _) = ts
+            .store
+            .create_listener(&listener(lb_id, 8080))
+            .await
+            .unwrap();
+        assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
+        let (p, _) = ts
+            .store
+            .create_pool(&pool(lb_id), Some(l.id))
+            .await
+            .unwrap();
+        assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
+        let mut members = Vec::new();
+        for ip in ["10.1.1.5", "10.1.1.6"] {
+            let (m, _) = ts
+                .store
+                .create_member(&member(p.id, ip, None))
+                .await
+                .unwrap();
+            assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
+            members.push(m);
+        }
+        h.log.clear();
+        let (hm, _) = ts
+            .store
+            .create_health_monitor(&http_monitor(p.id))
+            .await
+            .unwrap();
+        assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
+        let hm = ts.store.get_health_monitor(hm.id).await.unwrap().unwrap();
+        assert_eq!(hm.provisioning_status, ProvisioningStatus::Active);
+
+        let uploads: Vec<_> = h
+            .log
+            .calls()
+            .into_iter()
+            .filter(|c| c.op == "amphora.upload_config")
+            .collect();
+        assert_eq!(uploads.len(), 1, "{uploads:?}");
+        let cfg = &uploads[0].detail;
+        for needle in [
+            format!("\nfrontend {}\n", l.id),
+            "    mode http\n".to_string(),
+            "    option httpchk GET /healthz HTTP/1.1\n".to_string(),
+            "    http-check expect rstatus ^(200|202)$\n".to_string(),
+            format!(
+                "    server {} 10.1.1.5:8080 weight 1 check inter 5s fall 3 rise 2\n",
+                members[0].id
+            ),
+            format!(
+                "    server {} 10.1.1.6:8080 weight 1 check inter 5s fall 3 rise 2\n",
+                members[1].id
+            ),
+        ] {
+            assert!(cfg.contains(&needle), "{needle:?} not in\n{cfg}");
+        }
+
+        if !haproxy_available() {
+            continue;
+        }
+        let path = tmp.path().join(format!("{lb_id}.cfg"));
+        std::fs::write(&path, cfg).unwrap();
+        let out = Command::new(HAPROXY)
+            .arg("-c")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .expect("run haproxy -c");
+        assert!(
+            out.status.success(),
+            "haproxy -c refused the pushed configuration:\n{}{}\n{cfg}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[tokio::test]
+async fn unrenderable_listener_fails_without_retry_and_can_be_deleted() {
+    for engine in engines() {
+        let ts = TestStore::new(engine).await;
+        let h = Harness::new(&ts.store);
+        let lb_id = h.active_lb().await;
+        h.log.clear();
+        let (l, job_id) = ts
+            .store
+            .create_listener(&Listener {
+                protocol: ListenerProtocol::Udp,
+                ..listener(lb_id, 53)
+            })
+            .await
+            .unwrap();
+        let (_, out) = h.run_next().await;
+        assert!(
+            matches!(&out, FlowOutcome::Reverted { step, .. } if step == "update_amphorae"),
+            "{out:?}"
+        );
+        let rec = h.job(job_id).await;
+        assert_eq!(rec.state, JobState::Failed);
+        let error = rec.error.unwrap();
+        assert!(
+            error.contains(&format!(
+                "render haproxy configuration of load balancer {lb_id}: unsupported: listener {}",
+                l.id
+            )),
+            "{error}"
+        );
+        // Nothing reached the amphora.
+        assert_eq!(h.log.count("amphora.upload_config"), 0);
+        assert_eq!(h.log.count("amphora.reload"), 0);
+        let l = ts.store.get_listener(l.id).await.unwrap().unwrap();
+        assert_eq!(l.provisioning_status, ProvisioningStatus::Error);
+        assert_eq!(h.lb_status(lb_id).await, ProvisioningStatus::Active);
+
+        // Deleting it renders the tree without it: nothing left to serve.
+        h.log.clear();
+        ts.store.delete_listener(l.id).await.unwrap();
+        assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
+        assert_eq!(h.log.count("amphora.remove_config"), 1);
+        assert!(ts.store.get_listener(l.id).await.unwrap().is_none());
     }
 }
