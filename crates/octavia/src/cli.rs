@@ -39,6 +39,21 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// The local certificate authority.
+    Certs {
+        #[command(subcommand)]
+        command: crate::ops::CertsCommand,
+    },
+    /// Amphora images (netns compute driver).
+    Image {
+        #[command(subcommand)]
+        command: crate::ops::ImageCommand,
+    },
+    /// Tenant networks (netns network driver).
+    Network {
+        #[command(subcommand)]
+        command: crate::ops::NetworkCommand,
+    },
     /// Load-generate against a fresh all-in-one and print throughput and latency.
     Bench(crate::bench::BenchArgs),
 }
@@ -124,6 +139,15 @@ fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
             })
         }
         Some(Command::Bench(bench)) => crate::bench::run(bench),
+        Some(Command::Certs { command }) => {
+            crate::ops::certs(&load_config(args.config.as_ref())?, command)
+        }
+        Some(Command::Image { command }) => {
+            crate::ops::image(&load_config(args.config.as_ref())?, command)
+        }
+        Some(Command::Network { command }) => {
+            crate::ops::network(&load_config(args.config.as_ref())?, command)
+        }
         Some(Command::Run) | None => {
             let config = load_config(args.config.as_ref())?;
             runtime::init_tracing();

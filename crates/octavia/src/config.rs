@@ -30,6 +30,10 @@ pub struct Config {
     pub networking: NetworkingSection,
     /// Per-project quota defaults.
     pub quotas: QuotasSection,
+    /// The local certificate authority (controller <-> agent mutual TLS).
+    pub certificates: CertificatesSection,
+    /// The `netns` compute and network drivers (amphorae as network namespaces).
+    pub netns: NetnsSection,
 }
 
 /// `auth_strategy` choices.
@@ -123,12 +127,20 @@ pub enum TopologyChoice {
 pub struct ControllerWorkerSection {
     /// Topology of new load balancers: "SINGLE" or "ACTIVE_STANDBY".
     pub loadbalancer_topology: TopologyChoice,
-    /// Compute driver: "noop" (the only one until the data plane lands).
+    /// Compute driver: "netns" (amphorae as network namespaces) or "noop" (API tests).
     pub compute_driver: String,
-    /// Network driver: "noop".
+    /// Network driver: "netns" (tenant networks as bridges) or "noop".
     pub network_driver: String,
-    /// Amphora driver: "noop".
+    /// Amphora driver: "agent" (the mTLS client of amphora-agent) or "noop".
     pub amphora_driver: String,
+    /// Tag selecting the amphora image: the newest image carrying it boots new amphorae.
+    pub amp_image_tag: String,
+    /// A fixed amphora image id (overrides amp_image_tag).
+    pub amp_image_id: Option<String>,
+    /// How long a new amphora instance may take to become active.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub amp_boot_timeout: Duration,
 }
 
 impl Default for ControllerWorkerSection {
@@ -138,7 +150,17 @@ impl Default for ControllerWorkerSection {
             compute_driver: "noop".into(),
             network_driver: "noop".into(),
             amphora_driver: "noop".into(),
+            amp_image_tag: "amphora".into(),
+            amp_image_id: None,
+            amp_boot_timeout: Duration::from_secs(300),
         }
+    }
+}
+
+impl ControllerWorkerSection {
+    /// Whether the real drivers (netns compute and network, agent client) are configured.
+    pub fn real_drivers(&self) -> bool {
+        self.compute_driver == "netns"
     }
 }
 
@@ -209,6 +231,9 @@ pub struct HealthManagerSection {
     pub heartbeat_interval: Duration,
     /// Most automatic failovers running at once across all workers.
     pub failover_threads: u32,
+    /// Where amphorae send heartbeats ("ip:port"); empty = the management bridge address of
+    /// `[netns]` with `bind_port`.
+    pub controller_ip_port_list: Vec<String>,
 }
 
 impl Default for HealthManagerSection {
@@ -220,6 +245,7 @@ impl Default for HealthManagerSection {
             heartbeat_previous_keys: Vec::new(),
             heartbeat_interval: Duration::from_secs(10),
             failover_threads: 10,
+            controller_ip_port_list: Vec::new(),
         }
     }
 }
@@ -238,6 +264,25 @@ pub struct HaproxyAmphoraSection {
     pub timeout_tcp_inspect: i32,
     /// Connection limit rendered for listeners whose limit is -1.
     pub default_connection_limit: i32,
+    /// Port of the amphora agent's HTTPS API.
+    pub bind_port: u16,
+    /// The HAProxy binary inside amphorae.
+    pub haproxy_cmd: String,
+    /// How long the controller waits for the agent of a new amphora
+    /// (Octavia: connection_max_retries x connection_retry_interval).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub agent_connect_timeout: Duration,
+    /// Connect timeout of one request to an agent.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub rest_request_conn_timeout: Duration,
+    /// Read timeout of one request to an agent.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub rest_request_read_timeout: Duration,
+    /// Whether HAProxy logs every connection (the `log-format` of each frontend).
+    pub connection_logging: bool,
 }
 
 impl Default for HaproxyAmphoraSection {
@@ -248,6 +293,12 @@ impl Default for HaproxyAmphoraSection {
             timeout_member_data: 50_000,
             timeout_tcp_inspect: 0,
             default_connection_limit: 50_000,
+            bind_port: 9443,
+            haproxy_cmd: "/usr/sbin/haproxy".into(),
+            agent_connect_timeout: Duration::from_secs(600),
+            rest_request_conn_timeout: Duration::from_secs(10),
+            rest_request_read_timeout: Duration::from_secs(60),
+            connection_logging: true,
         }
     }
 }
@@ -298,6 +349,57 @@ impl Default for QuotasSection {
             default_health_monitor_quota: -1,
             default_l7policy_quota: -1,
             default_l7rule_quota: -1,
+        }
+    }
+}
+
+/// `[certificates]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct CertificatesSection {
+    /// Directory of the local CA (server CA, client CA, controller certificate); created on
+    /// first start or by `octavia certs init`.
+    pub ca_dir: String,
+}
+
+impl Default for CertificatesSection {
+    fn default() -> Self {
+        Self {
+            ca_dir: "/var/lib/octavia/certs".into(),
+        }
+    }
+}
+
+/// `[netns]`: amphorae as network namespaces on this machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetnsSection {
+    /// Directory of the drivers' state (one directory per amphora, the tenant networks file).
+    pub state_dir: String,
+    /// Directory of registered amphora images (`octavia image register`).
+    pub image_dir: String,
+    /// Prefix of amphora namespace names.
+    pub netns_prefix: String,
+    /// The management bridge (at most 15 characters).
+    pub management_bridge: String,
+    /// CIDR of the management network amphorae get their lb_network_ip from.
+    pub management_cidr: String,
+    /// The controller's address on the management bridge (inside management_cidr).
+    pub management_host_address: String,
+    /// Names of the hypervisor hosts amphorae are placed on.
+    pub hosts: Vec<String>,
+}
+
+impl Default for NetnsSection {
+    fn default() -> Self {
+        Self {
+            state_dir: "/var/lib/octavia/netns".into(),
+            image_dir: "/var/lib/octavia/images".into(),
+            netns_prefix: "amp-".into(),
+            management_bridge: "octmgmt0".into(),
+            management_cidr: "172.31.0.0/24".into(),
+            management_host_address: "172.31.0.1".into(),
+            hosts: vec!["host-1".into()],
         }
     }
 }
@@ -379,17 +481,108 @@ impl Config {
             });
         }
         let c = &self.controller_worker;
-        for (option, value) in [
-            ("controller_worker.compute_driver", &c.compute_driver),
-            ("controller_worker.network_driver", &c.network_driver),
-            ("controller_worker.amphora_driver", &c.amphora_driver),
+        let real = c.real_drivers();
+        for (option, value, want) in [
+            (
+                "controller_worker.compute_driver",
+                &c.compute_driver,
+                "netns",
+            ),
+            (
+                "controller_worker.network_driver",
+                &c.network_driver,
+                "netns",
+            ),
+            (
+                "controller_worker.amphora_driver",
+                &c.amphora_driver,
+                "agent",
+            ),
         ] {
-            if value != "noop" {
+            if value != "noop" && value != want {
+                return Err(ConfigError::Invalid {
+                    option,
+                    reason: format!("unknown driver '{value}': choose \"{want}\" or \"noop\""),
+                });
+            }
+            if (value == want) != real {
                 return Err(ConfigError::Invalid {
                     option,
                     reason: format!(
-                        "driver '{value}' is not implemented yet; the only driver is \"noop\""
+                        "'{value}' cannot be combined with the other drivers: use \
+                         compute_driver = \"netns\", network_driver = \"netns\", \
+                         amphora_driver = \"agent\" together, or \"noop\" for all three"
                     ),
+                });
+            }
+        }
+        if real && self.health_manager.heartbeat_key.is_none() {
+            return Err(ConfigError::Invalid {
+                option: "health_manager.heartbeat_key",
+                reason: "the netns drivers need it: amphorae sign their heartbeats with it".into(),
+            });
+        }
+        let n = &self.netns;
+        let cidr: Option<(std::net::Ipv4Addr, u8)> = n
+            .management_cidr
+            .split_once('/')
+            .and_then(|(a, p)| Some((a.parse().ok()?, p.parse().ok().filter(|p| *p <= 30)?)));
+        let Some((net, prefix)) = cidr else {
+            return Err(ConfigError::Invalid {
+                option: "netns.management_cidr",
+                reason: format!(
+                    "'{}' is not an IPv4 CIDR with prefix <= 30",
+                    n.management_cidr
+                ),
+            });
+        };
+        let host: std::net::Ipv4Addr =
+            n.management_host_address
+                .parse()
+                .map_err(|_| ConfigError::Invalid {
+                    option: "netns.management_host_address",
+                    reason: format!("'{}' is not an IPv4 address", n.management_host_address),
+                })?;
+        let mask = u32::MAX << (32 - prefix);
+        if u32::from(host) & mask != u32::from(net) & mask {
+            return Err(ConfigError::Invalid {
+                option: "netns.management_host_address",
+                reason: format!("{host} is not inside {}", n.management_cidr),
+            });
+        }
+        if n.management_bridge.is_empty() || n.management_bridge.len() > 15 {
+            return Err(ConfigError::Invalid {
+                option: "netns.management_bridge",
+                reason: "must be 1 to 15 characters".into(),
+            });
+        }
+        if n.hosts.is_empty() {
+            return Err(ConfigError::Invalid {
+                option: "netns.hosts",
+                reason: "name at least one host".into(),
+            });
+        }
+        let hm = &self.health_manager;
+        if real
+            && hm.controller_ip_port_list.is_empty()
+            && hm.bind_ip != "0.0.0.0"
+            && hm.bind_ip != n.management_host_address
+        {
+            return Err(ConfigError::Invalid {
+                option: "health_manager.bind_ip",
+                reason: format!(
+                    "amphorae send heartbeats to {}:{} (netns.management_host_address) but the \
+                     receiver listens on {}: set bind_ip to \"0.0.0.0\" or that address, or \
+                     list the receivers in controller_ip_port_list",
+                    n.management_host_address, hm.bind_port, hm.bind_ip
+                ),
+            });
+        }
+        for hp in &self.health_manager.controller_ip_port_list {
+            if hp.parse::<std::net::SocketAddr>().is_err() {
+                return Err(ConfigError::Invalid {
+                    option: "health_manager.controller_ip_port_list",
+                    reason: format!("'{hp}' is not ip:port"),
                 });
             }
         }

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod ops;
 pub mod runtime;
 pub mod settings;
 

@@ -57,6 +57,15 @@ pub fn block_on<F: Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<
         .block_on(f)
 }
 
+/// Run a future that yields a value on a multi-threaded runtime.
+pub fn block_on_value<T, F: Future<Output = anyhow::Result<T>>>(f: F) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?
+        .block_on(f)
+}
+
 /// Open (and for SQLite, create the directory of) the configured store.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let url = &config.database.connection;
@@ -142,6 +151,14 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
         "store ready"
     );
 
+    let driver_set = crate::settings::drivers(&config)?;
+    if let Some(parts) = &driver_set.netns {
+        if role.runs_worker() {
+            crate::settings::reconcile(parts).await?;
+        }
+    }
+    let drivers = driver_set.drivers;
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -160,7 +177,7 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
             store: store.clone(),
             settings: crate::settings::api_settings(&config),
             metrics_render: Some(Arc::new(move || render.render())),
-            network: Some(crate::settings::drivers(&config).network),
+            network: Some(drivers.network.clone()),
         })
         .context("build the API")?;
         let listener = tokio::net::TcpListener::bind(addr)
@@ -177,7 +194,7 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     }
     if role.runs_worker() {
         let settings = crate::settings::worker_settings(&config);
-        let drivers = crate::settings::drivers(&config);
+        let drivers = drivers.clone();
         let store = store.clone();
         let stop = stopped(stop_rx.clone());
         tasks.spawn(async move {

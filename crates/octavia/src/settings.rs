@@ -4,9 +4,21 @@ use std::net::IpAddr;
 
 use octavia_api::{ApiSettings, AuthStrategy as ApiAuth};
 use octavia_db::ClassCaps;
-use octavia_drivers::Drivers;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use octavia_drivers::netns::AMPHORA_ROOT;
+use octavia_drivers::netns::{AgentSettings, ImageRegistry, ManagementNetwork};
+use octavia_drivers::{
+    AgentClient, AgentClientConfig, CertificateAuthority, Drivers, NetnsCompute,
+    NetnsComputeSettings, NetnsNetwork, NetworkDriver, Secret as DriverSecret,
+};
+use octavia_flows::FlowSettings;
 use octavia_health::{HealthSettings, Secret};
 use octavia_model::Topology;
+use octavia_render::{max_global_maxconn_for_fd_limit, RenderSettings};
 use octavia_worker::WorkerSettings;
 
 use crate::config::{AuthStrategy, Config, TopologyChoice};
@@ -65,13 +77,187 @@ pub fn worker_settings(config: &Config) -> WorkerSettings {
             tenant: cap(t.tenant_max_running),
             operator: cap(t.operator_max_running),
         },
+        flow: flow_settings(config),
         ..WorkerSettings::default()
     }
 }
 
-/// The drivers named by `[controller_worker]` (validated by `Config::validate`).
-pub fn drivers(_config: &Config) -> Drivers {
-    Drivers::noop().0
+/// `FlowSettings` from `[controller_worker]` and `[haproxy_amphora]`.
+pub fn flow_settings(config: &Config) -> FlowSettings {
+    let c = &config.controller_worker;
+    FlowSettings {
+        amp_image_id: c.amp_image_id.clone(),
+        amp_image_tag: Some(c.amp_image_tag.clone()),
+        amp_boot_timeout: c.amp_boot_timeout,
+        amp_boot_poll: Duration::from_millis(100),
+        agent_connect_timeout: config.haproxy_amphora.agent_connect_timeout,
+        render: render_settings(config),
+        ..FlowSettings::default()
+    }
+}
+
+/// How haproxy.cfg is rendered, from `[haproxy_amphora]`.
+///
+/// Paths are those every amphora sees ([`AMPHORA_ROOT`]). The global `maxconn` is capped to
+/// what HAProxy can open under the amphorae's hard open-file limit: amphorae are started by
+/// this process and inherit its limit, and HAProxy refuses to start when it cannot raise its
+/// own limit to about 2.5 descriptors per connection (Octavia's amphora images raise the
+/// limit to 1 048 576 instead).
+pub fn render_settings(config: &Config) -> RenderSettings {
+    let h = &config.haproxy_amphora;
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(u64::MAX);
+    RenderSettings {
+        base_path: AMPHORA_ROOT.to_string(),
+        connection_logging: h.connection_logging,
+        default_connection_limit: h.default_connection_limit,
+        max_global_maxconn: max_global_maxconn_for_fd_limit(nofile),
+        ..RenderSettings::default()
+    }
+}
+
+/// The drivers a process runs with, and the netns parts start-up reconciles.
+pub struct DriverSet {
+    /// What flows and the API see.
+    pub drivers: Drivers,
+    /// The real drivers' concrete types, when configured.
+    pub netns: Option<NetnsParts>,
+}
+
+/// The concrete netns drivers and the CA behind [`DriverSet::drivers`].
+#[derive(Clone)]
+pub struct NetnsParts {
+    pub compute: NetnsCompute,
+    pub network: NetnsNetwork,
+    pub ca: Arc<CertificateAuthority>,
+}
+
+/// Where amphorae send heartbeats: the configured list, else the management bridge address.
+pub fn controller_ip_port_list(config: &Config) -> Vec<String> {
+    let h = &config.health_manager;
+    if h.controller_ip_port_list.is_empty() {
+        vec![format!(
+            "{}:{}",
+            config.netns.management_host_address, h.bind_port
+        )]
+    } else {
+        h.controller_ip_port_list.clone()
+    }
+}
+
+/// Open (creating on first use) the local certificate authority of `[certificates]`.
+pub fn certificate_authority(config: &Config) -> anyhow::Result<CertificateAuthority> {
+    CertificateAuthority::init(&config.certificates.ca_dir)
+        .with_context(|| format!("open the CA in {}", config.certificates.ca_dir))
+}
+
+/// The amphora image registry of `[netns] image_dir`.
+pub fn image_registry(config: &Config) -> anyhow::Result<ImageRegistry> {
+    ImageRegistry::open(&config.netns.image_dir)
+        .with_context(|| format!("open the image registry in {}", config.netns.image_dir))
+}
+
+/// The tenant networks of `[netns] state_dir`.
+pub fn netns_network(config: &Config) -> anyhow::Result<NetnsNetwork> {
+    NetnsNetwork::new(Path::new(&config.netns.state_dir).join("networks"))
+        .with_context(|| format!("open the tenant networks in {}", config.netns.state_dir))
+}
+
+/// The drivers named by `[controller_worker]` (validated by `Config::validate`). Builds no
+/// host state: [`reconcile`] does that at start-up.
+pub fn drivers(config: &Config) -> anyhow::Result<DriverSet> {
+    if !config.controller_worker.real_drivers() {
+        return Ok(DriverSet {
+            drivers: Drivers::noop().0,
+            netns: None,
+        });
+    }
+    let n = &config.netns;
+    let h = &config.haproxy_amphora;
+    let ca = Arc::new(certificate_authority(config)?);
+    let network = netns_network(config)?;
+    let cidr = n
+        .management_cidr
+        .parse()
+        .map_err(|e| anyhow::anyhow!("netns.management_cidr: {e}"))?;
+    let key = config
+        .health_manager
+        .heartbeat_key
+        .as_ref()
+        .context("[health_manager] heartbeat_key is required by the netns drivers")?;
+    let compute = NetnsCompute::new(
+        NetnsComputeSettings {
+            state_dir: Path::new(&n.state_dir).join("amphorae"),
+            netns_prefix: n.netns_prefix.clone(),
+            management: ManagementNetwork {
+                bridge: n.management_bridge.clone(),
+                cidr,
+                host_address: n
+                    .management_host_address
+                    .parse()
+                    .context("netns.management_host_address")?,
+            },
+            hosts: n.hosts.clone(),
+            agent: AgentSettings {
+                controller_ip_port_list: controller_ip_port_list(config),
+                heartbeat_interval_secs: config.health_manager.heartbeat_interval.as_secs().max(1),
+                heartbeat_key: DriverSecret::new(key.0.clone()),
+                haproxy_cmd: PathBuf::from(&h.haproxy_cmd),
+                bind_port: h.bind_port,
+            },
+            images: Arc::new(image_registry(config)?),
+        },
+        ca.clone(),
+    )
+    .context("configure the netns compute driver")?;
+    let mut client_config = AgentClientConfig::from_ca(&ca);
+    client_config.port = h.bind_port;
+    client_config.connect_timeout = h.rest_request_conn_timeout;
+    client_config.read_timeout = h.rest_request_read_timeout;
+    let network_driver: Arc<dyn NetworkDriver> = Arc::new(network.clone());
+    let agent = AgentClient::new(client_config)
+        .context("configure the agent client")?
+        .with_network(network_driver.clone());
+    Ok(DriverSet {
+        drivers: Drivers {
+            compute: Arc::new(compute.clone()),
+            network: network_driver,
+            amphora: Arc::new(agent),
+        },
+        netns: Some(NetnsParts {
+            compute,
+            network,
+            ca,
+        }),
+    })
+}
+
+/// Start-up: recreate the management and tenant bridges and re-adopt the amphorae a previous
+/// controller process left running (their agents keep serving; missing agents are restarted).
+pub async fn reconcile(parts: &NetnsParts) -> anyhow::Result<()> {
+    parts
+        .network
+        .ensure_bridges()
+        .context("recreate tenant network bridges")?;
+    let report = parts
+        .compute
+        .reconcile()
+        .await
+        .context("re-adopt existing amphorae")?;
+    tracing::info!(
+        adopted = report.adopted.len(),
+        orphan_namespaces = report.orphan_namespaces.len(),
+        stale_records = report.stale_records.len(),
+        "netns drivers reconciled"
+    );
+    for ns in &report.orphan_namespaces {
+        tracing::warn!(netns = %ns, "namespace with this driver's prefix but no record: left alone");
+    }
+    for rec in &report.stale_records {
+        tracing::warn!(compute_id = %rec, "amphora record without its namespace");
+    }
+    Ok(())
 }
 
 /// `HealthSettings` from `[health_manager]`; `None` without a `heartbeat_key` (then no

@@ -1,0 +1,227 @@
+//! Operator commands that act on the drivers' local state: the CA, amphora images and
+//! tenant networks of the `netns` drivers.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use octavia_drivers::netns::NetworkSpec;
+
+use crate::config::Config;
+use crate::settings;
+
+/// `octavia certs ...`.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create the local CA in `[certificates] ca_dir` (keeps an existing one) and print its files.
+    Init,
+}
+
+/// `octavia image ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Register an amphora image: copies the agent binary into a new versioned image.
+    Register {
+        /// Tag(s) the image carries; `[controller_worker] amp_image_tag` selects the newest.
+        #[arg(long = "tag", required = true)]
+        tags: Vec<String>,
+        /// The amphora-agent binary.
+        path: PathBuf,
+    },
+    /// List registered images, newest first.
+    List,
+    /// Delete an image no amphora uses any more.
+    Delete {
+        /// Image id.
+        id: String,
+    },
+}
+
+/// `octavia network ...`.
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a tenant network (a bridge on this host) with one IPv4 subnet.
+    Create {
+        /// Unique name.
+        name: String,
+        /// IPv4 CIDR of its subnet, e.g. 10.0.0.0/24.
+        #[arg(long)]
+        cidr: String,
+        /// Gateway address inside the CIDR (held by the host side of the bridge).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Bridge name (at most 15 characters); default derived from the id.
+        #[arg(long)]
+        bridge: Option<String>,
+    },
+    /// List tenant networks.
+    List,
+    /// Show one network (by id or name) with its allocated addresses.
+    Show {
+        /// Network id or name.
+        network: String,
+    },
+    /// Delete a network (refused while addresses are allocated on it).
+    Delete {
+        /// Network id or name.
+        network: String,
+    },
+    /// Reserve an address on a network for a server outside any amphora (e.g. a member);
+    /// prints the address.
+    ReserveAddress {
+        /// Network id or name.
+        network: String,
+        /// What the address is for.
+        #[arg(long, default_value = "member server")]
+        description: String,
+    },
+    /// Release an address reserved with `reserve-address`, by its port id.
+    ReleaseAddress {
+        /// Port id printed by `show`.
+        port_id: String,
+    },
+}
+
+/// Run `octavia certs ...`.
+pub fn certs(config: &Config, command: CertsCommand) -> anyhow::Result<()> {
+    match command {
+        CertsCommand::Init => {
+            let ca = settings::certificate_authority(config)?;
+            println!("certificate authority ready in {}", ca.dir().display());
+            Ok(())
+        }
+    }
+}
+
+/// Run `octavia image ...`.
+pub fn image(config: &Config, command: ImageCommand) -> anyhow::Result<()> {
+    let registry = settings::image_registry(config)?;
+    match command {
+        ImageCommand::Register { tags, path } => {
+            let image = registry
+                .register(&path, &tags)
+                .with_context(|| format!("register {}", path.display()))?;
+            println!("{}", image.id);
+            Ok(())
+        }
+        ImageCommand::List => {
+            println!(
+                "{:<36}  {:<20}  {:<25}  {:<12}  version",
+                "id", "tags", "created_at", "sha256"
+            );
+            for i in registry.list()? {
+                println!(
+                    "{:<36}  {:<20}  {:<25}  {:<12}  {}",
+                    i.id,
+                    i.tags.join(","),
+                    i.created_at,
+                    &i.sha256[..i.sha256.len().min(12)],
+                    i.version.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(())
+        }
+        ImageCommand::Delete { id } => {
+            let users = crate::runtime::block_on_value(async {
+                let store = crate::runtime::open_store(config).await?;
+                store.migrate().await?;
+                let q = octavia_db::ListQuery {
+                    filters: vec![octavia_db::Filter {
+                        column: "image_id".into(),
+                        value: octavia_db::FilterValue::Text(id.clone()),
+                    }],
+                    ..octavia_db::ListQuery::default()
+                };
+                let amps = store.list_amphorae(&q).await?;
+                Ok(amps
+                    .into_iter()
+                    .filter(|a| a.status != octavia_model::ProvisioningStatus::Deleted)
+                    .count())
+            })?;
+            if users > 0 {
+                anyhow::bail!("image {id} is used by {users} amphorae; fail them over first");
+            }
+            registry.delete(&id)?;
+            println!("deleted image {id}");
+            Ok(())
+        }
+    }
+}
+
+/// Run `octavia network ...`.
+pub fn network(config: &Config, command: NetworkCommand) -> anyhow::Result<()> {
+    let networks = settings::netns_network(config)?;
+    match command {
+        NetworkCommand::Create {
+            name,
+            cidr,
+            gateway,
+            bridge,
+        } => {
+            let net = networks.create_network(&NetworkSpec {
+                name,
+                bridge,
+                cidr,
+                gateway,
+            })?;
+            println!("network_id {}", net.id);
+            println!("subnet_id  {}", net.subnet_id);
+            println!("bridge     {}", net.bridge);
+            println!("cidr       {}", net.cidr);
+            println!("gateway    {}", net.gateway.as_deref().unwrap_or("-"));
+            Ok(())
+        }
+        NetworkCommand::List => {
+            println!(
+                "{:<36}  {:<16}  {:<36}  {:<18}  {:<15}  bridge",
+                "network_id", "name", "subnet_id", "cidr", "gateway"
+            );
+            for n in networks.list_networks()? {
+                println!(
+                    "{:<36}  {:<16}  {:<36}  {:<18}  {:<15}  {}",
+                    n.id,
+                    n.name,
+                    n.subnet_id,
+                    n.cidr,
+                    n.gateway.as_deref().unwrap_or("-"),
+                    n.bridge
+                );
+            }
+            Ok(())
+        }
+        NetworkCommand::Show { network } => {
+            let net = networks
+                .find_network(&network)?
+                .with_context(|| format!("no network {network:?}"))?;
+            println!("{}", serde_json::to_string_pretty(&net)?);
+            for p in networks.ports()?.iter().filter(|p| p.network_id == net.id) {
+                println!("{}", serde_json::to_string(p)?);
+            }
+            Ok(())
+        }
+        NetworkCommand::Delete { network } => {
+            if networks.delete_network(&network)? {
+                println!("deleted network {network}");
+                Ok(())
+            } else {
+                anyhow::bail!("no network {network:?}")
+            }
+        }
+        NetworkCommand::ReserveAddress {
+            network,
+            description,
+        } => {
+            let port = networks.reserve_address(&network, &description)?;
+            println!("{} {}", port.ip_address, port.id);
+            Ok(())
+        }
+        NetworkCommand::ReleaseAddress { port_id } => {
+            if networks.release_address(&port_id)? {
+                println!("released {port_id}");
+                Ok(())
+            } else {
+                anyhow::bail!("no port {port_id:?}")
+            }
+        }
+    }
+}
