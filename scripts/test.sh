@@ -53,5 +53,7 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+log "building the amphora agent (the data-plane tests boot amphorae from it)"
+cargo build -p amphora-agent --locked
 log "cargo nextest (SQLite and PostgreSQL)"
 cargo nextest run --workspace --locked --no-fail-fast

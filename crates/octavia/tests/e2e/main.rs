@@ -11,4 +11,6 @@ mod support;
 mod cli;
 mod config;
 mod crash;
+mod dataplane;
 mod health;
+mod lab;

@@ -1,0 +1,689 @@
+//! A data-plane lab for process tests: the all-in-one with the real drivers (netns compute and
+//! network, the mTLS agent client), a registered amphora image, a tenant network, member web
+//! servers in their own namespaces, and a guard that removes every namespace, link and process
+//! of the lab when it is dropped (also when the test fails).
+//!
+//! Names carry the lab's tag so labs of tests running at once never touch each other:
+//! amphora namespaces `xa<tag>-...`, member namespaces `xw<tag>-<n>`, bridges `xm<tag>` (management)
+//! and `xt<tag>` (tenant), addresses 10.215.<n>.0/24 (management) and 10.216.<n>.0/24 (tenant).
+//! Traffic goes only to addresses inside namespaces the lab created (VIPs, members).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::{eventually, free_port, wait_api, Proc};
+
+pub const HEARTBEAT_KEY: &str = "e2e-dataplane-key";
+
+/// Whether the data-plane tests can run here (root, iproute2, haproxy, python3); under
+/// `CI=true` a missing piece fails the test instead of skipping it.
+pub fn can_run() -> bool {
+    let ok = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let ip = ok("ip", &["-V"]);
+    let haproxy = Path::new("/usr/sbin/haproxy").exists();
+    let python = ok("python3", &["-V"]);
+    let agent = agent_binary().exists();
+    if root && ip && haproxy && python && agent {
+        return true;
+    }
+    let why = format!(
+        "data-plane tests need root ({root}), iproute2 ({ip}), /usr/sbin/haproxy ({haproxy}), \
+         python3 ({python}) and the amphora-agent binary at {} ({agent}; \
+         `cargo build -p amphora-agent`)",
+        agent_binary().display()
+    );
+    if std::env::var("CI").map(|c| c == "true").unwrap_or(false) {
+        panic!("CI=true but {why}");
+    }
+    eprintln!("skipped: {why}");
+    false
+}
+
+/// The agent binary built beside the `octavia` binary under test.
+pub fn agent_binary() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_octavia"))
+        .parent()
+        .expect("binary directory")
+        .join("amphora-agent")
+}
+
+fn run(cmd: &str, args: &[&str]) -> std::process::Output {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {cmd}: {e}"))
+}
+
+fn run_ok(cmd: &str, args: &[&str]) -> String {
+    let out = run(cmd, args);
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Namespaces whose name starts with `prefix`.
+pub fn namespaces_with(prefix: &str) -> Vec<String> {
+    String::from_utf8_lossy(&run("ip", &["netns", "list"]).stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Links in the host namespace whose name starts with `prefix`.
+pub fn links_with(prefix: &str) -> Vec<String> {
+    String::from_utf8_lossy(&run("ip", &["-o", "link", "show"]).stdout)
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+/// Processes (pid, command line) whose command line mentions `needle`.
+pub fn processes_with(needle: &str) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmd.contains(needle) {
+            out.push((pid, cmd));
+        }
+    }
+    out
+}
+
+fn remove_namespace(ns: &str) {
+    let pids = String::from_utf8_lossy(&run("ip", &["netns", "pids", ns]).stdout).into_owned();
+    for pid in pids.split_whitespace() {
+        let _ = run("kill", &["-9", pid]);
+    }
+    let _ = run("ip", &["netns", "del", ns]);
+}
+
+/// A member web server: a namespace on the tenant bridge running `python3 -m http.server`,
+/// answering every GET with its name.
+pub struct MemberServer {
+    pub name: String,
+    pub ns: String,
+    pub ip: String,
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl MemberServer {
+    /// Start (or restart) the web server; returns when it accepts connections.
+    pub async fn start(&mut self) {
+        self.stop();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "python3", "-m", "http.server"])
+            .arg(self.port.to_string())
+            .args(["--bind", &self.ip, "--directory"])
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start member web server");
+        self.child = Some(child);
+        let addr = format!("{}:{}", self.ip, self.port);
+        eventually(
+            &format!("member {} to listen", self.name),
+            Duration::from_secs(20),
+            || {
+                let addr = addr.clone();
+                async move { tokio::net::TcpStream::connect(&addr).await.ok().map(|_| ()) }
+            },
+        )
+        .await;
+    }
+
+    /// Stop the web server (connections to it are refused afterwards).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for MemberServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One lab. Dropping it stops the control plane and removes everything it made.
+pub struct Lab {
+    pub tag: String,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub api: String,
+    pub http: reqwest::Client,
+    pub subnet_id: String,
+    pub network: String,
+    pub members: Vec<MemberServer>,
+    control: Option<Proc>,
+}
+
+impl Lab {
+    /// Amphora namespace prefix.
+    pub fn amp_prefix(&self) -> String {
+        format!("xa{}-", self.tag)
+    }
+    fn member_prefix(&self) -> String {
+        format!("xw{}-", self.tag)
+    }
+    fn link_prefixes(&self) -> [String; 3] {
+        [
+            format!("xm{}", self.tag),
+            format!("xt{}", self.tag),
+            format!("xw{}", self.tag),
+        ]
+    }
+
+    /// Set up a lab numbered `n` (1..=200, unique among tests running at once) with `members`
+    /// member web servers, and start the all-in-one.
+    pub async fn new(tag: &str, n: u8, members: usize, extra_config: &str) -> Lab {
+        assert!(tag.len() <= 6, "lab tag too long for interface names");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let api_port = free_port();
+        let hb_port = free_port();
+        let mgmt_host = format!("10.215.{n}.1");
+        let config = dir.path().join("octavia.toml");
+        let d = dir.path().display();
+        std::fs::write(
+            &config,
+            format!(
+                r#"[api_settings]
+bind_host = "127.0.0.1"
+bind_port = {api_port}
+
+[database]
+connection = "sqlite://{d}/octavia.db"
+
+[controller_worker]
+compute_driver = "netns"
+network_driver = "netns"
+amphora_driver = "agent"
+amp_boot_timeout = "30s"
+
+[task_flow]
+poll_interval = "200ms"
+jobboard_expiration_time = "5s"
+
+[health_manager]
+bind_ip = "{mgmt_host}"
+bind_port = {hb_port}
+heartbeat_key = "{HEARTBEAT_KEY}"
+heartbeat_interval = "1s"
+
+[haproxy_amphora]
+agent_connect_timeout = "30s"
+rest_request_read_timeout = "20s"
+
+[certificates]
+ca_dir = "{d}/certs"
+
+[netns]
+state_dir = "{d}/netns"
+image_dir = "{d}/images"
+netns_prefix = "xa{tag}-"
+management_bridge = "xm{tag}"
+management_cidr = "10.215.{n}.0/24"
+management_host_address = "{mgmt_host}"
+hosts = ["host-a", "host-b"]
+
+{extra_config}
+"#
+            ),
+        )
+        .expect("write config");
+        let mut lab = Lab {
+            tag: tag.to_string(),
+            dir,
+            config,
+            api: format!("http://127.0.0.1:{api_port}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .default_headers(
+                    [
+                        ("x-project-id", "e2e-dataplane"),
+                        ("x-roles", "admin,member"),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| {
+                        (
+                            reqwest::header::HeaderName::from_static(k),
+                            reqwest::header::HeaderValue::from_static(v),
+                        )
+                    })
+                    .collect(),
+                )
+                .build()
+                .expect("http client"),
+            subnet_id: String::new(),
+            network: format!("tnet{tag}"),
+            members: Vec::new(),
+            control: None,
+        };
+        lab.cleanup_host();
+
+        // The operator's set-up: an image and a tenant network, through the CLI.
+        let agent = agent_binary();
+        let image = lab.octavia(&[
+            "image",
+            "register",
+            "--tag",
+            "amphora",
+            agent.to_str().expect("utf-8 path"),
+        ]);
+        assert!(!image.trim().is_empty(), "image register printed no id");
+        let net_out = lab.octavia(&[
+            "network",
+            "create",
+            &lab.network.clone(),
+            "--cidr",
+            &format!("10.216.{n}.0/24"),
+            "--gateway",
+            &format!("10.216.{n}.1"),
+            "--bridge",
+            &format!("xt{tag}"),
+        ]);
+        lab.subnet_id = net_out
+            .lines()
+            .find_map(|l| l.strip_prefix("subnet_id"))
+            .map(|s| s.trim().to_string())
+            .expect("subnet id printed");
+        for i in 1..=members {
+            lab.add_member_server(i).await;
+        }
+        lab.start_control_plane().await;
+        lab
+    }
+
+    /// Run `octavia --config <lab> ARGS` and return its stdout (panics on failure).
+    pub fn octavia(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_octavia"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("run octavia");
+        assert!(
+            out.status.success(),
+            "octavia {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Create member server number `i` (namespace, veth on the tenant bridge, address reserved
+    /// from the network's IPAM) and start it.
+    pub async fn add_member_server(&mut self, i: usize) -> usize {
+        let reserved = self.octavia(&[
+            "network",
+            "reserve-address",
+            &self.network.clone(),
+            "--description",
+            &format!("member {i}"),
+        ]);
+        let ip = reserved
+            .split_whitespace()
+            .next()
+            .expect("address printed")
+            .to_string();
+        let ns = format!("{}{i}", self.member_prefix());
+        let host_if = format!("xw{}h{i}", self.tag);
+        let prefix_len = "24";
+        let gateway = {
+            let mut parts: Vec<&str> = ip.split('.').collect();
+            parts[3] = "1";
+            parts.join(".")
+        };
+        run_ok("ip", &["netns", "add", &ns]);
+        run_ok(
+            "ip",
+            &[
+                "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ],
+        );
+        run_ok(
+            "ip",
+            &[
+                "link",
+                "set",
+                &host_if,
+                "master",
+                &format!("xt{}", self.tag),
+            ],
+        );
+        run_ok("ip", &["link", "set", &host_if, "up"]);
+        let nsx = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", ns.as_str()];
+            all.extend_from_slice(args);
+            run_ok("ip", &all);
+        };
+        nsx(&["ip", "link", "set", "lo", "up"]);
+        nsx(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{ip}/{prefix_len}"),
+            "dev",
+            "eth0",
+        ]);
+        nsx(&["ip", "link", "set", "eth0", "up"]);
+        nsx(&["ip", "route", "add", "default", "via", &gateway]);
+        let dir = self.dir.path().join(format!("www{i}"));
+        std::fs::create_dir_all(&dir).expect("www dir");
+        std::fs::write(dir.join("index.html"), format!("member-{i}\n")).expect("index");
+        let mut server = MemberServer {
+            name: format!("member-{i}"),
+            ns,
+            ip,
+            port: 8080,
+            dir,
+            child: None,
+        };
+        server.start().await;
+        self.members.push(server);
+        self.members.len() - 1
+    }
+
+    /// Start the all-in-one and wait for its API.
+    pub async fn start_control_plane(&mut self) {
+        let config = self.config.clone();
+        let proc = Proc::start(
+            &format!("octavia-{}", self.tag),
+            env!("CARGO_BIN_EXE_octavia"),
+            &config,
+            &[("RUST_LOG", "info,sqlx=warn,octavia_drivers=debug")],
+        );
+        self.control = Some(proc);
+        wait_api(&self.api).await;
+    }
+
+    /// kill -9 the all-in-one (amphorae keep running).
+    pub fn kill_control_plane(&mut self) {
+        if let Some(mut p) = self.control.take() {
+            p.kill9();
+        }
+    }
+
+    /// The control plane's log so far.
+    pub fn log(&self) -> String {
+        self.control.as_ref().map(|p| p.log()).unwrap_or_default()
+    }
+
+    /// Send a request to the API; panics unless the status is `want`.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        want: u16,
+    ) -> Value {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.api));
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("API request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        assert_eq!(
+            status,
+            want,
+            "{method} {path} {body:?} answered {status}: {text}\n--- control plane log ---\n{}",
+            self.log()
+        );
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::Null)
+        }
+    }
+
+    /// Wait until the load balancer is ACTIVE (panics on ERROR).
+    pub async fn wait_lb_active(&self, lb: &str, timeout: Duration) {
+        let started = Instant::now();
+        loop {
+            let v = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v2/lbaas/loadbalancers/{lb}"),
+                    None,
+                    200,
+                )
+                .await;
+            match v["loadbalancer"]["provisioning_status"].as_str() {
+                Some("ACTIVE") => return,
+                Some("ERROR") => panic!("load balancer {lb} went ERROR\n{}", self.log()),
+                _ => {}
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "load balancer {lb} not ACTIVE after {timeout:?}: {v}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Create a load balancer on the tenant subnet and wait for ACTIVE; returns (id, vip).
+    pub async fn create_lb(&self, name: &str) -> (String, String) {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/v2/lbaas/loadbalancers",
+                Some(json!({"loadbalancer": {"name": name, "vip_subnet_id": self.subnet_id}})),
+                201,
+            )
+            .await;
+        let id = v["loadbalancer"]["id"].as_str().expect("lb id").to_string();
+        self.wait_lb_active(&id, Duration::from_secs(60)).await;
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/v2/lbaas/loadbalancers/{id}"),
+                None,
+                200,
+            )
+            .await;
+        let vip = v["loadbalancer"]["vip_address"]
+            .as_str()
+            .expect("vip address")
+            .to_string();
+        (id, vip)
+    }
+
+    /// POST a child object (`kind` is the URL collection, `key` the envelope) and wait for the
+    /// load balancer to be ACTIVE again; returns the new id.
+    pub async fn create(&self, lb: &str, collection: &str, key: &str, body: Value) -> String {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                collection,
+                Some(json!({ key: body })),
+                201,
+            )
+            .await;
+        let id = v[key]["id"].as_str().expect("id").to_string();
+        self.wait_lb_active(lb, Duration::from_secs(60)).await;
+        id
+    }
+
+    /// The status tree of a load balancer.
+    pub async fn status(&self, lb: &str) -> Value {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/v2/lbaas/loadbalancers/{lb}/status"),
+            None,
+            200,
+        )
+        .await
+    }
+
+    /// Remove everything of this lab from the host (namespaces, links, stray processes).
+    pub fn cleanup_host(&self) {
+        for ns in namespaces_with(&self.amp_prefix())
+            .into_iter()
+            .chain(namespaces_with(&self.member_prefix()))
+        {
+            remove_namespace(&ns);
+        }
+        for prefix in self.link_prefixes() {
+            for link in links_with(&prefix) {
+                let _ = run("ip", &["link", "del", &link]);
+            }
+        }
+        // Agents and HAProxies of this lab run from files under its directory.
+        let marker = self.dir.path().display().to_string();
+        for (pid, _) in processes_with(&marker) {
+            let _ = run("kill", &["-9", &pid.to_string()]);
+        }
+    }
+
+    /// What of this lab's amphorae is left on the host: namespaces, links, processes.
+    pub fn amphora_leftovers(&self) -> Vec<String> {
+        let mut out: Vec<String> = namespaces_with(&self.amp_prefix())
+            .into_iter()
+            .map(|n| format!("namespace {n}"))
+            .collect();
+        // Amphora veths on the management and tenant bridges.
+        for link in links_with("") {
+            let master = std::fs::read_link(format!("/sys/class/net/{link}/master"))
+                .ok()
+                .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()));
+            if let Some(m) = master {
+                let ours = m == format!("xm{}", self.tag) || m == format!("xt{}", self.tag);
+                if ours && !link.starts_with(&format!("xw{}", self.tag)) {
+                    out.push(format!("link {link} on bridge {m}"));
+                }
+            }
+        }
+        let netns_dir = self.dir.path().join("netns");
+        for (pid, cmd) in processes_with(&netns_dir.display().to_string()) {
+            out.push(format!("process {pid}: {cmd}"));
+        }
+        out
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(p) = &self.control {
+                eprintln!("----- control plane log -----\n{}", p.log());
+            }
+            let amps = self.dir.path().join("netns/amphorae");
+            for entry in std::fs::read_dir(&amps).into_iter().flatten().flatten() {
+                for f in ["agent.log", "haproxy.log"] {
+                    if let Ok(t) = std::fs::read_to_string(entry.path().join(f)) {
+                        eprintln!("----- {} {f} -----\n{t}", entry.path().display());
+                    }
+                }
+            }
+        }
+        self.kill_control_plane();
+        self.members.clear();
+        self.cleanup_host();
+    }
+}
+
+/// Traffic from the host to the VIP: GET requests, each on a new connection.
+pub struct Traffic {
+    pub client: reqwest::Client,
+    pub url: String,
+}
+
+/// What a run of requests saw.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    pub ok: usize,
+    pub failed: usize,
+    pub by_body: BTreeMap<String, usize>,
+    pub errors: Vec<String>,
+}
+
+impl Traffic {
+    pub fn new(vip: &str, port: u16, path: &str) -> Traffic {
+        Traffic {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("client"),
+            url: format!("http://{vip}:{port}{path}"),
+        }
+    }
+
+    /// One request: Ok((status, body)) or the error text.
+    pub async fn one(&self) -> Result<(u16, String), String> {
+        match self.client.get(&self.url).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body = r.text().await.map_err(|e| e.to_string())?;
+                Ok((status, body.trim().to_string()))
+            }
+            Err(e) => Err(format!("{e:?}")),
+        }
+    }
+
+    /// `n` requests one after another.
+    pub async fn run(&self, n: usize) -> Tally {
+        let mut t = Tally::default();
+        for _ in 0..n {
+            match self.one().await {
+                Ok((200, body)) => {
+                    t.ok += 1;
+                    *t.by_body.entry(body).or_default() += 1;
+                }
+                Ok((status, body)) => {
+                    t.failed += 1;
+                    t.errors.push(format!("{status}: {body}"));
+                }
+                Err(e) => {
+                    t.failed += 1;
+                    t.errors.push(e);
+                }
+            }
+        }
+        t
+    }
+}
