@@ -269,7 +269,8 @@ impl Exec<'_> {
                     "INSERT INTO amphora_health (amphora_id, last_update, busy) \
                      SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), 0 \
                      FROM json_each($1) WHERE true \
-                     ON CONFLICT (amphora_id) DO UPDATE SET last_update = excluded.last_update",
+                     ON CONFLICT (amphora_id) DO UPDATE SET last_update = \
+                     max(amphora_health.last_update, excluded.last_update)",
                 )
                 .bind(json)
                 .execute(&mut **c)

@@ -27,6 +27,15 @@ fn spec(s: &str) -> Result<JobSpec> {
     serde_json::from_str(s).map_err(|e| corrupt("job spec", e))
 }
 
+/// `'create_load_balancer', ...`: the build kinds as SQL literals (constants, not input).
+fn build_kinds_sql() -> String {
+    crate::BUILD_JOB_KINDS
+        .iter()
+        .map(|k| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) async fn claim(
     store: &Store,
     worker: &str,
@@ -46,7 +55,8 @@ pub(crate) async fn claim(
     .filter_map(|(k, cap)| cap.map(|n| (k, n)))
     .collect();
     let mut full: Vec<&'static str> = Vec::new();
-    if !capped.is_empty() {
+    let mut builds_full = false;
+    if !capped.is_empty() || caps.builds.is_some() {
         if c.engine() == Engine::Postgres {
             // Counting and claiming must not interleave between workers, or two could
             // both take the last slot of a class.
@@ -70,6 +80,20 @@ pub(crate) async fn claim(
                 full.push(k.as_str());
             }
         }
+        if let Some(cap) = caps.builds {
+            let (n,): (i64,) = c
+                .fetch_optional(
+                    &format!(
+                        "SELECT COUNT(*) FROM job WHERE state = 'RUNNING' AND \
+                         lease_expires_at >= $1 AND kind IN ({})",
+                        build_kinds_sql()
+                    ),
+                    args![t],
+                )
+                .await?
+                .unwrap_or((0,));
+            builds_full = n >= i64::from(cap);
+        }
     }
     let mut a: Vec<Arg> = args![t];
     let mut sql = String::from(
@@ -79,6 +103,9 @@ pub(crate) async fn claim(
     for k in &full {
         a.push(Arg::from(*k));
         sql.push_str(&format!(" AND class <> ${}", a.len()));
+    }
+    if builds_full {
+        sql.push_str(&format!(" AND kind NOT IN ({})", build_kinds_sql()));
     }
     sql.push_str(" ORDER BY priority, created_at, id LIMIT 1");
     if c.engine() == Engine::Postgres {

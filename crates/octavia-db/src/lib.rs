@@ -29,6 +29,7 @@ pub mod query;
 mod read;
 mod rows;
 mod settle;
+pub mod stale;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -41,5 +42,6 @@ pub use health::{
 pub use query::{
     columns, Column, ColumnType, Filter, FilterValue, ListQuery, SortDir, TagFilter, QUOTA_COLUMNS,
 };
+pub use stale::{StaleSweep, SweepOptions};
 pub use store::*;
 pub use write::MAX_L7RULES_PER_POLICY;

@@ -115,7 +115,18 @@ pub struct ClassCaps {
     pub failover: Option<u32>,
     pub tenant: Option<u32>,
     pub operator: Option<u32>,
+    /// Jobs that build amphorae (load balancer create, failovers) running at once, whatever
+    /// their class (`[haproxy_amphora] build_rate_limit`). A free build slot goes to the most
+    /// urgent waiting build: automatic failover, then tenant create, then operator failover.
+    pub builds: Option<u32>,
 }
+
+/// Job kinds that build amphorae (counted against [`ClassCaps::builds`]).
+pub const BUILD_JOB_KINDS: [&str; 3] = [
+    "create_load_balancer",
+    "failover_load_balancer",
+    "failover_amphora",
+];
 
 /// The store: a pool on one of the two engines.
 #[derive(Clone)]
@@ -661,8 +672,8 @@ impl Store {
     }
 
     /// Fail over an amphora (`PUT /amphorae/{id}/failover`, health manager): its load
-    /// balancer (if any) must be ACTIVE (else Conflict "Load Balancer ID is immutable and
-    /// cannot be updated.") and goes PENDING_UPDATE; a `failover_amphora` job of `class`
+    /// balancer (if any) must be ACTIVE or ERROR (else Conflict "Invalid state X of
+    /// loadbalancer resource ID") and goes PENDING_UPDATE; a `failover_amphora` job of `class`
     /// (`spec.amphora_id` set) in the same transaction. Missing/DELETED amphora → NotFound.
     /// Settlement: success → LB ACTIVE; failure → amphora ERROR, LB ACTIVE.
     pub async fn failover_amphora(&self, id: AmphoraId, class: JobClass) -> Result<JobId> {

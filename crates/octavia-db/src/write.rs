@@ -253,7 +253,7 @@ async fn set_listeners_pending(c: &mut Conn<'_>, ids: &[String]) -> Result<Vec<L
     Ok(out)
 }
 
-async fn commit_job(store: &Store, tx: Tx) -> Result<()> {
+pub(crate) async fn commit_job(store: &Store, tx: Tx) -> Result<()> {
     tx.commit().await?;
     store.notify.notify_waiters();
     Ok(())
@@ -1812,7 +1812,19 @@ pub(crate) async fn failover_amphora(
     class: JobClass,
 ) -> Result<JobId> {
     let mut tx = store.pool.begin().await?;
-    let mut c = tx.conn();
+    let job = failover_amphora_in(&mut tx.conn(), amphora, class).await?;
+    commit_job(store, tx).await?;
+    Ok(job)
+}
+
+/// Lock the amphora's load balancer (it must be ACTIVE or ERROR: failover is also the
+/// repair of a broken one), move it to PENDING_UPDATE and insert the `failover_amphora`
+/// job, inside the caller's transaction.
+pub(crate) async fn failover_amphora_in(
+    c: &mut Conn<'_>,
+    amphora: AmphoraId,
+    class: JobClass,
+) -> Result<JobId> {
     let row: Option<(Option<String>, String)> = c
         .fetch_optional(
             "SELECT load_balancer_id, status FROM amphora WHERE id = $1",
@@ -1826,9 +1838,14 @@ pub(crate) async fn failover_amphora(
     let mut locks = LockSet::default();
     if let Some(lb) = lb {
         let lb: LoadBalancerId = crate::rows::parse("load balancer id", &lb)?;
-        lock_lb_for_child(&mut c, lb).await?;
+        let (s, _) = lock_lb(c, lb).await?;
+        if !s.is_deletable() {
+            return Err(DbError::Conflict(format!(
+                "Invalid state {s} of loadbalancer resource {lb}"
+            )));
+        }
         set_status(
-            &mut c,
+            c,
             "load_balancer",
             &lb.to_string(),
             ProvisioningStatus::PendingUpdate,
@@ -1838,7 +1855,5 @@ pub(crate) async fn failover_amphora(
     }
     let mut sp = spec(Action::Failover, ObjectKind::Amphora, amphora.uuid(), locks);
     sp.amphora_id = Some(amphora);
-    let job = insert_job(&mut c, class, &sp).await?;
-    commit_job(store, tx).await?;
-    Ok(job)
+    insert_job(c, class, &sp).await
 }

@@ -56,6 +56,10 @@ engine_tests!(
     batch_member_update,
     amphorae_and_stats,
     failovers_lock_and_settle,
+    stale_amphora_is_claimed_exactly_once,
+    circuit_breaker_stops_and_resumes,
+    build_slots_go_to_the_most_urgent,
+    breaker_counts_amphorae_about_to_go_stale,
 );
 
 // ------------------------------------------------------------------ fixtures
@@ -1761,7 +1765,7 @@ async fn failovers_lock_and_settle(engine: Engine) {
         .failover_amphora(amp.id, JobClass::Failover)
         .await
         .unwrap_err();
-    assert!(conflict_msg(e).contains("immutable"));
+    assert!(conflict_msg(e).contains("Invalid state PENDING_UPDATE"));
     let e = s
         .failover_load_balancer(l.id, JobClass::Operator)
         .await
@@ -1811,4 +1815,280 @@ async fn failovers_lock_and_settle(engine: Engine) {
             .await,
         Err(DbError::NotFound { .. })
     ));
+}
+
+// ------------------------------------------------------------------ stale amphorae
+
+/// A heartbeat of a seeded fleet member received at `at` (everything OPEN/ONLINE).
+fn heartbeat(f: &FleetMember, at: Timestamp) -> HeartbeatRecord {
+    let mut report = octavia_model::health::HealthReport {
+        reported_listener_count: 1,
+        ..Default::default()
+    };
+    report.listeners.insert(f.listener_id, "OPEN".into());
+    report.pools.insert(
+        f.pool_id,
+        octavia_model::health::PoolReport {
+            status: "UP".into(),
+            members: [(f.member_id, "UP".to_string())].into(),
+        },
+    );
+    HeartbeatRecord {
+        amphora_id: f.amphora_id,
+        received_at: at,
+        refresh_health: true,
+        report,
+        stats: Vec::new(),
+        stats_are_deltas: true,
+    }
+}
+
+fn sweep_at(now: Timestamp, threshold: Option<usize>) -> SweepOptions {
+    SweepOptions {
+        stale_before: now - chrono::Duration::seconds(3),
+        suspect_before: now - chrono::Duration::seconds(2),
+        failover_threshold: threshold,
+        max_claims: 10,
+    }
+}
+
+async fn amphora_status(s: &Store, id: AmphoraId) -> ProvisioningStatus {
+    s.get_amphora(id).await.unwrap().unwrap().status
+}
+
+/// Two health managers sweep at once: the one silent amphora gets exactly one failover job
+/// (class Failover), its LB goes PENDING_UPDATE, the fresh one is left alone, and a claimed
+/// amphora is never claimed again.
+async fn stale_amphora_is_claimed_exactly_once(engine: Engine) {
+    let t = TestStore::new(engine).await;
+    let s = &t.store;
+    let fleet = s.seed_heartbeat_fleet(2, PROJECT).await.unwrap();
+    let t0 = now();
+    s.record_heartbeats(&[
+        heartbeat(&fleet[0], t0 - chrono::Duration::seconds(10)),
+        heartbeat(&fleet[1], t0),
+    ])
+    .await
+    .unwrap();
+    let before = job_total(s).await;
+    let (a, b) = tokio::join!(
+        s.sweep_stale_amphorae(sweep_at(t0, None)),
+        s.sweep_stale_amphorae(sweep_at(t0, None)),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let claimed: Vec<_> = a.claimed.iter().chain(b.claimed.iter()).collect();
+    assert_eq!(claimed.len(), 1, "{a:?} {b:?}");
+    assert_eq!(claimed[0].0, fleet[0].amphora_id);
+    assert_eq!(claimed[0].1, Some(fleet[0].load_balancer_id));
+    assert_eq!(job_total(s).await, before + 1);
+    let job = s.get_job(claimed[0].2).await.unwrap().unwrap();
+    assert_eq!(job.spec.action, Action::Failover);
+    assert_eq!(job.spec.amphora_id, Some(fleet[0].amphora_id));
+    assert_eq!(
+        lb_status(s, fleet[0].load_balancer_id).await,
+        ProvisioningStatus::PendingUpdate
+    );
+    assert_eq!(
+        lb_status(s, fleet[1].load_balancer_id).await,
+        ProvisioningStatus::Active
+    );
+    let health = s
+        .get_amphora_health(fleet[0].amphora_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(health.busy);
+    // Settled or not, a claimed (busy) amphora is not claimed again.
+    s.settle_success(&job.spec).await.unwrap();
+    let again = s.sweep_stale_amphorae(sweep_at(now(), None)).await.unwrap();
+    assert!(again.claimed.is_empty(), "{again:?}");
+    assert_eq!(job_total(s).await, before + 1);
+}
+
+/// With failover_threshold 3, three silent amphorae go FAILOVER_STOPPED and none is failed
+/// over; more going silent stay under the breaker too; each returns to ALLOCATED when its
+/// heartbeats resume, still without failover. An operator can fail one over by hand.
+/// (Time is synthetic: heartbeats and sweeps carry explicit timestamps.)
+async fn circuit_breaker_stops_and_resumes(engine: Engine) {
+    let t = TestStore::new(engine).await;
+    let s = &t.store;
+    let fleet = s.seed_heartbeat_fleet(5, PROJECT).await.unwrap();
+    let t0 = now();
+    let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+    let beats: Vec<_> = fleet
+        .iter()
+        .enumerate()
+        .map(|(i, f)| heartbeat(f, if i < 3 { at(-10) } else { at(0) }))
+        .collect();
+    s.record_heartbeats(&beats).await.unwrap();
+    let before = job_total(s).await;
+
+    let out = s
+        .sweep_stale_amphorae(sweep_at(at(0), Some(3)))
+        .await
+        .unwrap();
+    assert!(out.claimed.is_empty(), "{out:?}");
+    assert_eq!(out.stopped.len(), 3, "{out:?}");
+    assert_eq!(out.failover_stopped, 3);
+    for f in &fleet[..3] {
+        assert_eq!(
+            amphora_status(s, f.amphora_id).await,
+            ProvisioningStatus::FailoverStopped
+        );
+    }
+    // Four seconds later the other two are silent as well: 5 expired >= 3, the breaker
+    // holds them too.
+    let out = s
+        .sweep_stale_amphorae(sweep_at(at(4), Some(3)))
+        .await
+        .unwrap();
+    assert!(out.claimed.is_empty(), "{out:?}");
+    let mut stopped = out.stopped.clone();
+    stopped.sort();
+    let mut want = vec![fleet[3].amphora_id, fleet[4].amphora_id];
+    want.sort();
+    assert_eq!(stopped, want);
+    assert_eq!(job_total(s).await, before);
+
+    // Heartbeats resume for all: back to ALLOCATED, no failover.
+    let beats: Vec<_> = fleet.iter().map(|f| heartbeat(f, at(10))).collect();
+    s.record_heartbeats(&beats).await.unwrap();
+    let out = s
+        .sweep_stale_amphorae(sweep_at(at(10), Some(3)))
+        .await
+        .unwrap();
+    assert_eq!(out.resumed.len(), 5, "{out:?}");
+    assert!(out.claimed.is_empty() && out.stopped.is_empty(), "{out:?}");
+    assert_eq!(out.failover_stopped, 0);
+    for f in &fleet {
+        assert_eq!(
+            amphora_status(s, f.amphora_id).await,
+            ProvisioningStatus::Allocated
+        );
+    }
+    assert_eq!(job_total(s).await, before);
+
+    // Three go silent again; an operator fails one of them over by hand.
+    let fresh: Vec<_> = fleet[3..].iter().map(|f| heartbeat(f, at(20))).collect();
+    s.record_heartbeats(&fresh).await.unwrap();
+    let out = s
+        .sweep_stale_amphorae(sweep_at(at(20), Some(3)))
+        .await
+        .unwrap();
+    assert_eq!(out.stopped.len(), 3, "{out:?}");
+    s.failover_amphora(fleet[0].amphora_id, JobClass::Operator)
+        .await
+        .unwrap();
+    assert_eq!(
+        lb_status(s, fleet[0].load_balancer_id).await,
+        ProvisioningStatus::PendingUpdate
+    );
+}
+
+/// build_rate_limit = 1: ten operator failovers queued first, then a tenant create, then an
+/// automatic failover. The one build slot goes to the automatic failover, then the create,
+/// then the operator failovers in order; jobs that build nothing are not held back.
+async fn build_slots_go_to_the_most_urgent(engine: Engine) {
+    let t = TestStore::new(engine).await;
+    let s = &t.store;
+    let fleet = s.seed_heartbeat_fleet(11, PROJECT).await.unwrap();
+    let mut operator = Vec::new();
+    for f in &fleet[..10] {
+        operator.push(
+            s.failover_load_balancer(f.load_balancer_id, JobClass::Operator)
+                .await
+                .unwrap(),
+        );
+    }
+    let (_, create) = s.create_load_balancer(&lb(PROJECT, "new")).await.unwrap();
+    let auto = s
+        .failover_amphora(fleet[10].amphora_id, JobClass::Failover)
+        .await
+        .unwrap();
+    let caps = ClassCaps {
+        builds: Some(1),
+        ..Default::default()
+    };
+    let lease = Duration::from_secs(30);
+    let mut order = Vec::new();
+    for _ in 0..12 {
+        let job = s
+            .claim_job("w1", lease, &caps)
+            .await
+            .unwrap()
+            .expect("a job");
+        // The slot is taken: no other build starts meanwhile.
+        assert!(s.claim_job("w2", lease, &caps).await.unwrap().is_none());
+        order.push(job.id);
+        assert!(s
+            .finish_job(job.id, "w1", JobState::Done, None)
+            .await
+            .unwrap());
+    }
+    let mut want = vec![auto, create];
+    want.extend(operator);
+    assert_eq!(order, want);
+
+    // A job that builds nothing runs beside a build.
+    let (_, build) = s.create_load_balancer(&lb(PROJECT, "a")).await.unwrap();
+    assert_eq!(
+        s.claim_job("w1", lease, &caps).await.unwrap().unwrap().id,
+        build
+    );
+    let update = s
+        .enqueue_job(&NewJob {
+            class: JobClass::Tenant,
+            spec: JobSpec {
+                action: Action::Update,
+                target_kind: ObjectKind::Listener,
+                target_id: uuid::Uuid::new_v4(),
+                locks: LockSet::default(),
+                cascade: false,
+                members: None,
+                amphora_id: None,
+            },
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        s.claim_job("w2", lease, &caps).await.unwrap().unwrap().id,
+        update
+    );
+}
+
+/// Amphorae silenced at one instant go stale up to a heartbeat interval apart. The first to
+/// go stale is not failed over while the others, silent since their last heartbeat, count
+/// as suspects: 1 stale + 2 suspects trip a threshold of 3. Only the stale one is stopped.
+async fn breaker_counts_amphorae_about_to_go_stale(engine: Engine) {
+    let t = TestStore::new(engine).await;
+    let s = &t.store;
+    let fleet = s.seed_heartbeat_fleet(4, PROJECT).await.unwrap();
+    let t0 = now();
+    let ms = |v: i64| t0 + chrono::Duration::milliseconds(v);
+    // Stale (3.1 s), suspect (2.6 s, 2.2 s), fresh (0.2 s); timeout 3 s, interval 1 s.
+    let beats = [ms(-3100), ms(-2600), ms(-2200), ms(-200)];
+    let recs: Vec<_> = fleet
+        .iter()
+        .zip(beats)
+        .map(|(f, at)| heartbeat(f, at))
+        .collect();
+    s.record_heartbeats(&recs).await.unwrap();
+    let before = job_total(s).await;
+    let out = s.sweep_stale_amphorae(sweep_at(t0, Some(3))).await.unwrap();
+    assert!(out.claimed.is_empty(), "{out:?}");
+    assert_eq!(out.stopped, vec![fleet[0].amphora_id]);
+    assert_eq!(job_total(s).await, before);
+    // Without the breaker the stale one is failed over at once.
+    let t2 = TestStore::new(engine).await;
+    let s2 = &t2.store;
+    let fleet = s2.seed_heartbeat_fleet(4, PROJECT).await.unwrap();
+    let recs: Vec<_> = fleet
+        .iter()
+        .zip(beats)
+        .map(|(f, at)| heartbeat(f, at))
+        .collect();
+    s2.record_heartbeats(&recs).await.unwrap();
+    let out = s2.sweep_stale_amphorae(sweep_at(t0, None)).await.unwrap();
+    assert_eq!(out.claimed.len(), 1, "{out:?}");
+    assert_eq!(out.claimed[0].0, fleet[0].amphora_id);
 }
