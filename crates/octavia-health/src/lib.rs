@@ -15,7 +15,10 @@
 mod ratelog;
 mod receiver;
 pub mod report;
+mod stale;
 mod writer;
+
+pub use stale::{run_stale_checker, StaleSettings};
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -186,7 +189,17 @@ pub struct HealthReceiver {
     settings: HealthSettings,
     socket: tokio::net::UdpSocket,
     counters: Arc<Counters>,
+    zombies: Option<ZombieSink>,
 }
+
+/// Where the receiver reports amphorae that heartbeat although the database says they are
+/// deleted, unknown, or serve no load balancer (reference §5.3 step 2): the process that owns
+/// the compute driver removes their instances. Each amphora is reported at most once per
+/// [`ZOMBIE_REPORT_INTERVAL`].
+pub type ZombieSink = tokio::sync::mpsc::Sender<octavia_model::AmphoraId>;
+
+/// Least time between two reports of one zombie amphora.
+pub const ZOMBIE_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for HealthReceiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -213,7 +226,14 @@ impl HealthReceiver {
             settings,
             socket,
             counters: Arc::new(Counters::default()),
+            zombies: None,
         })
+    }
+
+    /// Report zombie amphorae to `sink` (see [`ZombieSink`]).
+    pub fn with_zombie_sink(mut self, sink: ZombieSink) -> Self {
+        self.zombies = Some(sink);
+        self
     }
 
     /// The bound address (the real port when `bind_port` was 0).
@@ -236,6 +256,7 @@ impl HealthReceiver {
             self.settings.clone(),
             rx,
             self.counters.clone(),
+            self.zombies.clone(),
         ));
         let recv = receiver::run(
             self.socket,
@@ -261,13 +282,18 @@ impl HealthReceiver {
     }
 }
 
-/// Binds with `settings` and runs until `shutdown` resolves.
+/// Binds with `settings` and runs until `shutdown` resolves; zombie amphorae go to
+/// `zombies` when given.
 pub async fn run(
     store: Store,
     settings: HealthSettings,
+    zombies: Option<ZombieSink>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), HealthError> {
-    let r = HealthReceiver::bind(store, settings).await?;
+    let mut r = HealthReceiver::bind(store, settings).await?;
+    if let Some(sink) = zombies {
+        r = r.with_zombie_sink(sink);
+    }
     if let Some(addr) = r.local_addr() {
         tracing::info!(%addr, "heartbeat receiver listening");
     }

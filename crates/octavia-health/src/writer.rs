@@ -2,7 +2,7 @@
 //! most `batch_window` after the first), write each batch in one store call, count and log
 //! what the store reports back.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::ratelog::RateLog;
-use crate::{Counters, HealthSettings};
+use crate::{Counters, HealthSettings, ZombieSink, ZOMBIE_REPORT_INTERVAL};
+use octavia_model::AmphoraId;
 
 /// A decoded heartbeat waiting for the writer, with its arrival instant.
 #[derive(Debug)]
@@ -27,7 +28,12 @@ pub(crate) async fn run(
     settings: HealthSettings,
     mut rx: mpsc::Receiver<Item>,
     counters: Arc<Counters>,
+    zombies: Option<ZombieSink>,
 ) {
+    let mut zombies = zombies.map(|sink| Zombies {
+        sink,
+        reported: HashMap::new(),
+    });
     let max = settings.batch_max;
     let mut batch: Vec<Item> = Vec::with_capacity(max);
     let mut log = RateLog::new(Duration::from_secs(10));
@@ -45,9 +51,39 @@ pub(crate) async fn run(
         }
         let records = take_records(&mut batch, &settings, &counters);
         let span = tracing::info_span!("heartbeat_batch", size = records.len());
-        write(&store, &records, &counters, &mut log)
+        let out = write(&store, &records, &counters, &mut log)
             .instrument(span)
             .await;
+        if let (Some(z), Some(out)) = (zombies.as_mut(), out) {
+            z.report(
+                out.unknown_amphorae
+                    .iter()
+                    .chain(&out.without_load_balancer),
+            );
+        }
+    }
+}
+
+/// Zombie reports, each amphora at most once per [`ZOMBIE_REPORT_INTERVAL`].
+struct Zombies {
+    sink: ZombieSink,
+    reported: HashMap<AmphoraId, Instant>,
+}
+
+impl Zombies {
+    fn report<'a>(&mut self, ids: impl Iterator<Item = &'a AmphoraId>) {
+        let now = Instant::now();
+        self.reported
+            .retain(|_, at| now.duration_since(*at) < ZOMBIE_REPORT_INTERVAL);
+        for id in ids {
+            if self.reported.contains_key(id) {
+                continue;
+            }
+            // Never block heartbeat writing on the reaper: a full queue retries later.
+            if self.sink.try_send(*id).is_ok() {
+                self.reported.insert(*id, now);
+            }
+        }
     }
 }
 
@@ -79,7 +115,12 @@ fn take_records(
     records
 }
 
-async fn write(store: &Store, records: &[HeartbeatRecord], counters: &Counters, log: &mut RateLog) {
+async fn write(
+    store: &Store,
+    records: &[HeartbeatRecord],
+    counters: &Counters,
+    log: &mut RateLog,
+) -> Option<HeartbeatOutcome> {
     let n = records.len() as u64;
     let start = Instant::now();
     let mut result = store.record_heartbeats(records).await;
@@ -101,12 +142,14 @@ async fn write(store: &Store, records: &[HeartbeatRecord], counters: &Counters, 
                 elapsed_ms = elapsed.as_millis() as u64,
                 "heartbeat batch written"
             );
+            Some(out)
         }
         Err(e) => {
             counters.reject("db_error", n);
             if let Some(suppressed) = log.allow("db_error") {
                 tracing::warn!(error = %e, size = n, suppressed, "heartbeat batch not written");
             }
+            None
         }
     }
 }
