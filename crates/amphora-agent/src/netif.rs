@@ -236,8 +236,50 @@ pub async fn plug_vip(vip: IpAddr, plug: &PlugVip) -> Result<String> {
     refuse_if_plugged(&link)?;
     set_mtu(&link.ifname, plug.mtu).await?;
     configure_vip(&link.ifname, vip, plug).await?;
+    announce(&link.ifname, vip);
     tracing::info!(%vip, interface = %link.ifname, "vip plugged");
     Ok(link.ifname)
+}
+
+/// Tell the neighbours that `vip` now lives here (gratuitous ARP, `arping -U`), so that
+/// after a failover they stop sending to the replaced amphora at once instead of when their
+/// ARP entries expire. Best effort, in the background: without `arping` (Debian package
+/// `iputils-arping`) traffic moves when the neighbours' caches time out.
+fn announce(dev: &str, vip: IpAddr) {
+    if !vip.is_ipv4() {
+        return;
+    }
+    let spawned = tokio::process::Command::new("arping")
+        .args(["-U", "-c", "2", "-I", dev, &vip.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    match spawned {
+        Ok(child) => {
+            let dev = dev.to_string();
+            tokio::spawn(async move {
+                match child.wait_with_output().await {
+                    Ok(out) if out.status.success() => {
+                        tracing::debug!(%vip, interface = %dev, "gratuitous ARP sent")
+                    }
+                    Ok(out) => tracing::warn!(
+                        %vip,
+                        interface = %dev,
+                        stderr = %String::from_utf8_lossy(&out.stderr).trim(),
+                        "arping failed; neighbours learn the VIP's new place when their ARP entries expire"
+                    ),
+                    Err(error) => tracing::warn!(%vip, %error, "arping failed"),
+                }
+            });
+        }
+        Err(error) => tracing::warn!(
+            %vip,
+            %error,
+            "cannot run arping (install iputils-arping); neighbours learn the VIP's new place \
+             when their ARP entries expire"
+        ),
+    }
 }
 
 /// `POST /plug/network`: configures a member network port; returns the interface name.

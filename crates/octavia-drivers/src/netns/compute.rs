@@ -254,6 +254,24 @@ impl NetnsCompute {
         self.inner.read_record(compute_id)
     }
 
+    /// The operator guide's "shut the management port": take the host end of the amphora's
+    /// management veth down. The controller can no longer reach its agent and its heartbeats
+    /// stop, so the health manager fails it over (the amphora keeps serving meanwhile).
+    pub fn isolate(&self, compute_id: &str) -> Result<String> {
+        self.inner.check_id(compute_id)?;
+        let record = self
+            .inner
+            .read_record(compute_id)?
+            .ok_or_else(|| invalid("isolate amphora", format!("{compute_id} has no record")))?;
+        sys::ip(
+            OWNER,
+            "isolate amphora",
+            &["link", "set", "dev", &record.mgmt_veth, "down"],
+        )?;
+        tracing::warn!(compute_id, mgmt_veth = %record.mgmt_veth, "amphora isolated: management port down");
+        Ok(record.mgmt_veth)
+    }
+
     /// The per-amphora directory (boot bundle, pid file, agent log).
     pub fn instance_dir(&self, compute_id: &str) -> PathBuf {
         self.inner.dir(compute_id)
@@ -449,6 +467,7 @@ impl Inner {
         }
         self.write_boot_files(request.amphora_id, &dir)?;
         let pid = self.spawn_agent(&record, &dir)?;
+        self.wait_in_namespace(&record.compute_id, pid, &dir)?;
         record.agent_pid = Some(pid);
         sys::save_json(OWNER, &dir.join(RECORD_FILE), &record)?;
         tracing::info!(
@@ -460,6 +479,31 @@ impl Inner {
             "built amphora"
         );
         Ok(compute_id)
+    }
+
+    /// Wait until the freshly spawned agent has entered its namespace (`ip netns exec`
+    /// joins it after the fork), so the instance reads ACTIVE from the start; errs when it
+    /// died first.
+    fn wait_in_namespace(&self, compute_id: &str, pid: u32, dir: &Path) -> Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if sys::netns_pids(compute_id).contains(&pid) {
+                return Ok(());
+            }
+            if !sys::pid_alive(pid) || std::time::Instant::now() > deadline {
+                let log = std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                return Err(DriverError::retryable(
+                    OWNER,
+                    "start amphora agent",
+                    format!(
+                        "agent {pid} did not start in {compute_id}: {}",
+                        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     fn free_mgmt_address(&self, records: &[InstanceRecord]) -> Result<Ipv4Addr> {
