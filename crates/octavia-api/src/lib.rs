@@ -105,6 +105,10 @@ fn routes() -> Router<AppState> {
         .route("/v2/loadbalancers/{id}/status", g(load_balancer::status))
         .route("/v2/loadbalancers/{id}/statuses", g(load_balancer::status))
         .route("/v2/loadbalancers/{id}/stats", g(load_balancer::stats))
+        .route(
+            "/v2/loadbalancers/{id}/failover",
+            axum::routing::put(load_balancer::failover),
+        )
         .route("/v2/listeners", g(listener::list).post(listener::create))
         .route(
             "/v2/listeners/{id}",
@@ -171,6 +175,10 @@ fn routes() -> Router<AppState> {
         )
         .route("/v2/octavia/amphorae", g(misc::list_amphorae))
         .route("/v2/octavia/amphorae/{id}", g(misc::get_amphora))
+        .route(
+            "/v2/octavia/amphorae/{id}/failover",
+            axum::routing::put(misc::failover_amphora),
+        )
 }
 
 /// Map every accepted spelling of a path onto the one the router knows:

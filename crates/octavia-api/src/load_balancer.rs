@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use octavia_api_types::load_balancer::{
     LoadBalancerPostBody, LoadBalancerPutBody, LoadBalancerResponse,
@@ -166,6 +166,25 @@ pub async fn status(
     Ok(axum::response::IntoResponse::into_response(axum::Json(
         app::to_value(&doc)?,
     )))
+}
+
+/// `PUT /loadbalancers/{id}/failover` (admin): replace every amphora of the load balancer.
+/// 202; 409 unless it is ACTIVE or ERROR. Queued after tenant operations (operator class).
+pub async fn failover(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("loadbalancer", "put_failover"))?;
+    let lb = fetch(&s, &caller, &id).await?;
+    let job = s
+        .ctx
+        .store
+        .failover_load_balancer(lb.id, octavia_model::JobClass::Operator)
+        .await?;
+    tracing::info!(load_balancer_id = %lb.id, job_id = %job, "load balancer failover requested");
+    metrics::counter!("octavia_failovers_queued_total", "cause" => "operator").increment(1);
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
 pub async fn stats(

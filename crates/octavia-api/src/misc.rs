@@ -120,6 +120,26 @@ pub async fn get_amphora(
     )
 }
 
+/// `PUT /v2/octavia/amphorae/{id}/failover` (admin): replace the amphora. 202; 404 for an
+/// unknown or DELETED amphora; 409 when its load balancer is not ACTIVE or ERROR. Works on a
+/// FAILOVER_STOPPED amphora (the operator's way past the circuit breaker).
+pub async fn failover_amphora(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("amphora", "put_failover"))?;
+    let aid: AmphoraId = app::parse_id("amphora", &id)?;
+    let job = s
+        .ctx
+        .store
+        .failover_amphora(aid, octavia_model::JobClass::Operator)
+        .await?;
+    tracing::info!(amphora_id = %aid, job_id = %job, "amphora failover requested");
+    metrics::counter!("octavia_failovers_queued_total", "cause" => "operator").increment(1);
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
 /// Fallback for unknown paths.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("The resource could not be found.".to_string())

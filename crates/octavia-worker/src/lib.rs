@@ -282,6 +282,10 @@ async fn run_job(
     );
 
     info!(parent: &span, "job started");
+    let failover = failover_subject(&job);
+    if let Some(what) = &failover {
+        info!(parent: &span, "Performing failover for {what}");
+    }
     let outcome = runner.run(&job, abort).instrument(span.clone()).await;
     renewal.abort();
     let result = match &outcome {
@@ -299,10 +303,43 @@ async fn run_job(
             "error"
         }
     };
+    if let Some(what) = &failover {
+        match &outcome {
+            Ok(FlowOutcome::Succeeded) => {
+                info!(parent: &span, "Successfully completed the failover for {what}")
+            }
+            Ok(FlowOutcome::Reverted { step, error }) => {
+                error!(parent: &span, step = %step, "{what} failover exception: {error}")
+            }
+            _ => {}
+        }
+        let cause = match job.class {
+            octavia_model::JobClass::Failover => "heartbeat",
+            _ => "operator",
+        };
+        metrics::counter!("octavia_failovers_total", "cause" => cause, "result" => result)
+            .increment(1);
+    }
     metrics::counter!("octavia_jobs_total", "kind" => kind.clone(), "result" => result)
         .increment(1);
     metrics::histogram!("octavia_job_duration_seconds", "kind" => kind)
         .record(started.elapsed().as_secs_f64());
+}
+
+/// "amphora <id> (load balancer <id>)" or "load balancer <id>" for failover jobs.
+fn failover_subject(job: &ClaimedJob) -> Option<String> {
+    use octavia_model::{Action, ObjectKind};
+    if job.spec.action != Action::Failover {
+        return None;
+    }
+    let lb = job.spec.locks.load_balancer_id;
+    Some(match (job.spec.target_kind, job.spec.amphora_id, lb) {
+        (ObjectKind::Amphora, Some(amp), Some(lb)) => {
+            format!("amphora {amp} (load balancer {lb})")
+        }
+        (ObjectKind::Amphora, Some(amp), None) => format!("amphora {amp}"),
+        _ => format!("load balancer {}", job.spec.target_id),
+    })
 }
 
 /// Refresh `octavia_job_queue_depth{class}` forever.
