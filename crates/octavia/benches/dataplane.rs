@@ -4,6 +4,8 @@
 //! ```sh
 //! cargo build --release -p amphora-agent && cargo bench -p octavia --bench dataplane
 //! ```
+//! (or `cargo build -p amphora-agent && cargo bench --profile dev -p octavia --bench dataplane`
+//! against the debug binaries, without a release build).
 //!
 //! Needs root, iproute2, HAProxy and python3 (it builds the same lab as the end-to-end tests:
 //! amphorae and member web servers in namespaces it creates and removes). Prints, over
@@ -24,6 +26,9 @@ mod support;
 #[allow(dead_code)]
 mod lab;
 
+#[path = "support/report.rs"]
+mod report;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,6 +36,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use lab::{Lab, Traffic};
+use report::report;
 
 fn runs() -> usize {
     std::env::var("OCTAVIA_BENCH_RUNS")
@@ -38,24 +44,6 @@ fn runs() -> usize {
         .and_then(|v| v.parse().ok())
         .filter(|n| *n > 0)
         .unwrap_or(20)
-}
-
-/// p50 and p99 (nearest rank) of `samples`, in milliseconds.
-fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
-    samples.sort();
-    let pick = |q: f64| {
-        let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
-        samples[rank - 1].as_secs_f64() * 1000.0
-    };
-    (pick(0.50), pick(0.99))
-}
-
-fn report(what: &str, samples: &mut [Duration]) {
-    let (p50, p99) = percentiles(samples);
-    println!(
-        "{what:<48} n={:<3} p50 {p50:>8.1} ms   p99 {p99:>8.1} ms",
-        samples.len()
-    );
 }
 
 /// Poll the load balancer every 10 ms until ACTIVE (panics on ERROR or after 60 s).

@@ -49,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         command: crate::ops::ImageCommand,
     },
+    /// Amphorae: list them, isolate one (manual rotation).
+    Amphora {
+        #[command(subcommand)]
+        command: crate::ops::AmphoraCommand,
+    },
     /// Tenant networks (netns network driver).
     Network {
         #[command(subcommand)]
@@ -144,6 +149,9 @@ fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
         }
         Some(Command::Image { command }) => {
             crate::ops::image(&load_config(args.config.as_ref())?, command)
+        }
+        Some(Command::Amphora { command }) => {
+            crate::ops::amphora(&load_config(args.config.as_ref())?, command)
         }
         Some(Command::Network { command }) => {
             crate::ops::network(&load_config(args.config.as_ref())?, command)

@@ -234,6 +234,17 @@ pub struct HealthManagerSection {
     /// Where amphorae send heartbeats ("ip:port"); empty = the management bridge address of
     /// `[netns]` with `bind_port`.
     pub controller_ip_port_list: Vec<String>,
+    /// An amphora whose newest heartbeat is older than this is stale and failed over.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub heartbeat_timeout: Duration,
+    /// Time between two checks for stale amphorae.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub health_check_interval: Duration,
+    /// Circuit breaker: when at least this many amphorae are stale at once, none is failed
+    /// over; they go FAILOVER_STOPPED until their heartbeats resume. Unset: disabled.
+    pub failover_threshold: Option<u32>,
 }
 
 impl Default for HealthManagerSection {
@@ -246,6 +257,9 @@ impl Default for HealthManagerSection {
             heartbeat_interval: Duration::from_secs(10),
             failover_threads: 10,
             controller_ip_port_list: Vec::new(),
+            heartbeat_timeout: Duration::from_secs(60),
+            health_check_interval: Duration::from_secs(3),
+            failover_threshold: None,
         }
     }
 }
@@ -283,6 +297,10 @@ pub struct HaproxyAmphoraSection {
     pub rest_request_read_timeout: Duration,
     /// Whether HAProxy logs every connection (the `log-format` of each frontend).
     pub connection_logging: bool,
+    /// Most amphora builds (load balancer creates and failovers) running at once across all
+    /// workers; a free slot goes to automatic failovers first, then tenant creates, then
+    /// operator failovers. -1: no limit.
+    pub build_rate_limit: i32,
 }
 
 impl Default for HaproxyAmphoraSection {
@@ -299,6 +317,7 @@ impl Default for HaproxyAmphoraSection {
             rest_request_conn_timeout: Duration::from_secs(10),
             rest_request_read_timeout: Duration::from_secs(60),
             connection_logging: true,
+            build_rate_limit: -1,
         }
     }
 }
@@ -576,6 +595,22 @@ impl Config {
                      list the receivers in controller_ip_port_list",
                     n.management_host_address, hm.bind_port, hm.bind_ip
                 ),
+            });
+        }
+        if hm.heartbeat_timeout <= hm.heartbeat_interval {
+            return Err(ConfigError::Invalid {
+                option: "health_manager.heartbeat_timeout",
+                reason: format!(
+                    "{:?} is not longer than heartbeat_interval ({:?}): every amphora would \
+                     look stale between two heartbeats",
+                    hm.heartbeat_timeout, hm.heartbeat_interval
+                ),
+            });
+        }
+        if hm.health_check_interval.is_zero() {
+            return Err(ConfigError::Invalid {
+                option: "health_manager.health_check_interval",
+                reason: "must be longer than zero".into(),
             });
         }
         for hp in &self.health_manager.controller_ip_port_list {

@@ -37,6 +37,38 @@ pub enum ImageCommand {
     },
 }
 
+/// `octavia amphora ...`.
+#[derive(Debug, Subcommand)]
+pub enum AmphoraCommand {
+    /// List amphorae (not DELETED unless --all), with the filters of the operator guide.
+    List {
+        /// Only this status (ALLOCATED, ERROR, FAILOVER_STOPPED, ...).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this role (STANDALONE, MASTER, BACKUP).
+        #[arg(long)]
+        role: Option<String>,
+        /// Only amphorae booted from this image id.
+        #[arg(long)]
+        image: Option<String>,
+        /// Only amphorae on this hypervisor host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Only amphorae of this load balancer.
+        #[arg(long)]
+        loadbalancer: Option<String>,
+        /// Include DELETED amphorae.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Shut the amphora's management port (the guide's manual rotation): its heartbeats
+    /// stop and the health manager fails it over.
+    Isolate {
+        /// Amphora id.
+        id: String,
+    },
+}
+
 /// `octavia network ...`.
 #[derive(Debug, Subcommand)]
 pub enum NetworkCommand {
@@ -222,6 +254,102 @@ pub fn network(config: &Config, command: NetworkCommand) -> anyhow::Result<()> {
             } else {
                 anyhow::bail!("no port {port_id:?}")
             }
+        }
+    }
+}
+
+pub fn amphora(config: &Config, command: AmphoraCommand) -> anyhow::Result<()> {
+    let driver_set = settings::drivers(config)?;
+    match command {
+        AmphoraCommand::List {
+            status,
+            role,
+            image,
+            host,
+            loadbalancer,
+            all,
+        } => {
+            let mut filters = Vec::new();
+            for (column, value) in [
+                ("status", status.map(|s| s.to_ascii_uppercase())),
+                ("role", role.map(|s| s.to_ascii_uppercase())),
+                ("image_id", image),
+                ("load_balancer_id", loadbalancer),
+            ] {
+                if let Some(value) = value {
+                    filters.push(octavia_db::Filter {
+                        column: column.into(),
+                        value: octavia_db::FilterValue::Text(value),
+                    });
+                }
+            }
+            let compute = driver_set.drivers.compute.clone();
+            let rows = crate::runtime::block_on_value(async {
+                let store = crate::runtime::open_store(config).await?;
+                store.migrate().await?;
+                let q = octavia_db::ListQuery {
+                    filters,
+                    ..octavia_db::ListQuery::default()
+                };
+                let mut rows = Vec::new();
+                for a in store.list_amphorae(&q).await? {
+                    if !all && a.status == octavia_model::ProvisioningStatus::Deleted {
+                        continue;
+                    }
+                    let on = match &a.compute_id {
+                        Some(c) if a.status != octavia_model::ProvisioningStatus::Deleted => {
+                            compute.instance(c).await.ok().and_then(|i| i.host)
+                        }
+                        _ => None,
+                    };
+                    rows.push((a, on));
+                }
+                Ok(rows)
+            })?;
+            println!(
+                "{:<36}  {:<16}  {:<15}  {:<10}  {:<16}  {:<36}  host",
+                "id", "compute_id", "lb_network_ip", "role", "status", "image"
+            );
+            let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            for (a, on) in rows {
+                if host.as_ref().is_some_and(|h| on.as_ref() != Some(h)) {
+                    continue;
+                }
+                println!(
+                    "{:<36}  {:<16}  {:<15}  {:<10}  {:<16}  {:<36}  {}",
+                    a.id,
+                    dash(&a.compute_id),
+                    dash(&a.lb_network_ip),
+                    a.role.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+                    a.status,
+                    dash(&a.image_id),
+                    dash(&on)
+                );
+            }
+            Ok(())
+        }
+        AmphoraCommand::Isolate { id } => {
+            let parts = driver_set.netns.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("isolate needs the netns compute driver ([controller_worker])")
+            })?;
+            let amp_id: octavia_model::AmphoraId = id
+                .parse()
+                .map_err(|_| anyhow::anyhow!("'{id}' is not an amphora id"))?;
+            let amp = crate::runtime::block_on_value(async {
+                let store = crate::runtime::open_store(config).await?;
+                Ok(store.get_amphora(amp_id).await?)
+            })?
+            .filter(|a| a.status != octavia_model::ProvisioningStatus::Deleted)
+            .ok_or_else(|| anyhow::anyhow!("amphora {id} not found"))?;
+            let compute_id = amp
+                .compute_id
+                .ok_or_else(|| anyhow::anyhow!("amphora {id} has no compute instance"))?;
+            let port = parts.compute.isolate(&compute_id)?;
+            println!(
+                "amphora {id}: management port {port} is down; the health manager fails it \
+                 over after [health_manager] heartbeat_timeout"
+            );
+            Ok(())
         }
     }
 }

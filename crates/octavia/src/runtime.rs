@@ -207,12 +207,27 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     if role.runs_health_manager() {
         match crate::settings::health_settings(&config) {
             Some(settings) => {
-                let store = store.clone();
+                let receiver_store = store.clone();
                 let stop = stopped(stop_rx.clone());
+                let (zombie_tx, zombie_rx) = tokio::sync::mpsc::channel(1024);
+                tokio::spawn(reap_zombies(
+                    store.clone(),
+                    drivers.compute.clone(),
+                    zombie_rx,
+                ));
                 tasks.spawn(async move {
-                    octavia_health::run(store, settings, stop)
+                    octavia_health::run(receiver_store, settings, Some(zombie_tx), stop)
                         .await
                         .context("run the heartbeat receiver")
+                });
+                // The stale checker runs only beside a receiver: without heartbeats every
+                // amphora would look silent.
+                let store = store.clone();
+                let stop = stopped(stop_rx.clone());
+                let stale = crate::settings::stale_settings(&config);
+                tasks.spawn(async move {
+                    octavia_health::run_stale_checker(store, stale, stop).await;
+                    Ok(())
                 });
             }
             None if role == Role::HealthManager => {
@@ -248,6 +263,47 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// Remove the compute instances of zombie amphorae (reference §5.3 step 2): they heartbeat,
+/// but the database says they are DELETED or serve no (live) load balancer. Amphorae still
+/// being built and spares are left alone; an amphora the database does not know is only
+/// logged (its instance cannot be found from here).
+async fn reap_zombies(
+    store: Store,
+    compute: Arc<dyn octavia_drivers::ComputeDriver>,
+    mut rx: tokio::sync::mpsc::Receiver<octavia_model::AmphoraId>,
+) {
+    use octavia_model::ProvisioningStatus as S;
+    while let Some(id) = rx.recv().await {
+        let amp = match store.get_amphora(id).await {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                tracing::warn!(amphora_id = %id, "heartbeat from an amphora the database does not know; remove its instance by hand");
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(amphora_id = %id, %error, "cannot look up a zombie amphora");
+                continue;
+            }
+        };
+        if matches!(amp.status, S::PendingCreate | S::Booting | S::Ready) {
+            continue;
+        }
+        let Some(compute_id) = amp.compute_id.clone() else {
+            tracing::warn!(amphora_id = %id, status = %amp.status, "zombie amphora has no compute id; remove its instance by hand");
+            continue;
+        };
+        match compute.delete(&compute_id).await {
+            Ok(()) => {
+                tracing::warn!(amphora_id = %id, %compute_id, status = %amp.status, "deleted the compute instance of a zombie amphora");
+                metrics::counter!("octavia_zombie_amphorae_deleted_total").increment(1);
+            }
+            Err(error) => {
+                tracing::warn!(amphora_id = %id, %compute_id, %error, "deleting a zombie amphora's instance failed")
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use octavia_drivers::{
     NetnsComputeSettings, NetnsNetwork, NetworkDriver, Secret as DriverSecret,
 };
 use octavia_flows::FlowSettings;
-use octavia_health::{HealthSettings, Secret};
+use octavia_health::{HealthSettings, Secret, StaleSettings};
 use octavia_model::Topology;
 use octavia_render::{max_global_maxconn_for_fd_limit, RenderSettings};
 use octavia_worker::WorkerSettings;
@@ -76,6 +76,7 @@ pub fn worker_settings(config: &Config) -> WorkerSettings {
             failover: cap(config.health_manager.failover_threads),
             tenant: cap(t.tenant_max_running),
             operator: cap(t.operator_max_running),
+            builds: u32::try_from(config.haproxy_amphora.build_rate_limit).ok(),
         },
         flow: flow_settings(config),
         ..WorkerSettings::default()
@@ -262,6 +263,18 @@ pub async fn reconcile(parts: &NetnsParts) -> anyhow::Result<()> {
 
 /// `HealthSettings` from `[health_manager]`; `None` without a `heartbeat_key` (then no
 /// receiver can verify anything, so none runs).
+/// The stale-amphora checker's settings, from `[health_manager]`.
+pub fn stale_settings(config: &Config) -> StaleSettings {
+    let h = &config.health_manager;
+    StaleSettings {
+        heartbeat_timeout: h.heartbeat_timeout,
+        health_check_interval: h.health_check_interval,
+        failover_threshold: h.failover_threshold.map(|t| t as usize),
+        max_claims: h.failover_threads.max(1) as usize,
+        heartbeat_interval: h.heartbeat_interval,
+    }
+}
+
 pub fn health_settings(config: &Config) -> Option<HealthSettings> {
     let h = &config.health_manager;
     let current = h.heartbeat_key.as_ref()?;

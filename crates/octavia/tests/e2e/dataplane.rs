@@ -146,6 +146,18 @@ impl Background {
     }
 }
 
+/// The load balancer's live amphorae (id, status), sorted.
+async fn amphora_ids(lab: &Lab, lb: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = crate::fleet::amphorae(lab, lb)
+        .await
+        .into_iter()
+        .filter(|(_, status, _)| status != "DELETED")
+        .map(|(id, status, _)| (id, status))
+        .collect();
+    out.sort();
+    out
+}
+
 async fn wait_status(
     lab: &Lab,
     lb: &str,
@@ -405,6 +417,7 @@ async fn http_load_balancer_end_to_end() {
     );
 
     // Kill the control plane and start it again: the LB serves throughout and is still managed.
+    let amphorae_before = amphora_ids(&lab, &lb).await;
     let bg = Background::start(Traffic::new(&vip, 80, "/"));
     lab.kill_control_plane();
     bg.wait_more(20).await; // the VIP keeps answering while the control plane is down
@@ -425,6 +438,36 @@ async fn http_load_balancer_end_to_end() {
         None,
         "weight 0 member still served: {:?}",
         tally.by_body
+    );
+    // The restarted health manager judged its amphorae (a sweep ran: the gauge is exported)
+    // and failed none over: the restart itself triggers no failover.
+    crate::support::eventually(
+        "the restarted health manager's first stale check",
+        Duration::from_secs(20),
+        || {
+            let lab = &lab;
+            async move {
+                let text = lab
+                    .http
+                    .get(format!("{}/metrics", lab.api))
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                text.lines()
+                    .any(|l| l.starts_with("octavia_stale_amphorae "))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        amphora_ids(&lab, &lb).await,
+        amphorae_before,
+        "the control-plane restart caused a failover\n{}",
+        lab.log()
     );
     let (_, failures, _) = bg.finish().await;
     assert!(

@@ -217,6 +217,17 @@ impl Lab {
     /// Set up a lab numbered `n` (1..=200, unique among tests running at once) with `members`
     /// member web servers, and start the all-in-one.
     pub async fn new(tag: &str, n: u8, members: usize, extra_config: &str) -> Lab {
+        Lab::with_health(tag, n, members, "", extra_config).await
+    }
+
+    /// [`Lab::new`] with extra `[health_manager]` options (`health_extra`, TOML lines).
+    pub async fn with_health(
+        tag: &str,
+        n: u8,
+        members: usize,
+        health_extra: &str,
+        extra_config: &str,
+    ) -> Lab {
         assert!(tag.len() <= 6, "lab tag too long for interface names");
         let dir = tempfile::tempdir().expect("tempdir");
         let api_port = free_port();
@@ -249,6 +260,9 @@ bind_ip = "{mgmt_host}"
 bind_port = {hb_port}
 heartbeat_key = "{HEARTBEAT_KEY}"
 heartbeat_interval = "1s"
+heartbeat_timeout = "3s"
+health_check_interval = "500ms"
+{health_extra}
 
 [haproxy_amphora]
 agent_connect_timeout = "30s"
@@ -426,12 +440,22 @@ hosts = ["host-a", "host-b"]
 
     /// Start the all-in-one and wait for its API.
     pub async fn start_control_plane(&mut self) {
+        self.start_control_plane_with(&[]).await
+    }
+
+    /// Start the all-in-one with extra environment (e.g. `OCTAVIA_FAILPOINTS`).
+    pub async fn start_control_plane_with(&mut self, env: &[(&str, &str)]) {
         let config = self.config.clone();
+        // E2E_RUST_LOG overrides the control plane's log filter when debugging a test.
+        let filter = std::env::var("E2E_RUST_LOG")
+            .unwrap_or_else(|_| "info,sqlx=warn,octavia_drivers=debug".to_string());
+        let mut all = vec![("RUST_LOG", filter.as_str())];
+        all.extend_from_slice(env);
         let proc = Proc::start(
             &format!("octavia-{}", self.tag),
             env!("CARGO_BIN_EXE_octavia"),
             &config,
-            &[("RUST_LOG", "info,sqlx=warn,octavia_drivers=debug")],
+            &all,
         );
         self.control = Some(proc);
         wait_api(&self.api).await;

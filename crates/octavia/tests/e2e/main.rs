@@ -12,5 +12,7 @@ mod cli;
 mod config;
 mod crash;
 mod dataplane;
+mod failover;
+mod fleet;
 mod health;
 mod lab;

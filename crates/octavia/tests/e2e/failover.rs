@@ -1,0 +1,374 @@
+//! Failover with the real drivers: an amphora that goes silent is replaced by the health
+//! manager (fast settings: heartbeat 1 s, timeout 3 s, check every 0.5 s), and operators
+//! replace amphorae through the failover APIs.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+
+use crate::fleet::{
+    amphorae, kill_namespace_processes, outage, probe_until_served, serving_lb, wait_online,
+    wait_replaced, Prober,
+};
+use crate::lab::{can_run, namespaces_with, processes_with, Lab, Traffic};
+
+async fn put_failover(lab: &Lab, path: &str, roles: &str) -> u16 {
+    lab.http
+        .put(format!("{}{path}", lab.api))
+        .header("x-roles", roles)
+        .send()
+        .await
+        .expect("PUT failover")
+        .status()
+        .as_u16()
+}
+
+/// Kill an amphora's agent and HAProxy: the health manager notices within the timeout, a
+/// replacement serves the VIP again within 6 s of the kill, the old amphora is DELETED and
+/// nothing of it remains. Then the failover APIs: 403 for a non-admin, 202 and a replaced
+/// amphora for an admin, 409 while the load balancer is PENDING_UPDATE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amphora_failover_on_kill_and_by_api() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("c", 3, 2, "").await;
+    let (lb, vip) = serving_lb(&lab, "e2e-failover").await;
+    let traffic = Traffic::new(&vip, 80, "/");
+    let tally = traffic.run(10).await;
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    wait_online(&lab, &lb).await;
+    let amps = amphorae(&lab, &lb).await;
+    assert_eq!(amps.len(), 1, "{amps:?}");
+    let (old_id, _, old_compute) = amps[0].clone();
+
+    // Kill the amphora's agent and HAProxy (the namespace and its interfaces stay).
+    let prober = Prober::start(Traffic::new(&vip, 80, "/"));
+    prober.wait_first_success().await;
+    let killed_at = Instant::now();
+    kill_namespace_processes(&old_compute);
+    let (new_id, new_compute) = wait_replaced(&lab, &lb, &old_id, Duration::from_secs(30)).await;
+    assert_ne!(new_compute, old_compute);
+    let log = probe_until_served(prober).await;
+    let (last_failure, failures) = outage(&log, killed_at);
+    eprintln!(
+        "failover after kill: last failed request {last_failure:?} after the kill \
+         ({failures} failed requests at 50 ms)"
+    );
+    assert!(
+        last_failure <= Duration::from_secs(6),
+        "the VIP answered again only {last_failure:?} after the kill\n{}",
+        lab.log()
+    );
+    assert!(
+        lab.log()
+            .contains(&format!("Stale amphora's id is: {old_id}")),
+        "no stale-amphora log line\n{}",
+        lab.log()
+    );
+    assert!(
+        namespaces_with(&old_compute).is_empty(),
+        "namespace of the replaced amphora remains"
+    );
+    let old_dir = lab.dir.path().join("netns/amphorae").join(&old_compute);
+    assert!(
+        processes_with(&old_dir.display().to_string()).is_empty(),
+        "processes of the replaced amphora remain"
+    );
+    let tally = traffic.run(20).await;
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert_eq!(
+        tally.by_body.len(),
+        2,
+        "both members serve: {:?}",
+        tally.by_body
+    );
+
+    // The failover APIs.
+    let lb_failover = format!("/v2/lbaas/loadbalancers/{lb}/failover");
+    assert_eq!(put_failover(&lab, &lb_failover, "member").await, 403);
+    assert_eq!(put_failover(&lab, &lb_failover, "admin").await, 202);
+    assert_eq!(
+        put_failover(&lab, &lb_failover, "admin").await,
+        409,
+        "a second failover while PENDING_UPDATE"
+    );
+    let (third_id, _) = wait_replaced(&lab, &lb, &new_id, Duration::from_secs(30)).await;
+    let amp_failover = format!("/v2/octavia/amphorae/{third_id}/failover");
+    assert_eq!(put_failover(&lab, &amp_failover, "member").await, 403);
+    assert_eq!(put_failover(&lab, &amp_failover, "admin").await, 202);
+    wait_replaced(&lab, &lb, &third_id, Duration::from_secs(30)).await;
+    crate::support::eventually(
+        "the VIP to answer after the operator failovers",
+        Duration::from_secs(10),
+        || {
+            let traffic = &traffic;
+            async move { matches!(traffic.one().await, Ok((200, _))).then_some(()) }
+        },
+    )
+    .await;
+    let tally = traffic.run(20).await;
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert_eq!(
+        put_failover(
+            &lab,
+            "/v2/octavia/amphorae/00000000-0000-0000-0000-000000000000/failover",
+            "admin"
+        )
+        .await,
+        404
+    );
+
+    lab.call(
+        Method::DELETE,
+        &format!("/v2/lbaas/loadbalancers/{lb}?cascade=true"),
+        None,
+        204,
+    )
+    .await;
+    crate::support::eventually(
+        "the cascade delete to finish",
+        Duration::from_secs(30),
+        || {
+            let lab = &lab;
+            let lb = lb.clone();
+            async move {
+                let r = lab
+                    .http
+                    .get(format!("{}/v2/lbaas/loadbalancers/{lb}", lab.api))
+                    .send()
+                    .await
+                    .ok()?;
+                (r.status().as_u16() == 404).then_some(())
+            }
+        },
+    )
+    .await;
+    let left = lab.amphora_leftovers();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// The other ways an amphora dies or is taken out: its namespace deleted with everything in
+/// it, its management port shut by `octavia amphora isolate` (the guide's manual rotation),
+/// and a failover whose worker is killed -9 in the middle (another run finishes it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_after_namespace_delete_isolation_and_worker_crash() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new("d", 4, 2, "").await;
+    let (lb, vip) = serving_lb(&lab, "e2e-failover-2").await;
+    let traffic = Traffic::new(&vip, 80, "/");
+    wait_online(&lab, &lb).await;
+
+    // 1. The namespace vanishes with everything in it.
+    let (old_id, _, old_compute) = amphorae(&lab, &lb).await[0].clone();
+    let prober = Prober::start(Traffic::new(&vip, 80, "/"));
+    prober.wait_first_success().await;
+    let killed_at = Instant::now();
+    kill_namespace_processes(&old_compute);
+    let del = std::process::Command::new("ip")
+        .args(["netns", "del", &old_compute])
+        .status()
+        .expect("ip netns del");
+    assert!(del.success());
+    let (new_id, _) = wait_replaced(&lab, &lb, &old_id, Duration::from_secs(30)).await;
+    let log = probe_until_served(prober).await;
+    let (last_failure, failures) = outage(&log, killed_at);
+    eprintln!("failover after namespace delete: last failure {last_failure:?} ({failures} failed)");
+    assert!(
+        last_failure <= Duration::from_secs(6),
+        "{last_failure:?}\n{}",
+        lab.log()
+    );
+    wait_online(&lab, &lb).await;
+
+    // 2. The guide's manual rotation: list the amphorae, isolate one.
+    let listing = lab.octavia(&["amphora", "list", "--loadbalancer", &lb]);
+    assert!(listing.contains(&new_id), "{listing}");
+    assert!(
+        listing.contains("ALLOCATED") && listing.contains("host-"),
+        "{listing}"
+    );
+    let by_status = lab.octavia(&["amphora", "list", "--status", "ERROR"]);
+    assert!(!by_status.contains(&new_id), "{by_status}");
+    let out = lab.octavia(&["amphora", "isolate", &new_id]);
+    assert!(out.contains("management port"), "{out}");
+    let (rotated_id, _) = wait_replaced(&lab, &lb, &new_id, Duration::from_secs(30)).await;
+    crate::support::eventually(
+        "the VIP after the rotation",
+        Duration::from_secs(10),
+        || {
+            let traffic = &traffic;
+            async move { matches!(traffic.one().await, Ok((200, _))).then_some(()) }
+        },
+    )
+    .await;
+    let tally = traffic.run(10).await;
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    wait_online(&lab, &lb).await;
+
+    // 3. kill -9 the control plane in the middle of a failover: the next run finishes it.
+    lab.kill_control_plane();
+    lab.start_control_plane_with(&[(
+        "OCTAVIA_FAILPOINTS",
+        "failover_amphora/update_amphorae=pause",
+    )])
+    .await;
+    let path = format!("/v2/octavia/amphorae/{rotated_id}/failover");
+    assert_eq!(put_failover(&lab, &path, "admin").await, 202);
+    // The replacement is built (ALLOCATED) before the paused step.
+    crate::support::eventually(
+        "the replacement to be built before the paused step",
+        Duration::from_secs(30),
+        || {
+            let lab = &lab;
+            let lb = lb.clone();
+            let rotated = rotated_id.clone();
+            async move {
+                let amps = amphorae(lab, &lb).await;
+                amps.iter()
+                    .any(|(id, s, _)| *id != rotated && s == "ALLOCATED")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    lab.kill_control_plane();
+    lab.start_control_plane().await;
+    let (final_id, _) = wait_replaced(&lab, &lb, &rotated_id, Duration::from_secs(60)).await;
+    assert_ne!(final_id, rotated_id);
+    crate::support::eventually(
+        "the VIP after the resumed failover",
+        Duration::from_secs(10),
+        || {
+            let traffic = &traffic;
+            async move { matches!(traffic.one().await, Ok((200, _))).then_some(()) }
+        },
+    )
+    .await;
+    let tally = traffic.run(10).await;
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    // One live amphora, its namespace the only one of the lab.
+    let live: Vec<_> = amphorae(&lab, &lb)
+        .await
+        .into_iter()
+        .filter(|(_, s, _)| s != "DELETED")
+        .collect();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(namespaces_with(&lab.amp_prefix()), vec![live[0].2.clone()]);
+
+    lab.call(
+        Method::DELETE,
+        &format!("/v2/lbaas/loadbalancers/{lb}?cascade=true"),
+        None,
+        204,
+    )
+    .await;
+    crate::support::eventually("the cascade delete", Duration::from_secs(30), || {
+        let lab = &lab;
+        let lb = lb.clone();
+        async move {
+            let r = lab
+                .http
+                .get(format!("{}/v2/lbaas/loadbalancers/{lb}", lab.api))
+                .send()
+                .await
+                .ok()?;
+            (r.status().as_u16() == 404).then_some(())
+        }
+    })
+    .await;
+    let left = lab.amphora_leftovers();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// The circuit breaker: with failover_threshold = 3, three amphorae whose agents are paused
+/// at once are not failed over but go FAILOVER_STOPPED (ERROR logged); when the agents
+/// resume they return to ALLOCATED by themselves, still without a failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circuit_breaker_holds_silent_amphorae() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::with_health("e", 5, 0, "failover_threshold = 3", "").await;
+    let mut lbs = Vec::new();
+    for i in 0..3 {
+        let (lb, _) = lab.create_lb(&format!("breaker-{i}")).await;
+        lbs.push(lb);
+    }
+    for lb in &lbs {
+        wait_online(&lab, lb).await;
+    }
+    let mut amps = Vec::new();
+    for lb in &lbs {
+        amps.push(amphorae(&lab, lb).await[0].clone());
+    }
+    // Pause the agents (HAProxy keeps serving; the heartbeats stop).
+    let agents: Vec<String> = amps
+        .iter()
+        .flat_map(|(_, _, compute)| {
+            let out = std::process::Command::new("ip")
+                .args(["netns", "pids", compute])
+                .output()
+                .expect("ip netns pids");
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).contains("amphora-agent"))
+                        .unwrap_or(false)
+                })
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(agents.len(), 3, "{agents:?}");
+    let signal = |sig: &str| {
+        for pid in &agents {
+            let _ = std::process::Command::new("kill")
+                .args([sig, pid.as_str()])
+                .status();
+        }
+    };
+    signal("-STOP");
+    let statuses = |want: &'static str| {
+        let lab = &lab;
+        let lbs = lbs.clone();
+        let amps = amps.clone();
+        async move {
+            for (lb, (id, _, _)) in lbs.iter().zip(amps.iter()) {
+                let now = amphorae(lab, lb).await;
+                if now.len() != 1 || now[0].0 != *id || now[0].1 != want {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    };
+    crate::support::eventually(
+        "the three silent amphorae to be FAILOVER_STOPPED",
+        Duration::from_secs(20),
+        || statuses("FAILOVER_STOPPED"),
+    )
+    .await;
+    signal("-CONT");
+    assert!(
+        lab.log().contains("reached the threshold (3)"),
+        "{}",
+        lab.log()
+    );
+    crate::support::eventually(
+        "the amphorae to be ALLOCATED again",
+        Duration::from_secs(20),
+        || statuses("ALLOCATED"),
+    )
+    .await;
+    // Still the same three amphorae: nothing was failed over.
+    for (lb, (id, _, _)) in lbs.iter().zip(amps.iter()) {
+        let now = amphorae(&lab, lb).await;
+        assert_eq!(now.len(), 1, "{now:?}");
+        assert_eq!(&now[0].0, id);
+    }
+    assert!(!lab.log().contains("Performing failover"), "{}", lab.log());
+}
