@@ -65,6 +65,9 @@ pub struct HealthSettings {
     pub batch_max: usize,
     /// How long a batch waits for more heartbeats after its first one.
     pub batch_window: Duration,
+    /// Batches written at once (separate transactions) on PostgreSQL; SQLite writes one at
+    /// a time.
+    pub writers: usize,
     /// Decoded heartbeats waiting for the writer; beyond this they are dropped (`too_slow`).
     pub queue_max: usize,
     /// Socket receive buffer in bytes (`sock_rlimit`; 0 = OS default).
@@ -80,6 +83,7 @@ impl Default for HealthSettings {
             heartbeat_interval: Duration::from_secs(10),
             batch_max: 2000,
             batch_window: Duration::from_millis(50),
+            writers: 3,
             queue_max: 50_000,
             sock_rlimit: 0,
         }

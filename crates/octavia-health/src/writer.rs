@@ -4,11 +4,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use octavia_db::{DbError, HeartbeatOutcome, HeartbeatRecord, Store};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::ratelog::RateLog;
@@ -22,7 +23,12 @@ pub(crate) struct Item {
     pub(crate) at: Instant,
 }
 
-/// Writes batches until the receiver side closes the channel and it is drained.
+/// Writes batches until the receiver side closes the channel and it is drained. Up to
+/// `settings.writers` batches are written at once (separate transactions): on PostgreSQL a
+/// batch spends most of its time waiting for round trips, so two in flight nearly double the
+/// rate. Rows are written in id order in every statement, so concurrent batches lock rows in
+/// the same order and cannot deadlock; health timestamps only move forward and counters are
+/// added, so the order in which two batches commit does not matter.
 pub(crate) async fn run(
     store: Store,
     settings: HealthSettings,
@@ -30,13 +36,20 @@ pub(crate) async fn run(
     counters: Arc<Counters>,
     zombies: Option<ZombieSink>,
 ) {
-    let mut zombies = zombies.map(|sink| Zombies {
+    let zombies = Arc::new(Mutex::new(zombies.map(|sink| Zombies {
         sink,
         reported: HashMap::new(),
-    });
+    })));
     let max = settings.batch_max;
+    // SQLite has one writer at a time anyway: concurrent batches would only queue on its lock.
+    let writers = match store.engine() {
+        octavia_db::Engine::Sqlite => 1,
+        octavia_db::Engine::Postgres => settings.writers.max(1),
+    };
+    let permits = Arc::new(Semaphore::new(writers));
+    let log = Arc::new(Mutex::new(RateLog::new(Duration::from_secs(10))));
+    let mut tasks = JoinSet::new();
     let mut batch: Vec<Item> = Vec::with_capacity(max);
-    let mut log = RateLog::new(Duration::from_secs(10));
     loop {
         if rx.recv_many(&mut batch, max).await == 0 {
             break;
@@ -49,19 +62,36 @@ pub(crate) async fn run(
                 Ok(_) => {}
             }
         }
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
         let records = take_records(&mut batch, &settings, &counters);
+        let (store, counters, log, zombies) = (
+            store.clone(),
+            counters.clone(),
+            log.clone(),
+            zombies.clone(),
+        );
         let span = tracing::info_span!("heartbeat_batch", size = records.len());
-        let out = write(&store, &records, &counters, &mut log)
-            .instrument(span)
-            .await;
-        if let (Some(z), Some(out)) = (zombies.as_mut(), out) {
-            z.report(
-                out.unknown_amphorae
-                    .iter()
-                    .chain(&out.without_load_balancer),
-            );
-        }
+        tasks.spawn(
+            async move {
+                let out = write(&store, &records, &counters, &log).await;
+                if let Some(out) = out {
+                    if let Some(z) = zombies.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                        z.report(
+                            out.unknown_amphorae
+                                .iter()
+                                .chain(&out.without_load_balancer),
+                        );
+                    }
+                }
+                drop(permit);
+            }
+            .instrument(span),
+        );
+        while tasks.try_join_next().is_some() {}
     }
+    while tasks.join_next().await.is_some() {}
 }
 
 /// Zombie reports, each amphora at most once per [`ZOMBIE_REPORT_INTERVAL`].
@@ -119,7 +149,7 @@ async fn write(
     store: &Store,
     records: &[HeartbeatRecord],
     counters: &Counters,
-    log: &mut RateLog,
+    log: &Mutex<RateLog>,
 ) -> Option<HeartbeatOutcome> {
     let n = records.len() as u64;
     let start = Instant::now();
@@ -132,7 +162,12 @@ async fn write(
     metrics::histogram!("octavia_heartbeat_batch_size").record(n as f64);
     match result {
         Ok(out) => {
-            let dropped = account(records, &out, counters, log);
+            let dropped = account(
+                records,
+                &out,
+                counters,
+                &mut log.lock().unwrap_or_else(|e| e.into_inner()),
+            );
             counters.written.fetch_add(n - dropped, Ordering::Relaxed);
             counters.batches.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(
@@ -146,7 +181,11 @@ async fn write(
         }
         Err(e) => {
             counters.reject("db_error", n);
-            if let Some(suppressed) = log.allow("db_error") {
+            let allowed = log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .allow("db_error");
+            if let Some(suppressed) = allowed {
                 tracing::warn!(error = %e, size = n, suppressed, "heartbeat batch not written");
             }
             None
