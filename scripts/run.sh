@@ -86,7 +86,7 @@ web_pids=()
 members=()
 for i in 1 2; do
   ns="demo-web$i"
-  ip netns pids "$ns" 2>/dev/null | xargs -r kill -9
+  { ip netns pids "$ns" 2>/dev/null || true; } | xargs -r kill -9
   ip netns del "$ns" 2>/dev/null || true
   ip link del "demoweb$i" 2>/dev/null || true
   addr=$(oc network reserve-address demo-net --description "$ns" | awk '{print $1}')
@@ -103,6 +103,13 @@ for i in 1 2; do
   web_pids+=($!)
   members+=("$addr")
 done
+for addr in "${members[@]}"; do # the host reaches the members through the bridge's gateway
+  for _ in $(seq 1 100); do
+    curl -fsS --max-time 1 "http://$addr:8080/" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  curl -fsS --max-time 2 "http://$addr:8080/" >/dev/null || { echo "member $addr does not answer" >&2; exit 1; }
+done
 
 echo "=== starting octavia (all-in-one), log in $var/octavia.log"
 "$octavia" --config "$config" 2>"$var/octavia.log" &
@@ -110,6 +117,8 @@ pid=$!
 # Requests act for the project "demo" (noauth: the X-Project-Id header names the project).
 H=(-H "Content-Type: application/json" -H "X-Project-Id: demo")
 cleanup() {
+  [ -z "${cleaned:-}" ] || return 0
+  cleaned=1
   echo
   echo "=== stopping"
   if [ -n "${lb:-}" ] && kill -0 "$pid" 2>/dev/null; then
@@ -127,7 +136,8 @@ cleanup() {
     oc network release-address "$(oc network show demo-net 2>/dev/null | grep "demo-web$i" | python3 -c "import json,sys; print(json.loads(sys.stdin.readline())['id'])" 2>/dev/null)" >/dev/null 2>&1 || true
   done
 }
-trap cleanup EXIT INT TERM
+trap 'cleanup; exit 130' INT TERM
+trap cleanup EXIT
 
 for _ in $(seq 1 100); do
   curl -fsS "$api/" >/dev/null 2>&1 && break
@@ -165,7 +175,7 @@ vip=$(curl -fsS "${H[@]}" "$api/v2/lbaas/loadbalancers/$lb" | json "['loadbalanc
 t1=$(date +%s.%N)
 
 echo "=== demo-lb is ACTIVE at $vip ($(python3 -c "print(round($t1-$t0,2))") s); four requests:"
-for _ in 1 2 3 4; do curl -fsS --max-time 5 "http://$vip/"; done
+for _ in 1 2 3 4; do curl -sS --max-time 5 "http://$vip/"; done
 echo "=== status tree (members go ONLINE with the first heartbeats)"
 for _ in $(seq 1 100); do
   s=$(curl -fsS "${H[@]}" "$api/v2/lbaas/loadbalancers/$lb" | json "['loadbalancer']['operating_status']")

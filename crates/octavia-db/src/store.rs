@@ -617,6 +617,15 @@ impl Store {
         .into_iter()
         .next())
     }
+    /// The amphora row whatever its status, DELETED included (zombie checks).
+    pub async fn get_amphora_any(&self, id: AmphoraId) -> Result<Option<Amphora>> {
+        let mut h = self.pool.acquire().await?;
+        let mut c = h.conn();
+        Ok(read::amphorae(&mut c, "x.id = $1", args![sid(id)])
+            .await?
+            .into_iter()
+            .next())
+    }
     /// `project_id` in the query filters via the owning load balancer.
     pub async fn list_amphorae(&self, q: &ListQuery) -> Result<Vec<Amphora>> {
         let mut h = self.pool.acquire().await?;

@@ -7,6 +7,8 @@
 //! * create accepted (`POST` → 201) throughput and p50/p99,
 //! * create → ACTIVE latency (sequential creates, polled until ACTIVE), p50/p99.
 //!
+//! The throughput phases use a minimal keep-alive HTTP/1.1 client (one connection per
+//! concurrent client), so the generator takes as little of the machine's CPU as possible.
 //! It prints figures; it asserts nothing (benchmarks are not tests).
 
 use std::path::PathBuf;
@@ -33,6 +35,9 @@ pub struct BenchArgs {
     /// Concurrent client connections.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// Database connections of the server under test (`[database] max_pool_size`).
+    #[arg(long, default_value_t = 16)]
+    pub pool_size: u32,
     /// Sequential creates measured for create → ACTIVE.
     #[arg(long, default_value_t = 200)]
     pub creates: usize,
@@ -124,7 +129,8 @@ async fn start_server(engine: &str, args: &BenchArgs) -> anyhow::Result<Server> 
         }
     };
     let config = format!(
-        "[api_settings]\nbind_port = {port}\n[database]\nconnection = \"{connection}\"\nmax_pool_size = 16\n[task_flow]\nmax_workers = 16\n"
+        "[api_settings]\nbind_port = {port}\n[database]\nconnection = \"{connection}\"\nmax_pool_size = {}\n[task_flow]\nmax_workers = 16\n",
+        args.pool_size
     );
     let path = dir.path().join("octavia.toml");
     std::fs::write(&path, config)?;
@@ -198,10 +204,104 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-type RequestFn = Arc<dyn Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync>;
+/// Builds the raw bytes of request number `i`.
+type RequestFn = Arc<dyn Fn(usize) -> Vec<u8> + Send + Sync>;
+
+/// A minimal HTTP/1.1 keep-alive client connection: the load generator shares the machine's
+/// two cores with the server, so it must cost as little CPU as possible (like `wrk`).
+struct RawConn {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+    addr: String,
+}
+
+impl RawConn {
+    async fn open(addr: &str) -> std::io::Result<RawConn> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(RawConn {
+            stream: tokio::io::BufReader::new(stream),
+            addr: addr.to_string(),
+        })
+    }
+
+    /// Send one request and read the whole response; returns its status code.
+    async fn send(&mut self, request: &[u8]) -> std::io::Result<u16> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let bad =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+        self.stream.get_mut().write_all(request).await?;
+        let mut line = String::new();
+        if self.stream.read_line(&mut line).await? == 0 {
+            return Err(bad("connection closed"));
+        }
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("bad status line"))?;
+        let (mut length, mut chunked, mut close) = (0usize, false, false);
+        loop {
+            line.clear();
+            if self.stream.read_line(&mut line).await? == 0 {
+                return Err(bad("connection closed in headers"));
+            }
+            let h = line.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                let v = v.trim();
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.parse().map_err(|_| bad("bad content-length"))?;
+                } else if k.eq_ignore_ascii_case("transfer-encoding") {
+                    chunked = v.eq_ignore_ascii_case("chunked");
+                } else if k.eq_ignore_ascii_case("connection") {
+                    close = v.eq_ignore_ascii_case("close");
+                }
+            }
+        }
+        let mut body = vec![0u8; length];
+        if chunked {
+            loop {
+                line.clear();
+                self.stream.read_line(&mut line).await?;
+                let size = usize::from_str_radix(line.trim(), 16).map_err(|_| bad("bad chunk"))?;
+                let mut chunk = vec![0u8; size + 2];
+                self.stream.read_exact(&mut chunk).await?;
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            self.stream.read_exact(&mut body).await?;
+        }
+        if close {
+            *self = RawConn::open(&self.addr).await?;
+        }
+        Ok(status)
+    }
+}
+
+/// A request's bytes: `method path` with the project header and an optional JSON body.
+fn raw_request(method: &str, path: &str, project: Option<&str>, body: Option<&Value>) -> Vec<u8> {
+    let mut r = format!("{method} {path} HTTP/1.1\r\nHost: bench\r\n");
+    if let Some(p) = project {
+        r.push_str(&format!("X-Project-Id: {p}\r\n"));
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    if !body.is_empty() {
+        r.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    r.push_str("\r\n");
+    r.push_str(&body);
+    r.into_bytes()
+}
 
 async fn load(
-    client: &reqwest::Client,
+    addr: &str,
     concurrency: usize,
     seconds: u64,
     expect: u16,
@@ -211,20 +311,28 @@ async fn load(
     let deadline = start + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for worker in 0..concurrency {
-        let client = client.clone();
         let make = make.clone();
+        let addr = addr.to_string();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0usize;
             let mut i = worker;
+            let Ok(mut conn) = RawConn::open(&addr).await else {
+                return (lat, 1);
+            };
             while Instant::now() < deadline {
+                let request = make(i);
                 let t = Instant::now();
-                match make(&client, i).send().await {
-                    Ok(r) if r.status().as_u16() == expect => {
-                        let _ = r.bytes().await;
-                        lat.push(t.elapsed());
+                match conn.send(&request).await {
+                    Ok(status) if status == expect => lat.push(t.elapsed()),
+                    Ok(_) => errors += 1,
+                    Err(_) => {
+                        errors += 1;
+                        match RawConn::open(&addr).await {
+                            Ok(c) => conn = c,
+                            Err(_) => break,
+                        }
                     }
-                    _ => errors += 1,
                 }
                 i += concurrency;
             }
@@ -326,44 +434,47 @@ async fn bench_engine(engine: &str, args: &BenchArgs) -> anyhow::Result<()> {
     }
     let ids = Arc::new(ids);
 
-    let b = base.clone();
+    let addr = base.trim_start_matches("http://").to_string();
     let baseline = load(
-        &client,
+        &addr,
         args.concurrency,
         args.seconds,
         200,
-        Arc::new(move |c, _| c.get(format!("{b}/"))),
+        Arc::new(|_| raw_request("GET", "/", None, None)),
     )
     .await;
     baseline.print("baseline GET / (no db)");
 
-    let b = base.clone();
     let idsc = ids.clone();
     let get_one = load(
-        &client,
+        &addr,
         args.concurrency,
         args.seconds,
         200,
-        Arc::new(move |c, i| {
-            c.get(format!(
-                "{b}/v2/lbaas/loadbalancers/{}",
-                idsc[i % idsc.len()]
-            ))
-            .header("X-Project-Id", "bench-list")
+        Arc::new(move |i| {
+            raw_request(
+                "GET",
+                &format!("/v2/lbaas/loadbalancers/{}", idsc[i % idsc.len()]),
+                Some("bench-list"),
+                None,
+            )
         }),
     )
     .await;
     get_one.print("GET one load balancer");
 
-    let b = base.clone();
     let list = load(
-        &client,
+        &addr,
         args.concurrency,
         args.seconds,
         200,
-        Arc::new(move |c, _| {
-            c.get(format!("{b}/v2/lbaas/loadbalancers?limit=100"))
-                .header("X-Project-Id", "bench-list")
+        Arc::new(|_| {
+            raw_request(
+                "GET",
+                "/v2/lbaas/loadbalancers?limit=100",
+                Some("bench-list"),
+                None,
+            )
         }),
     )
     .await;
@@ -390,16 +501,18 @@ async fn bench_engine(engine: &str, args: &BenchArgs) -> anyhow::Result<()> {
         s.latencies.len()
     );
 
-    let b = base.clone();
     let creates = load(
-        &client,
+        &addr,
         args.concurrency,
         args.seconds,
         201,
-        Arc::new(move |c, i| {
-            c.post(format!("{b}/v2/lbaas/loadbalancers"))
-                .header("X-Project-Id", "bench-create")
-                .json(&lb_body("bench-create", i))
+        Arc::new(|i| {
+            raw_request(
+                "POST",
+                "/v2/lbaas/loadbalancers",
+                Some("bench-create"),
+                Some(&lb_body("bench-create", i)),
+            )
         }),
     )
     .await;

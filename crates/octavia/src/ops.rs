@@ -40,7 +40,7 @@ pub enum ImageCommand {
 /// `octavia amphora ...`.
 #[derive(Debug, Subcommand)]
 pub enum AmphoraCommand {
-    /// List amphorae (not DELETED unless --all), with the filters of the operator guide.
+    /// List the live (not DELETED) amphorae, with the filters of the operator guide.
     List {
         /// Only this status (ALLOCATED, ERROR, FAILOVER_STOPPED, ...).
         #[arg(long)]
@@ -57,9 +57,6 @@ pub enum AmphoraCommand {
         /// Only amphorae of this load balancer.
         #[arg(long)]
         loadbalancer: Option<String>,
-        /// Include DELETED amphorae.
-        #[arg(long)]
-        all: bool,
     },
     /// Shut the amphora's management port (the guide's manual rotation): its heartbeats
     /// stop and the health manager fails it over.
@@ -267,7 +264,6 @@ pub fn amphora(config: &Config, command: AmphoraCommand) -> anyhow::Result<()> {
             image,
             host,
             loadbalancer,
-            all,
         } => {
             let mut filters = Vec::new();
             for (column, value) in [
@@ -293,14 +289,9 @@ pub fn amphora(config: &Config, command: AmphoraCommand) -> anyhow::Result<()> {
                 };
                 let mut rows = Vec::new();
                 for a in store.list_amphorae(&q).await? {
-                    if !all && a.status == octavia_model::ProvisioningStatus::Deleted {
-                        continue;
-                    }
                     let on = match &a.compute_id {
-                        Some(c) if a.status != octavia_model::ProvisioningStatus::Deleted => {
-                            compute.instance(c).await.ok().and_then(|i| i.host)
-                        }
-                        _ => None,
+                        Some(c) => compute.instance(c).await.ok().and_then(|i| i.host),
+                        None => None,
                     };
                     rows.push((a, on));
                 }

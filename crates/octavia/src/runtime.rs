@@ -276,7 +276,7 @@ async fn reap_zombies(
 ) {
     use octavia_model::ProvisioningStatus as S;
     while let Some(id) = rx.recv().await {
-        let amp = match store.get_amphora(id).await {
+        let amp = match store.get_amphora_any(id).await {
             Ok(Some(a)) => a,
             Ok(None) => {
                 tracing::warn!(amphora_id = %id, "heartbeat from an amphora the database does not know; remove its instance by hand");

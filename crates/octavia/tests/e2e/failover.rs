@@ -372,3 +372,44 @@ async fn circuit_breaker_holds_silent_amphorae() {
     }
     assert!(!lab.log().contains("Performing failover"), "{}", lab.log());
 }
+
+/// A zombie: an amphora that heartbeats although the database says it is DELETED (here: an
+/// operator's stray UPDATE) gets its instance removed by the health manager (reference §5.3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zombie_amphora_instance_is_removed() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("f", 6, 0, "").await;
+    let (lb, _) = lab.create_lb("zombie").await;
+    wait_online(&lab, &lb).await;
+    let (amp, _, compute) = amphorae(&lab, &lb).await[0].clone();
+    assert_eq!(namespaces_with(&compute), vec![compute.clone()]);
+    {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}/octavia.db", lab.dir.path().display());
+        let mut db = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("open db");
+        sqlx::query("UPDATE amphora SET status = 'DELETED' WHERE id = ?")
+            .bind(&amp)
+            .execute(&mut db)
+            .await
+            .expect("mark deleted");
+    }
+    crate::support::eventually(
+        "the zombie's namespace to be removed",
+        Duration::from_secs(15),
+        || {
+            let gone = namespaces_with(&compute).is_empty();
+            async move { gone.then_some(()) }
+        },
+    )
+    .await;
+    assert!(
+        lab.log()
+            .contains("deleted the compute instance of a zombie amphora"),
+        "{}",
+        lab.log()
+    );
+}
