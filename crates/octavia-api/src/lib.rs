@@ -174,7 +174,10 @@ fn routes() -> Router<AppState> {
             g(misc::availability_zone_capabilities),
         )
         .route("/v2/octavia/amphorae", g(misc::list_amphorae))
-        .route("/v2/octavia/amphorae/{id}", g(misc::get_amphora))
+        .route(
+            "/v2/octavia/amphorae/{id}",
+            g(misc::get_amphora).delete(misc::delete_amphora),
+        )
         .route(
             "/v2/octavia/amphorae/{id}/failover",
             axum::routing::put(misc::failover_amphora),

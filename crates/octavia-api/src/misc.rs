@@ -140,6 +140,20 @@ pub async fn failover_amphora(
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
+/// `DELETE /v2/octavia/amphorae/{id}` (admin): remove an amphora in ERROR (204; 404 for an
+/// unknown or DELETED amphora; 409 in any other status). The worker deletes its instance.
+pub async fn delete_amphora(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("amphora", "delete"))?;
+    let aid: AmphoraId = app::parse_id("amphora", &id)?;
+    let job = s.ctx.store.delete_amphora(aid).await?;
+    tracing::info!(amphora_id = %aid, job_id = %job, "amphora delete requested");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// Fallback for unknown paths.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("The resource could not be found.".to_string())

@@ -234,6 +234,19 @@ pub(crate) async fn success(store: &Store, spec: &JobSpec) -> Result<()> {
             hard_delete(&mut c, ObjectKind::LoadBalancer, &target).await?;
             lb_too = false;
         }
+        (Action::Delete, ObjectKind::Amphora) => {
+            // Amphorae are soft-deleted (housekeeping purges them later).
+            c.execute(
+                "UPDATE amphora SET status = 'DELETED', updated_at = $1 WHERE id = $2",
+                args![now(), &target],
+            )
+            .await?;
+            c.execute(
+                "DELETE FROM amphora_health WHERE amphora_id = $1",
+                args![&target],
+            )
+            .await?;
+        }
         (Action::Delete, kind) => hard_delete(&mut c, kind, &target).await?,
         (Action::BatchUpdate, _) => {
             if let Some(m) = &spec.members {

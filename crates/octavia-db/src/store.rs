@@ -617,6 +617,13 @@ impl Store {
         .into_iter()
         .next())
     }
+    /// Delete an ERROR amphora (`DELETE /amphorae/{id}`): PENDING_DELETE and a
+    /// `delete_amphora` job (class Operator) in one transaction. Missing/DELETED → NotFound;
+    /// any other status → Conflict. Settlement: success → DELETED (health row removed);
+    /// failure → ERROR again.
+    pub async fn delete_amphora(&self, id: AmphoraId) -> Result<JobId> {
+        write::delete_amphora(self, id).await
+    }
     /// The amphora row whatever its status, DELETED included (zombie checks).
     pub async fn get_amphora_any(&self, id: AmphoraId) -> Result<Option<Amphora>> {
         let mut h = self.pool.acquire().await?;

@@ -1857,3 +1857,36 @@ pub(crate) async fn failover_amphora_in(
     sp.amphora_id = Some(amphora);
     insert_job(c, class, &sp).await
 }
+
+/// `DELETE /amphorae/{id}`: only an ERROR amphora (else Conflict); it goes PENDING_DELETE and
+/// a `delete_amphora` job (class Operator) is queued in the same transaction.
+pub(crate) async fn delete_amphora(store: &Store, amphora: AmphoraId) -> Result<JobId> {
+    let mut tx = store.pool.begin().await?;
+    let mut c = tx.conn();
+    let sql = format!("SELECT status FROM amphora WHERE id = $1{}", c.for_update());
+    let row: Option<(String,)> = c.fetch_optional(&sql, args![id(amphora)]).await?;
+    let (status,) = row.ok_or_else(|| not_found("Amphora", amphora))?;
+    if status == ProvisioningStatus::Deleted.as_str() {
+        return Err(not_found("Amphora", amphora));
+    }
+    if status != ProvisioningStatus::Error.as_str() {
+        return Err(DbError::Conflict(format!(
+            "Invalid state {status} of amphora resource {amphora}: only ERROR amphorae can be deleted"
+        )));
+    }
+    c.execute(
+        "UPDATE amphora SET status = 'PENDING_DELETE', updated_at = $1 WHERE id = $2",
+        args![now(), id(amphora)],
+    )
+    .await?;
+    let mut sp = spec(
+        Action::Delete,
+        ObjectKind::Amphora,
+        amphora.uuid(),
+        LockSet::default(),
+    );
+    sp.amphora_id = Some(amphora);
+    let job = insert_job(&mut c, JobClass::Operator, &sp).await?;
+    commit_job(store, tx).await?;
+    Ok(job)
+}

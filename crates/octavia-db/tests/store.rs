@@ -60,6 +60,7 @@ engine_tests!(
     circuit_breaker_stops_and_resumes,
     build_slots_go_to_the_most_urgent,
     breaker_counts_amphorae_about_to_go_stale,
+    only_error_amphorae_are_deleted,
 );
 
 // ------------------------------------------------------------------ fixtures
@@ -2091,4 +2092,50 @@ async fn breaker_counts_amphorae_about_to_go_stale(engine: Engine) {
     let out = s2.sweep_stale_amphorae(sweep_at(t0, None)).await.unwrap();
     assert_eq!(out.claimed.len(), 1, "{out:?}");
     assert_eq!(out.claimed[0].0, fleet[0].amphora_id);
+}
+
+/// DELETE of an amphora: 404 unknown, 409 unless ERROR; an ERROR one goes PENDING_DELETE
+/// with a delete_amphora job; success leaves it DELETED (row kept, health row gone).
+async fn only_error_amphorae_are_deleted(engine: Engine) {
+    let t = TestStore::new(engine).await;
+    let s = &t.store;
+    let fleet = s.seed_heartbeat_fleet(1, PROJECT).await.unwrap();
+    let amp = fleet[0].amphora_id;
+    s.record_heartbeats(&[heartbeat(&fleet[0], now())])
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.delete_amphora(AmphoraId::new()).await,
+        Err(DbError::NotFound { .. })
+    ));
+    let e = s.delete_amphora(amp).await.unwrap_err();
+    assert!(conflict_msg(e).contains("Invalid state ALLOCATED of amphora"));
+    let mut a = s.get_amphora(amp).await.unwrap().unwrap();
+    a.status = ProvisioningStatus::Error;
+    s.save_amphora(&a).await.unwrap();
+    let job = s.delete_amphora(amp).await.unwrap();
+    assert_eq!(
+        amphora_status(s, amp).await,
+        ProvisioningStatus::PendingDelete
+    );
+    let rec = s.get_job(job).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.kind.as_str(), rec.class),
+        ("delete_amphora", JobClass::Operator)
+    );
+    assert!(matches!(
+        s.delete_amphora(amp).await,
+        Err(DbError::Conflict(_))
+    ));
+    s.settle_success(&rec.spec).await.unwrap();
+    assert!(s.get_amphora(amp).await.unwrap().is_none());
+    assert_eq!(
+        s.get_amphora_any(amp).await.unwrap().unwrap().status,
+        ProvisioningStatus::Deleted
+    );
+    assert!(s.get_amphora_health(amp).await.unwrap().is_none());
+    assert!(matches!(
+        s.delete_amphora(amp).await,
+        Err(DbError::NotFound { .. })
+    ));
 }

@@ -31,6 +31,7 @@ pub fn steps_for(spec: &JobSpec) -> Result<Vec<StepKind>> {
             UpdateAmphorae,
             DeleteOldAmphorae,
         ],
+        (A::Delete, K::Amphora) => vec![DeleteAmphora],
         (A::Create | A::Update | A::Delete | A::BatchUpdate, K::Member) => {
             vec![PlugMemberNetworks, UpdateAmphorae]
         }
@@ -90,6 +91,10 @@ mod tests {
         assert!(flow_for(&spec(BatchUpdate, Member)).is_ok());
         assert!(flow_for(&spec(Failover, LoadBalancer)).is_ok());
         assert!(flow_for(&spec(Failover, Amphora)).is_ok());
+        assert_eq!(
+            flow_for(&spec(Delete, Amphora)).unwrap().step_names(),
+            vec!["delete_amphora"]
+        );
         assert!(matches!(
             flow_for(&spec(Failover, Pool)),
             Err(FlowError::UnknownKind(k)) if k == "failover_pool"

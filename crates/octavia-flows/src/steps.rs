@@ -36,6 +36,8 @@ pub enum StepKind {
     DeleteAmphorae,
     /// Delete the amphorae a failover replaced.
     DeleteOldAmphorae,
+    /// Delete one amphora (the operator's `DELETE /amphorae/{id}` of an ERROR amphora).
+    DeleteAmphora,
 }
 
 impl StepKind {
@@ -53,6 +55,7 @@ impl StepKind {
             Self::DeallocateVip => "deallocate_vip",
             Self::DeleteAmphorae => "delete_amphorae",
             Self::DeleteOldAmphorae => "delete_old_amphorae",
+            Self::DeleteAmphora => "delete_amphora",
         }
     }
 }
@@ -76,6 +79,7 @@ impl Step<JobContext> for StepKind {
             Self::DeallocateVip => deallocate_vip(ctx).await,
             Self::DeleteAmphorae => delete_amphorae(ctx, ctx.live_amphorae().await?).await,
             Self::DeleteOldAmphorae => delete_old_amphorae(ctx).await,
+            Self::DeleteAmphora => delete_one_amphora(ctx).await,
         }
     }
 
@@ -93,7 +97,8 @@ impl Step<JobContext> for StepKind {
             | Self::UnplugVip
             | Self::DeallocateVip
             | Self::DeleteAmphorae
-            | Self::DeleteOldAmphorae => {
+            | Self::DeleteOldAmphorae
+            | Self::DeleteAmphora => {
                 debug!(step = self.as_str(), "nothing to revert");
                 Ok(())
             }
@@ -414,6 +419,25 @@ async fn delete_amphorae(ctx: &JobContext, amps: Vec<Amphora>) -> Result<()> {
         info!(amphora_id = %amp.id, "amphora deleted");
     }
     Ok(())
+}
+
+/// The job's amphora: its VIP port unplugged (when it serves a load balancer), its instance
+/// deleted, its row DELETED. Already DELETED: nothing to do.
+async fn delete_one_amphora(ctx: &JobContext) -> Result<()> {
+    let id = ctx.spec.amphora_id.unwrap_or(AmphoraId(ctx.spec.target_id));
+    let Some(amp) = ctx.store.get_amphora_any(id).await? else {
+        return Ok(());
+    };
+    if amp.status == ProvisioningStatus::Deleted {
+        return Ok(());
+    }
+    if let Some(lb_id) = amp.load_balancer_id {
+        if let Some(lb) = ctx.store.get_load_balancer(lb_id).await? {
+            let vip = ctx.vip(&lb).await?;
+            ctx.drivers.network.unplug_vip(&amp, &vip).await?;
+        }
+    }
+    delete_amphorae(ctx, vec![amp]).await
 }
 
 async fn delete_old_amphorae(ctx: &JobContext) -> Result<()> {

@@ -413,3 +413,64 @@ async fn zombie_amphora_instance_is_removed() {
         lab.log()
     );
 }
+
+/// `DELETE /v2/octavia/amphorae/{id}`: 403 for a non-admin, 409 while the amphora is not in
+/// ERROR; an ERROR amphora is deleted (204) and its instance removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_amphora_is_deleted_through_the_api() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("g", 7, 0, "").await;
+    let (lb, _) = lab.create_lb("delete-amphora").await;
+    let (amp, _, compute) = amphorae(&lab, &lb).await[0].clone();
+    let path = format!("/v2/octavia/amphorae/{amp}");
+    let delete = |roles: &'static str| {
+        let lab = &lab;
+        let path = path.clone();
+        async move {
+            lab.http
+                .delete(format!("{}{path}", lab.api))
+                .header("x-roles", roles)
+                .send()
+                .await
+                .expect("DELETE")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(delete("member").await, 403);
+    assert_eq!(
+        delete("admin").await,
+        409,
+        "an ALLOCATED amphora is not deleted"
+    );
+    {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}/octavia.db", lab.dir.path().display());
+        let mut db = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("open db");
+        sqlx::query("UPDATE amphora SET status = 'ERROR' WHERE id = ?")
+            .bind(&amp)
+            .execute(&mut db)
+            .await
+            .expect("mark error");
+    }
+    assert_eq!(delete("admin").await, 204);
+    crate::support::eventually("the amphora to be deleted", Duration::from_secs(20), || {
+        let lab = &lab;
+        let path = path.clone();
+        let compute = compute.clone();
+        async move {
+            let r = lab
+                .http
+                .get(format!("{}{path}", lab.api))
+                .send()
+                .await
+                .ok()?;
+            (r.status().as_u16() == 404 && namespaces_with(&compute).is_empty()).then_some(())
+        }
+    })
+    .await;
+}
