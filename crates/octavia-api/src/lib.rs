@@ -182,6 +182,10 @@ fn routes() -> Router<AppState> {
             "/v2/octavia/amphorae/{id}/failover",
             axum::routing::put(misc::failover_amphora),
         )
+        .route(
+            "/v2/octavia/amphorae/{id}/config",
+            axum::routing::put(misc::update_amphora_config),
+        )
 }
 
 /// Map every accepted spelling of a path onto the one the router knows:

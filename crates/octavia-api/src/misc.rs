@@ -154,6 +154,21 @@ pub async fn delete_amphora(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// `PUT /v2/octavia/amphorae/{id}/config` (admin): push the agent configuration regenerated
+/// from the controller's current settings (heartbeat key, controllers, interval). 202; 404
+/// for an unknown or DELETED amphora.
+pub async fn update_amphora_config(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Policy::check(&caller, &rule("amphora", "put_config"))?;
+    let aid: AmphoraId = app::parse_id("amphora", &id)?;
+    let job = s.ctx.store.update_amphora_config(aid).await?;
+    tracing::info!(amphora_id = %aid, job_id = %job, "amphora configuration update requested");
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
 /// Fallback for unknown paths.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("The resource could not be found.".to_string())

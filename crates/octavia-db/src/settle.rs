@@ -234,6 +234,8 @@ pub(crate) async fn success(store: &Store, spec: &JobSpec) -> Result<()> {
             hard_delete(&mut c, ObjectKind::LoadBalancer, &target).await?;
             lb_too = false;
         }
+        // An agent configuration push changes no status.
+        (Action::Update, ObjectKind::Amphora) => {}
         (Action::Delete, ObjectKind::Amphora) => {
             // Amphorae are soft-deleted (housekeeping purges them later).
             c.execute(
@@ -289,6 +291,7 @@ pub(crate) async fn failure(store: &Store, spec: &JobSpec) -> Result<()> {
                 }
             }
         }
+        (Action::Update, ObjectKind::Amphora) => {}
         (_, ObjectKind::Amphora) => {
             c.execute(
                 "UPDATE amphora SET status = 'ERROR', updated_at = $1 WHERE id = $2",

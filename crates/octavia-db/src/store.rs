@@ -624,6 +624,12 @@ impl Store {
     pub async fn delete_amphora(&self, id: AmphoraId) -> Result<JobId> {
         write::delete_amphora(self, id).await
     }
+    /// Push a regenerated agent configuration to an amphora (`PUT /amphorae/{id}/config`):
+    /// an `update_amphora` job of class Operator. Missing/DELETED → NotFound. Settlement
+    /// changes no status either way (a failed push is logged by the worker).
+    pub async fn update_amphora_config(&self, id: AmphoraId) -> Result<JobId> {
+        write::update_amphora_config(self, id).await
+    }
     /// The amphora row whatever its status, DELETED included (zombie checks).
     pub async fn get_amphora_any(&self, id: AmphoraId) -> Result<Option<Amphora>> {
         let mut h = self.pool.acquire().await?;

@@ -1890,3 +1890,31 @@ pub(crate) async fn delete_amphora(store: &Store, amphora: AmphoraId) -> Result<
     commit_job(store, tx).await?;
     Ok(job)
 }
+
+/// `PUT /amphorae/{id}/config`: queue an `update_amphora` job (class Operator) that pushes
+/// the regenerated agent configuration. Unknown or DELETED → NotFound. No load balancer
+/// lock: the configuration of the agent is not the load balancer's.
+pub(crate) async fn update_amphora_config(store: &Store, amphora: AmphoraId) -> Result<JobId> {
+    let mut tx = store.pool.begin().await?;
+    let mut c = tx.conn();
+    let row: Option<(String,)> = c
+        .fetch_optional(
+            "SELECT status FROM amphora WHERE id = $1",
+            args![id(amphora)],
+        )
+        .await?;
+    let (status,) = row.ok_or_else(|| not_found("Amphora", amphora))?;
+    if status == ProvisioningStatus::Deleted.as_str() {
+        return Err(not_found("Amphora", amphora));
+    }
+    let mut sp = spec(
+        Action::Update,
+        ObjectKind::Amphora,
+        amphora.uuid(),
+        LockSet::default(),
+    );
+    sp.amphora_id = Some(amphora);
+    let job = insert_job(&mut c, JobClass::Operator, &sp).await?;
+    commit_job(store, tx).await?;
+    Ok(job)
+}

@@ -65,6 +65,17 @@ pub trait ComputeDriver: Send + Sync {
     /// Delete the instance; succeeds if it is already gone.
     async fn delete(&self, compute_id: &str) -> Result<()>;
 
+    /// The agent configuration this driver would give the instance now (regenerated from
+    /// the controller's current settings: heartbeat key, controllers, interval), for
+    /// `PUT /amphorae/{id}/config`. `None`: the driver has none to give.
+    async fn agent_config(
+        &self,
+        _compute_id: &str,
+        _amphora_id: octavia_model::AmphoraId,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// The current status of the instance.
     async fn status(&self, compute_id: &str) -> Result<ComputeStatus> {
         Ok(self.instance(compute_id).await?.status)

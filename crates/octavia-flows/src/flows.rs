@@ -32,6 +32,7 @@ pub fn steps_for(spec: &JobSpec) -> Result<Vec<StepKind>> {
             DeleteOldAmphorae,
         ],
         (A::Delete, K::Amphora) => vec![DeleteAmphora],
+        (A::Update, K::Amphora) => vec![UpdateAgentConfig],
         (A::Create | A::Update | A::Delete | A::BatchUpdate, K::Member) => {
             vec![PlugMemberNetworks, UpdateAmphorae]
         }
@@ -94,6 +95,10 @@ mod tests {
         assert_eq!(
             flow_for(&spec(Delete, Amphora)).unwrap().step_names(),
             vec!["delete_amphora"]
+        );
+        assert_eq!(
+            flow_for(&spec(Update, Amphora)).unwrap().step_names(),
+            vec!["update_agent_config"]
         );
         assert!(matches!(
             flow_for(&spec(Failover, Pool)),

@@ -38,6 +38,8 @@ pub enum StepKind {
     DeleteOldAmphorae,
     /// Delete one amphora (the operator's `DELETE /amphorae/{id}` of an ERROR amphora).
     DeleteAmphora,
+    /// Push the regenerated agent configuration to one amphora (`PUT /amphorae/{id}/config`).
+    UpdateAgentConfig,
 }
 
 impl StepKind {
@@ -56,6 +58,7 @@ impl StepKind {
             Self::DeleteAmphorae => "delete_amphorae",
             Self::DeleteOldAmphorae => "delete_old_amphorae",
             Self::DeleteAmphora => "delete_amphora",
+            Self::UpdateAgentConfig => "update_agent_config",
         }
     }
 }
@@ -80,6 +83,7 @@ impl Step<JobContext> for StepKind {
             Self::DeleteAmphorae => delete_amphorae(ctx, ctx.live_amphorae().await?).await,
             Self::DeleteOldAmphorae => delete_old_amphorae(ctx).await,
             Self::DeleteAmphora => delete_one_amphora(ctx).await,
+            Self::UpdateAgentConfig => update_agent_config(ctx).await,
         }
     }
 
@@ -98,7 +102,8 @@ impl Step<JobContext> for StepKind {
             | Self::DeallocateVip
             | Self::DeleteAmphorae
             | Self::DeleteOldAmphorae
-            | Self::DeleteAmphora => {
+            | Self::DeleteAmphora
+            | Self::UpdateAgentConfig => {
                 debug!(step = self.as_str(), "nothing to revert");
                 Ok(())
             }
@@ -438,6 +443,31 @@ async fn delete_one_amphora(ctx: &JobContext) -> Result<()> {
         }
     }
     delete_amphorae(ctx, vec![amp]).await
+}
+
+/// The job's amphora gets the agent configuration its compute driver gives now.
+async fn update_agent_config(ctx: &JobContext) -> Result<()> {
+    let id = ctx.spec.amphora_id.unwrap_or(AmphoraId(ctx.spec.target_id));
+    let Some(amp) = ctx.store.get_amphora(id).await? else {
+        return Ok(());
+    };
+    let Some(compute_id) = amp.compute_id.clone() else {
+        info!(amphora_id = %amp.id, "amphora has no instance; no agent configuration to push");
+        return Ok(());
+    };
+    match ctx
+        .drivers
+        .compute
+        .agent_config(&compute_id, amp.id)
+        .await?
+    {
+        Some(text) => {
+            ctx.drivers.amphora.update_agent_config(&amp, &text).await?;
+            info!(amphora_id = %amp.id, "agent configuration pushed");
+        }
+        None => info!(amphora_id = %amp.id, "the compute driver has no agent configuration"),
+    }
+    Ok(())
 }
 
 async fn delete_old_amphorae(ctx: &JobContext) -> Result<()> {

@@ -776,6 +776,15 @@ fn place(hosts: &[String], records: &[InstanceRecord], peers: &[String]) -> Resu
 
 #[async_trait]
 impl ComputeDriver for NetnsCompute {
+    async fn agent_config(
+        &self,
+        compute_id: &str,
+        amphora_id: AmphoraId,
+    ) -> Result<Option<String>> {
+        self.inner.check_id(compute_id)?;
+        Ok(Some(self.inner.agent_config(amphora_id)))
+    }
+
     async fn build(&self, request: &BuildRequest) -> Result<String> {
         let inner = self.inner.clone();
         let request = request.clone();

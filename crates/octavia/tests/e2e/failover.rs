@@ -492,3 +492,79 @@ async fn error_amphora_is_deleted_through_the_api() {
     })
     .await;
 }
+
+/// `PUT /v2/octavia/amphorae/{id}/config` (the guide's heartbeat settings rotation): after the
+/// operator changes `heartbeat_interval` and restarts the control plane, the push reaches the
+/// agent, which sends heartbeats at the new interval. 403 for a non-admin, 404 for an
+/// unknown amphora.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amphora_config_push_reaches_the_agent() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new("j", 11, 0, "").await;
+    let (lb, _) = lab.create_lb("config-push").await;
+    wait_online(&lab, &lb).await;
+    let (amp, _, compute) = amphorae(&lab, &lb).await[0].clone();
+    lab.kill_control_plane();
+    let text = std::fs::read_to_string(&lab.config).expect("config");
+    assert!(text.contains("heartbeat_interval = \"1s\""));
+    std::fs::write(
+        &lab.config,
+        text.replace("heartbeat_interval = \"1s\"", "heartbeat_interval = \"2s\""),
+    )
+    .expect("write config");
+    lab.start_control_plane().await;
+    let put = |path: String, roles: &'static str| {
+        let lab = &lab;
+        async move {
+            lab.http
+                .put(format!("{}{path}", lab.api))
+                .header("x-roles", roles)
+                .send()
+                .await
+                .expect("PUT config")
+                .status()
+                .as_u16()
+        }
+    };
+    let path = format!("/v2/octavia/amphorae/{amp}/config");
+    assert_eq!(put(path.clone(), "member").await, 403);
+    assert_eq!(
+        put(
+            "/v2/octavia/amphorae/00000000-0000-0000-0000-000000000000/config".into(),
+            "admin"
+        )
+        .await,
+        404
+    );
+    assert_eq!(put(path, "admin").await, 202);
+    let agent_log = lab
+        .dir
+        .path()
+        .join("netns/amphorae")
+        .join(&compute)
+        .join("agent.log");
+    crate::support::eventually(
+        "the agent to take the new heartbeat interval",
+        Duration::from_secs(20),
+        || {
+            let log = std::fs::read_to_string(&agent_log).unwrap_or_default();
+            let applied = log.contains("agent configuration replaced")
+                && log
+                    .lines()
+                    .any(|l| l.contains("heartbeat settings changed") && l.contains("2s"));
+            async move { applied.then_some(()) }
+        },
+    )
+    .await;
+    let conf = std::fs::read_to_string(
+        lab.dir
+            .path()
+            .join("netns/amphorae")
+            .join(&compute)
+            .join("amphora-agent.conf"),
+    )
+    .expect("agent config");
+    assert!(conf.contains("heartbeat_interval = 2"), "{conf}");
+}
