@@ -46,37 +46,6 @@ fn runs() -> usize {
         .unwrap_or(20)
 }
 
-/// Poll the load balancer every 10 ms until ACTIVE (panics on ERROR or after 60 s).
-async fn wait_active(lab: &Lab, lb: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = lab
-            .call(
-                Method::GET,
-                &format!("/v2/lbaas/loadbalancers/{lb}"),
-                None,
-                200,
-            )
-            .await;
-        match v["loadbalancer"]["provisioning_status"].as_str() {
-            Some("ACTIVE") => return,
-            Some("ERROR") => panic!("load balancer {lb} went ERROR\n{}", lab.log()),
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "{lb} not ACTIVE: {v}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn post(lab: &Lab, lb: &str, path: &str, key: &str, body: serde_json::Value) -> String {
-    let v = lab
-        .call(Method::POST, path, Some(json!({ key: body })), 201)
-        .await;
-    let id = v[key]["id"].as_str().expect("id").to_string();
-    wait_active(lab, lb).await;
-    id
-}
-
 /// Requests every 10 ms until one is answered with a body that `want` accepts.
 async fn until_served(traffic: &Traffic, want: impl Fn(&str) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -110,27 +79,26 @@ async fn create_tree(lab: &Lab, run: usize) -> (String, String, Duration) {
         )
         .await;
     let lb = v["loadbalancer"]["id"].as_str().expect("lb id").to_string();
-    wait_active(lab, &lb).await;
-    let listener = post(
-        lab,
-        &lb,
-        "/v2/lbaas/listeners",
-        "listener",
-        json!({"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80}),
-    )
-    .await;
-    let pool = post(
-        lab,
-        &lb,
-        "/v2/lbaas/pools",
-        "pool",
-        json!({"listener_id": listener, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}),
-    )
-    .await;
+    lab.wait_lb_active(&lb, Duration::from_secs(60)).await;
+    let listener = lab
+        .create(
+            &lb,
+            "/v2/lbaas/listeners",
+            "listener",
+            json!({"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80}),
+        )
+        .await;
+    let pool = lab
+        .create(
+            &lb,
+            "/v2/lbaas/pools",
+            "pool",
+            json!({"listener_id": listener, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}),
+        )
+        .await;
     for i in 0..2 {
         let (ip, name, subnet) = member_body(lab, i);
-        post(
-            lab,
+        lab.create(
             &lb,
             &format!("/v2/lbaas/pools/{pool}/members"),
             "member",
@@ -152,30 +120,6 @@ async fn create_tree(lab: &Lab, run: usize) -> (String, String, Duration) {
         .to_string();
     until_served(&Traffic::new(&vip, 80, "/"), |b| b.starts_with("member-")).await;
     (lb, pool, started.elapsed())
-}
-
-async fn delete_cascade(lab: &Lab, lb: &str) {
-    lab.call(
-        Method::DELETE,
-        &format!("/v2/lbaas/loadbalancers/{lb}?cascade=true"),
-        None,
-        204,
-    )
-    .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let resp = lab
-            .http
-            .get(format!("{}/v2/lbaas/loadbalancers/{lb}", lab.api))
-            .send()
-            .await
-            .expect("GET");
-        if resp.status().as_u16() == 404 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{lb} not deleted");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Baseline: a bare HAProxy on loopback in front of member 1, from spawn to first answer.
@@ -237,7 +181,7 @@ fn main() {
         for run in 0..n {
             let (lb, _, took) = create_tree(&lab, run).await;
             create.push(took);
-            delete_cascade(&lab, &lb).await;
+            lab.delete_cascade(&lb).await;
         }
 
         // Member add on one standing load balancer: member 3 joins, serves, and leaves.
@@ -269,7 +213,7 @@ fn main() {
                 )
                 .await;
             let member = v["member"]["id"].as_str().expect("member id").to_string();
-            wait_active(&lab, &lb).await;
+            lab.wait_lb_active(&lb, Duration::from_secs(60)).await;
             let active = started.elapsed();
             until_served(&traffic, |b| b == name).await;
             let served = started.elapsed();
@@ -282,9 +226,9 @@ fn main() {
                 204,
             )
             .await;
-            wait_active(&lab, &lb).await;
+            lab.wait_lb_active(&lb, Duration::from_secs(60)).await;
         }
-        delete_cascade(&lab, &lb).await;
+        lab.delete_cascade(&lb).await;
 
         report("baseline: bare haproxy spawn -> served", &mut baseline);
         report("create LB+listener+pool+2 members -> served", &mut create);

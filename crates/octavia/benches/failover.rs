@@ -128,13 +128,7 @@ fn main() {
             })
             .await;
             baseline.push(started.elapsed());
-            lab.call(
-                reqwest::Method::DELETE,
-                &format!("/v2/lbaas/loadbalancers/{lb2}?cascade=true"),
-                None,
-                204,
-            )
-            .await;
+            lab.delete_cascade(&lb2).await;
         }
 
         report("baseline: create LB+listener+pool+2 members -> served", &mut baseline);

@@ -478,36 +478,7 @@ async fn http_load_balancer_end_to_end() {
     );
 
     // Cascade delete: nothing of the LB remains.
-    lab.call(
-        Method::DELETE,
-        &format!("/v2/lbaas/loadbalancers/{lb}?cascade=true"),
-        None,
-        204,
-    )
-    .await;
-    crate::support::eventually(
-        "the load balancer to be deleted",
-        Duration::from_secs(30),
-        || {
-            let lab = &lab;
-            let lb = lb.clone();
-            async move {
-                let resp = lab
-                    .http
-                    .get(format!("{}/v2/lbaas/loadbalancers/{lb}", lab.api))
-                    .send()
-                    .await
-                    .ok()?;
-                let st = resp.status().as_u16();
-                if st == 404 {
-                    return Some(());
-                }
-                let v: Value = resp.json().await.ok()?;
-                (v["loadbalancer"]["provisioning_status"] == "DELETED").then_some(())
-            }
-        },
-    )
-    .await;
+    lab.delete_cascade(&lb).await;
     let left = lab.amphora_leftovers();
     assert!(
         left.is_empty(),

@@ -4,8 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
-
 use crate::fleet::{
     amphorae, kill_namespace_processes, outage, probe_until_served, serving_lb, wait_online,
     wait_replaced, Prober,
@@ -119,58 +117,12 @@ async fn amphora_failover_on_kill_and_by_api() {
         404
     );
 
-    lab.call(
-        Method::DELETE,
-        &format!("/v2/lbaas/loadbalancers/{lb}?cascade=true"),
-        None,
-        204,
-    )
-    .await;
-    crate::support::eventually(
-        "the cascade delete to finish",
-        Duration::from_secs(30),
-        || {
-            let lab = &lab;
-            let lb = lb.clone();
-            async move {
-                let r = lab
-                    .http
-                    .get(format!("{}/v2/lbaas/loadbalancers/{lb}", lab.api))
-                    .send()
-                    .await
-                    .ok()?;
-                (r.status().as_u16() == 404).then_some(())
-            }
-        },
-    )
-    .await;
-    let left = lab.amphora_leftovers();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    delete_and_check_leftovers(&lab, &lb).await;
 }
 
 /// Delete with cascade and check that nothing of the lab's amphorae remains.
 async fn delete_and_check_leftovers(lab: &Lab, lb: &str) {
-    lab.call(
-        Method::DELETE,
-        &format!("/v2/lbaas/loadbalancers/{lb}?cascade=true"),
-        None,
-        204,
-    )
-    .await;
-    crate::support::eventually(
-        "the cascade delete",
-        Duration::from_secs(30),
-        || async move {
-            let r = lab
-                .http
-                .get(format!("{}/v2/lbaas/loadbalancers/{lb}", lab.api))
-                .send()
-                .await
-                .ok()?;
-            (r.status().as_u16() == 404).then_some(())
-        },
-    )
-    .await;
+    lab.delete_cascade(lb).await;
     let left = lab.amphora_leftovers();
     assert!(left.is_empty(), "left behind: {left:?}");
 }

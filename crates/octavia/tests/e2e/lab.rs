@@ -503,7 +503,32 @@ hosts = ["host-a", "host-b"]
         }
     }
 
-    /// Wait until the load balancer is ACTIVE (panics on ERROR).
+    /// Delete the load balancer with cascade and wait until it is gone (GET answers 404).
+    pub async fn delete_cascade(&self, lb: &str) {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/v2/lbaas/loadbalancers/{lb}?cascade=true"),
+            None,
+            204,
+        )
+        .await;
+        eventually(
+            "the cascade delete to finish",
+            Duration::from_secs(30),
+            || async move {
+                let r = self
+                    .http
+                    .get(format!("{}/v2/lbaas/loadbalancers/{lb}", self.api))
+                    .send()
+                    .await
+                    .ok()?;
+                (r.status().as_u16() == 404).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Wait until the load balancer is ACTIVE (panics on ERROR); polls every 10 ms.
     pub async fn wait_lb_active(&self, lb: &str, timeout: Duration) {
         let started = Instant::now();
         loop {
@@ -525,7 +550,7 @@ hosts = ["host-a", "host-b"]
                 "load balancer {lb} not ACTIVE after {timeout:?}: {v}\n{}",
                 self.log()
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
