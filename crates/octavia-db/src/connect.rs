@@ -3,26 +3,43 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::db::{args, map_err, DbPool};
+use crate::pgpool::PgPool;
 use crate::{DbError, Engine, Result, StoreOptions};
 
 /// One migration: version, name, SQL script.
 type Migration = (i64, &'static str, &'static str);
 
-const SQLITE_MIGRATIONS: &[Migration] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-)];
+const SQLITE_MIGRATIONS: &[Migration] = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "load_balancer_derived_ids",
+        include_str!("../migrations/sqlite/0002_load_balancer_derived_ids.sql"),
+    ),
+];
 
-const POSTGRES_MIGRATIONS: &[Migration] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/postgres/0001_initial.sql"),
-)];
+const POSTGRES_MIGRATIONS: &[Migration] = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "load_balancer_derived_ids",
+        include_str!("../migrations/postgres/0002_load_balancer_derived_ids.sql"),
+    ),
+];
+
+/// How long a request waits for a PostgreSQL connection (a free slot and the connect).
+const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Advisory lock key serialising migrations across processes on PostgreSQL.
 const MIGRATION_LOCK_KEY: i64 = 0x006f_6374_6176_6961;
@@ -52,14 +69,12 @@ pub(crate) async fn open(opts: &StoreOptions) -> Result<DbPool> {
         tracing::debug!(url = %url, "opened sqlite store");
         Ok(DbPool::Sqlite(pool, Default::default()))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        // No ping before handing out a connection (one network round trip per request);
-        // a connection that broke meanwhile fails its query with a retryable error.
-        let pool = PgPoolOptions::new()
-            .max_connections(max)
-            .test_before_acquire(false)
-            .connect(url)
-            .await
-            .map_err(map_err)?;
+        // Our own pool (crate::pgpool): no round trip to hand a connection out or to
+        // take it back. One connection is opened now, so a wrong URL fails at start.
+        let options = sqlx::postgres::PgConnectOptions::from_str(url)
+            .map_err(|e| DbError::Invalid(format!("invalid database url: {e}")))?;
+        let pool = PgPool::new(options, max, PG_ACQUIRE_TIMEOUT);
+        drop(pool.acquire().await.map_err(map_err)?);
         tracing::debug!("opened postgresql store");
         Ok(DbPool::Postgres(pool))
     } else {
@@ -106,4 +121,138 @@ pub(crate) async fn migrate(pool: &DbPool) -> Result<()> {
         tracing::info!(version, name, "applied database migration");
     }
     tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    //! Migration 0002 on data written under 0001 (the PostgreSQL case needs
+    //! `OCTAVIA_TEST_PG_URL`, required under `CI=true`; it works in a scratch schema).
+    use super::*;
+    use sqlx::{Connection, Executor};
+
+    const FIXTURE: &str = "\
+        INSERT INTO load_balancer (id, project_id, provisioning_status, operating_status, \
+            enabled, topology, created_at) VALUES \
+            ('lb-1', 'p', 'ACTIVE', 'ONLINE', TRUE, 'SINGLE', '2026-01-01 00:00:00'), \
+            ('lb-2', 'p', 'ACTIVE', 'ONLINE', TRUE, 'SINGLE', '2026-01-01 00:00:00'); \
+        INSERT INTO listener (id, project_id, load_balancer_id, provisioning_status, \
+            operating_status, enabled, protocol, protocol_port, connection_limit, \
+            timeout_client_data, timeout_member_connect, timeout_member_data, \
+            timeout_tcp_inspect, created_at) VALUES \
+            ('li-b', 'p', 'lb-1', 'ACTIVE', 'ONLINE', TRUE, 'TCP', 81, -1, 1, 1, 1, 0, \
+             '2026-01-01 00:00:02'), \
+            ('li-a', 'p', 'lb-1', 'ACTIVE', 'ONLINE', TRUE, 'TCP', 80, -1, 1, 1, 1, 0, \
+             '2026-01-01 00:00:01'); \
+        INSERT INTO pool (id, project_id, load_balancer_id, provisioning_status, \
+            operating_status, enabled, protocol, lb_algorithm, created_at) VALUES \
+            ('po-1', 'p', 'lb-1', 'ACTIVE', 'ONLINE', TRUE, 'TCP', 'ROUND_ROBIN', \
+             '2026-01-01 00:00:00'); \
+        INSERT INTO tags (resource_id, tag, position) VALUES \
+            ('lb-1', 'y', 0), ('lb-1', 'x', 1), ('li-a', 'not-the-lb', 0);";
+
+    const AFTER: &str = "\
+        INSERT INTO listener (id, project_id, load_balancer_id, provisioning_status, \
+            operating_status, enabled, protocol, protocol_port, connection_limit, \
+            timeout_client_data, timeout_member_connect, timeout_member_data, \
+            timeout_tcp_inspect, created_at) VALUES \
+            ('li-c', 'p', 'lb-2', 'ACTIVE', 'ONLINE', TRUE, 'TCP', 80, -1, 1, 1, 1, 0, \
+             '2026-01-01 00:00:03'); \
+        DELETE FROM listener WHERE id = 'li-a'; \
+        DELETE FROM pool WHERE id = 'po-1'; \
+        DELETE FROM tags WHERE resource_id = 'lb-1' AND tag = 'y';";
+
+    const READ: &str = "SELECT id, listener_id_list, pool_id_list, tag_list \
+        FROM load_balancer ORDER BY id";
+
+    type Derived = (String, Option<String>, Option<String>, Vec<String>);
+    type Raw = (String, Option<String>, Option<String>, Option<String>);
+
+    /// Rows of [`READ`] with the tag list parsed (the engines print JSON differently).
+    fn read(rows: Vec<Raw>) -> Vec<Derived> {
+        rows.into_iter()
+            .map(|(id, listeners, pools, tags)| {
+                let tags = tags
+                    .map(|t| serde_json::from_str(&t).expect("tag_list is a JSON array"))
+                    .unwrap_or_default();
+                (id, listeners, pools, tags)
+            })
+            .collect()
+    }
+
+    fn check_backfill(rows: Vec<Derived>) {
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    "lb-1".into(),
+                    Some("li-a,li-b".into()),
+                    Some("po-1".into()),
+                    vec!["y".into(), "x".into()]
+                ),
+                ("lb-2".into(), None, None, vec![]),
+            ]
+        );
+    }
+
+    fn check_triggers(rows: Vec<Derived>) {
+        assert_eq!(
+            rows,
+            vec![
+                ("lb-1".into(), Some("li-b".into()), None, vec!["x".into()]),
+                ("lb-2".into(), Some("li-c".into()), None, vec![]),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn sqlite_0002_backfills_and_triggers_follow() {
+        let mut c = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        c.execute(sqlx::raw_sql(SQLITE_MIGRATIONS[0].2))
+            .await
+            .unwrap();
+        c.execute(sqlx::raw_sql(FIXTURE)).await.unwrap();
+        c.execute(sqlx::raw_sql(SQLITE_MIGRATIONS[1].2))
+            .await
+            .unwrap();
+        check_backfill(read(sqlx::query_as(READ).fetch_all(&mut c).await.unwrap()));
+        c.execute(sqlx::raw_sql(AFTER)).await.unwrap();
+        check_triggers(read(sqlx::query_as(READ).fetch_all(&mut c).await.unwrap()));
+    }
+
+    #[tokio::test]
+    async fn postgres_0002_backfills_and_triggers_follow() {
+        let Ok(url) = std::env::var("OCTAVIA_TEST_PG_URL") else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "OCTAVIA_TEST_PG_URL must be set under CI"
+            );
+            eprintln!("OCTAVIA_TEST_PG_URL not set: PostgreSQL migration test not run");
+            return;
+        };
+        let schema = format!("migration_test_{}", uuid::Uuid::new_v4().simple());
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        c.execute(sqlx::raw_sql(&format!(
+            "CREATE SCHEMA {schema}; SET search_path TO {schema}"
+        )))
+        .await
+        .unwrap();
+        let result = async {
+            c.execute(sqlx::raw_sql(POSTGRES_MIGRATIONS[0].2)).await?;
+            c.execute(sqlx::raw_sql(FIXTURE)).await?;
+            c.execute(sqlx::raw_sql(POSTGRES_MIGRATIONS[1].2)).await?;
+            let before: Vec<Raw> = sqlx::query_as(READ).fetch_all(&mut c).await?;
+            c.execute(sqlx::raw_sql(AFTER)).await?;
+            let after: Vec<Raw> = sqlx::query_as(READ).fetch_all(&mut c).await?;
+            Ok::<_, sqlx::Error>((before, after))
+        }
+        .await;
+        c.execute(sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE")))
+            .await
+            .unwrap();
+        let (before, after) = result.unwrap();
+        check_backfill(read(before));
+        check_triggers(read(after));
+    }
 }

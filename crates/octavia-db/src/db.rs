@@ -9,9 +9,11 @@ use std::fmt::Display;
 
 use octavia_model::Timestamp;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnection, PgPool, PgRow};
+use sqlx::postgres::PgRow;
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
-use sqlx::{FromRow, Postgres, Sqlite, Transaction};
+use sqlx::{FromRow, Sqlite, Transaction};
+
+use crate::pgpool::{PgLease, PgPool};
 
 use crate::{DbError, Engine, Result};
 
@@ -107,7 +109,7 @@ impl<T> AnyRow for T where
 /// A borrowed connection of either engine.
 pub(crate) enum Conn<'c> {
     Sqlite(&'c mut SqliteConnection),
-    Postgres(&'c mut PgConnection),
+    Postgres(&'c mut PgLease),
 }
 
 impl Conn<'_> {
@@ -133,10 +135,14 @@ impl Conn<'_> {
                 .execute(&mut **c)
                 .await
                 .map(|r| r.rows_affected()),
-            Conn::Postgres(c) => bind_args!(sqlx::query(sql), args)
-                .execute(&mut **c)
-                .await
-                .map(|r| r.rows_affected()),
+            Conn::Postgres(l) => {
+                let r = bind_args!(sqlx::query(sql), args)
+                    .execute(l.start())
+                    .await
+                    .map(|r| r.rows_affected());
+                l.finish(&r);
+                r
+            }
         };
         r.map_err(map_err)
     }
@@ -152,10 +158,12 @@ impl Conn<'_> {
                     .fetch_all(&mut **c)
                     .await
             }
-            Conn::Postgres(c) => {
-                bind_args!(sqlx::query_as::<_, R>(sql), args)
-                    .fetch_all(&mut **c)
-                    .await
+            Conn::Postgres(l) => {
+                let r = bind_args!(sqlx::query_as::<_, R>(sql), args)
+                    .fetch_all(l.start())
+                    .await;
+                l.finish(&r);
+                r
             }
         };
         r.map_err(map_err)
@@ -172,10 +180,12 @@ impl Conn<'_> {
                     .fetch_optional(&mut **c)
                     .await
             }
-            Conn::Postgres(c) => {
-                bind_args!(sqlx::query_as::<_, R>(sql), args)
-                    .fetch_optional(&mut **c)
-                    .await
+            Conn::Postgres(l) => {
+                let r = bind_args!(sqlx::query_as::<_, R>(sql), args)
+                    .fetch_optional(l.start())
+                    .await;
+                l.finish(&r);
+                r
             }
         };
         r.map_err(map_err)
@@ -191,7 +201,11 @@ impl Conn<'_> {
     pub(crate) async fn raw(&mut self, sql: &str) -> Result<()> {
         let r = match self {
             Conn::Sqlite(c) => sqlx::raw_sql(sql).execute(&mut **c).await.map(|_| ()),
-            Conn::Postgres(c) => sqlx::raw_sql(sql).execute(&mut **c).await.map(|_| ()),
+            Conn::Postgres(l) => {
+                let r = sqlx::raw_sql(sql).execute(l.start()).await.map(|_| ());
+                l.finish(&r);
+                r
+            }
         };
         r.map_err(map_err)
     }
@@ -200,7 +214,7 @@ impl Conn<'_> {
 /// A connection checked out of the pool (for reads).
 pub(crate) enum Held {
     Sqlite(PoolConnection<Sqlite>),
-    Postgres(PoolConnection<Postgres>),
+    Postgres(PgLease),
 }
 
 impl Held {
@@ -219,21 +233,21 @@ pub(crate) enum Tx {
         Transaction<'static, Sqlite>,
         tokio::sync::OwnedMutexGuard<()>,
     ),
-    Postgres(Transaction<'static, Postgres>),
+    Postgres(PgLease),
 }
 
 impl Tx {
     pub(crate) fn conn(&mut self) -> Conn<'_> {
         match self {
             Tx::Sqlite(t, _) => Conn::Sqlite(t),
-            Tx::Postgres(t) => Conn::Postgres(t),
+            Tx::Postgres(l) => Conn::Postgres(l),
         }
     }
 
     pub(crate) async fn commit(self) -> Result<()> {
         match self {
             Tx::Sqlite(t, _writer) => t.commit().await.map_err(map_err),
-            Tx::Postgres(t) => t.commit().await.map_err(map_err),
+            Tx::Postgres(l) => l.commit().await.map_err(map_err),
         }
     }
 }

@@ -397,7 +397,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let mut ex = match &mut tx {
             Tx::Sqlite(t, _) => Exec::Sqlite(t),
-            Tx::Postgres(t) => Exec::Postgres(t),
+            Tx::Postgres(l) => Exec::Postgres(l.raw()),
         };
 
         // 1. Amphorae → load balancers.

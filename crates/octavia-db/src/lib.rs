@@ -25,6 +25,7 @@ pub mod error;
 pub mod health;
 mod jobs;
 mod list;
+mod pgpool;
 pub mod query;
 mod read;
 mod rows;

@@ -36,10 +36,7 @@ async fn fill_tags_rules(c: &mut Conn<'_>, v: &mut [L7Rule]) -> Result<()> {
 
 /// Load balancers matching `cond` (alias `x`), derived fields included: one query.
 pub(crate) async fn lbs(c: &mut Conn<'_>, cond: &str, args: Vec<Arg>) -> Result<Vec<LoadBalancer>> {
-    let sql = format!(
-        "SELECT {} FROM {LB_FROM} WHERE {cond}",
-        lb_select(c.engine())
-    );
+    let sql = format!("SELECT {LB_SELECT} FROM {LB_FROM} WHERE {cond}");
     let rows: Vec<LbRow> = c.fetch_all(&sql, args).await?;
     rows.into_iter().map(LbRow::into_model).collect()
 }
@@ -50,8 +47,7 @@ pub(crate) async fn list_lbs(
     q: &ListQuery,
     extra: Vec<(&'static str, Arg)>,
 ) -> Result<Vec<LoadBalancer>> {
-    let mut src = source(Some(ObjectKind::LoadBalancer));
-    src.select = lb_select(c.engine());
+    let src = source(Some(ObjectKind::LoadBalancer));
     let rows: Vec<LbRow> = list_rows(c, &src, q, extra).await?;
     rows.into_iter().map(LbRow::into_model).collect()
 }

@@ -36,47 +36,15 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
 
 // ------------------------------------------------------------------ load balancer
 
-/// The load balancer's own columns and its VIP (alias `x`, VIP alias `v`).
-macro_rules! lb_columns {
-    () => {
-        "x.id, x.project_id, x.name, x.description, x.provisioning_status, \
-         x.operating_status, x.enabled, x.topology, x.provider, x.flavor_id, \
-         x.availability_zone, x.created_at, x.updated_at, v.ip_address AS vip_address, \
-         v.port_id AS vip_port_id, v.subnet_id AS vip_subnet_id, \
-         v.network_id AS vip_network_id, v.qos_policy_id AS vip_qos_policy_id"
-    };
-}
-
-/// [`lb_columns`] plus the derived fields (tags as a JSON array; listener and pool ids,
-/// comma separated, oldest first), so one query reads a whole load balancer. SQLite.
-const LB_SELECT_SQLITE: &str = concat!(
-    lb_columns!(),
-    ", (SELECT json_group_array(tag ORDER BY position, tag) FROM tags \
-     WHERE resource_id = x.id) AS tag_list, \
-     (SELECT group_concat(id, ',' ORDER BY created_at, id) FROM listener \
-     WHERE load_balancer_id = x.id) AS listener_id_list, \
-     (SELECT group_concat(id, ',' ORDER BY created_at, id) FROM pool \
-     WHERE load_balancer_id = x.id) AS pool_id_list"
-);
-
-/// The same as [`LB_SELECT_SQLITE`] for PostgreSQL.
-const LB_SELECT_POSTGRES: &str = concat!(
-    lb_columns!(),
-    ", (SELECT CAST(json_agg(tag ORDER BY position, tag) AS TEXT) FROM tags \
-     WHERE resource_id = x.id) AS tag_list, \
-     (SELECT string_agg(id, ',' ORDER BY created_at, id) FROM listener \
-     WHERE load_balancer_id = x.id) AS listener_id_list, \
-     (SELECT string_agg(id, ',' ORDER BY created_at, id) FROM pool \
-     WHERE load_balancer_id = x.id) AS pool_id_list"
-);
-
-/// The select list of a load balancer with its derived fields, for `engine`.
-pub(crate) fn lb_select(engine: crate::Engine) -> &'static str {
-    match engine {
-        crate::Engine::Sqlite => LB_SELECT_SQLITE,
-        crate::Engine::Postgres => LB_SELECT_POSTGRES,
-    }
-}
+/// The load balancer's own columns, its VIP (alias `x`, VIP alias `v`) and its derived fields
+/// (tags as a JSON array; listener and pool ids, comma separated, oldest first). Triggers keep
+/// the derived fields on the load balancer's row (migration 0002), so reading a load balancer
+/// is one single-row lookup on both engines.
+pub(crate) const LB_SELECT: &str = "x.id, x.project_id, x.name, x.description, \
+    x.provisioning_status, x.operating_status, x.enabled, x.topology, x.provider, x.flavor_id, \
+    x.availability_zone, x.created_at, x.updated_at, v.ip_address AS vip_address, \
+    v.port_id AS vip_port_id, v.subnet_id AS vip_subnet_id, v.network_id AS vip_network_id, \
+    v.qos_policy_id AS vip_qos_policy_id, x.tag_list, x.listener_id_list, x.pool_id_list";
 
 pub(crate) const LB_FROM: &str = "load_balancer x LEFT JOIN vip v ON v.load_balancer_id = x.id";
 
@@ -620,7 +588,7 @@ pub(crate) fn source(kind: Option<ObjectKind>) -> Source {
         Some(K::LoadBalancer) => (
             "load_balancer",
             LB_FROM,
-            LB_SELECT_SQLITE,
+            LB_SELECT,
             true,
             Some("x.provisioning_status <> 'DELETED'"),
             "x.project_id = {}",

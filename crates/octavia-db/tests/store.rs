@@ -39,6 +39,7 @@ engine_tests!(
     migrate_is_idempotent_and_concurrent,
     load_balancer_round_trip,
     children_round_trip_with_derived_fields,
+    load_balancer_derived_fields_follow_writes,
     list_filters_tags_sort_and_pagination,
     list_rejects_bad_marker_key_and_filter,
     locked_load_balancer_conflicts,
@@ -528,6 +529,76 @@ async fn children_round_trip_with_derived_fields(engine: Engine) {
         vec![y1.id, y2.id]
     );
     assert_eq!(tree.l7rules, vec![r]);
+}
+
+/// The listener ids, pool ids and tags that triggers keep on the load balancer's row follow
+/// every insert and delete, in creation order, on the get and the list paths alike.
+async fn load_balancer_derived_fields_follow_writes(engine: Engine) {
+    let t = TestStore::new(engine).await;
+    let s = &t.store;
+    let l = active_lb(s).await;
+    let mut listeners = Vec::new();
+    for port in [80, 81, 82] {
+        let mut want = listener(l.id, ListenerProtocol::Tcp, port);
+        want.tags = vec![format!("listener-{port}")];
+        let (li, job) = s.create_listener(&want).await.unwrap();
+        settle(s, job).await;
+        listeners.push(li);
+    }
+    let mut pools = Vec::new();
+    for _ in 0..2 {
+        let (p, job) = s
+            .create_pool(&pool(l.id, PoolProtocol::Tcp), None)
+            .await
+            .unwrap();
+        settle(s, job).await;
+        pools.push(p);
+    }
+    listeners.sort_by_key(|x| (x.created_at, x.id.to_string()));
+    pools.sort_by_key(|x| (x.created_at, x.id.to_string()));
+    let ids = |v: &[Listener]| v.iter().map(|x| x.id).collect::<Vec<_>>();
+
+    let got = s.get_load_balancer(l.id).await.unwrap().unwrap();
+    assert_eq!(got.listener_ids, ids(&listeners));
+    assert_eq!(got.pool_ids, pools.iter().map(|x| x.id).collect::<Vec<_>>());
+    assert_eq!(
+        got.tags,
+        vec!["b".to_string(), "a".to_string()],
+        "the LB's own tags only, not its listeners'"
+    );
+
+    let mut upd = got.clone();
+    upd.tags = vec!["c".into(), "b".into(), "a".into()];
+    let (_, job) = s.update_load_balancer(&upd, upd.updated_at).await.unwrap();
+    settle(s, job).await;
+    let job = s.delete_listener(listeners[1].id).await.unwrap();
+    settle(s, job).await;
+    listeners.remove(1);
+    let job = s.delete_pool(pools[0].id).await.unwrap();
+    settle(s, job).await;
+
+    let got = s.get_load_balancer(l.id).await.unwrap().unwrap();
+    assert_eq!(got.listener_ids, ids(&listeners));
+    assert_eq!(got.pool_ids, vec![pools[1].id]);
+    assert_eq!(got.tags, vec!["c", "b", "a"]);
+    let listed = s.list_load_balancers(&ListQuery::default()).await.unwrap();
+    let listed = listed.into_iter().find(|x| x.id == l.id).unwrap();
+    assert_eq!(
+        (listed.listener_ids, listed.pool_ids, listed.tags),
+        (got.listener_ids, got.pool_ids, got.tags.clone())
+    );
+
+    let mut upd = s.get_load_balancer(l.id).await.unwrap().unwrap();
+    upd.tags = vec![];
+    let (_, job) = s.update_load_balancer(&upd, upd.updated_at).await.unwrap();
+    settle(s, job).await;
+    assert!(s
+        .get_load_balancer(l.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .tags
+        .is_empty());
 }
 
 async fn list_filters_tags_sort_and_pagination(engine: Engine) {
