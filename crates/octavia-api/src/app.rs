@@ -64,8 +64,41 @@ pub fn single_fields<T: Serialize>(
     obj: &T,
     fields: &[String],
 ) -> Result<Response, ApiError> {
+    if fields.is_empty() {
+        // The common case: straight to bytes, without building a JSON tree first.
+        return json_bytes(status, &Keyed(&[(key, obj)]));
+    }
     let v = listing::select_fields(to_value(obj)?, fields);
     Ok((status, Json(serde_json::json!({ key: v }))).into_response())
+}
+
+/// A JSON object of the given `(key, value)` entries, serialized in order.
+struct Keyed<'a, T>(&'a [(&'a str, &'a T)]);
+
+impl<T: Serialize> Serialize for Keyed<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// `body` as an `application/json` response.
+fn json_bytes<T: Serialize>(status: StatusCode, body: &T) -> Result<Response, ApiError> {
+    let bytes = serde_json::to_vec(body)
+        .map_err(|e| ApiError::Internal(format!("serialize response: {e}")))?;
+    Ok((
+        status,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+        .into_response())
 }
 
 /// `{"<plural>": [...], "<links_key>": [...]}` for one page.
@@ -77,11 +110,26 @@ pub fn page<T: Serialize>(
     req: &ListRequest,
     base: &str,
 ) -> Result<Response, ApiError> {
+    let links = Value::Array(listing::links(req, base, ids));
+    if req.fields.is_empty() {
+        #[derive(Serialize)]
+        #[serde(untagged)]
+        enum Part<'a, T> {
+            Items(&'a [T]),
+            Links(&'a Value),
+        }
+        return json_bytes(
+            StatusCode::OK,
+            &Keyed(&[
+                (plural, &Part::Items(items)),
+                (links_key, &Part::Links(&links)),
+            ]),
+        );
+    }
     let mut out = Vec::with_capacity(items.len());
     for i in items {
         out.push(listing::select_fields(to_value(i)?, &req.fields));
     }
-    let links = listing::links(req, base, ids);
     Ok(Json(serde_json::json!({ plural: out, links_key: links })).into_response())
 }
 

@@ -35,8 +35,9 @@ pub struct BenchArgs {
     /// Concurrent client connections.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
-    /// Database connections of the server under test (`[database] max_pool_size`).
-    #[arg(long, default_value_t = 16)]
+    /// Database connections of the server under test (`[database] max_pool_size`; the
+    /// default is the configuration's default).
+    #[arg(long, default_value_t = 10)]
     pub pool_size: u32,
     /// Sequential creates measured for create → ACTIVE.
     #[arg(long, default_value_t = 200)]

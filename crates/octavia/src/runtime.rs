@@ -141,6 +141,16 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
         .context("metrics buckets")?
         .install_recorder()
         .context("install the metrics recorder")?;
+    // The recorder keeps every histogram sample until upkeep folds it into the buckets;
+    // without this a server nobody scrapes would grow by each request's latency sample.
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
 
     let store = open_store(&config).await?;
     store.migrate().await.context("migrate the database")?;
