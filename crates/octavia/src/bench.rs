@@ -178,13 +178,9 @@ struct Sample {
 
 impl Sample {
     fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
         let mut v = self.latencies.clone();
         v.sort();
-        let idx = ((v.len() as f64 - 1.0) * p).round() as usize;
-        v[idx.min(v.len() - 1)]
+        nearest_rank(&v, p)
     }
     fn rate(&self) -> f64 {
         self.latencies.len() as f64 / self.elapsed.as_secs_f64()
@@ -199,6 +195,16 @@ impl Sample {
             self.errors
         );
     }
+}
+
+/// The `q` quantile (0 ≤ q ≤ 1) of `sorted` (ascending) by nearest rank; zero when empty.
+/// Shared with the data-plane and failover benchmarks.
+pub fn nearest_rank(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
 }
 
 fn ms(d: Duration) -> f64 {
@@ -527,4 +533,21 @@ async fn bench_engine(engine: &str, args: &BenchArgs) -> anyhow::Result<()> {
     );
     drop(server);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(nearest_rank(&v, 0.50), Duration::from_millis(50));
+        assert_eq!(nearest_rank(&v, 0.99), Duration::from_millis(99));
+        assert_eq!(nearest_rank(&v, 1.0), Duration::from_millis(100));
+        assert_eq!(nearest_rank(&v, 0.0), Duration::from_millis(1));
+        let one = [Duration::from_millis(7)];
+        assert_eq!(nearest_rank(&one, 0.99), Duration::from_millis(7));
+        assert_eq!(nearest_rank(&[], 0.5), Duration::ZERO);
+    }
 }

@@ -5,10 +5,7 @@ use std::time::Duration;
 /// p50 and p99 (nearest rank) of `samples`, in milliseconds.
 pub fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
     samples.sort();
-    let pick = |q: f64| {
-        let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
-        samples[rank - 1].as_secs_f64() * 1000.0
-    };
+    let pick = |q: f64| octavia::bench::nearest_rank(samples, q).as_secs_f64() * 1000.0;
     (pick(0.50), pick(0.99))
 }
 
