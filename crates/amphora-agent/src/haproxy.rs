@@ -249,6 +249,7 @@ impl HaproxyManager {
                 match self.master_pid(lb_id) {
                     Some(pid) => {
                         let old_worker = self.worker_pid(lb_id).await;
+                        self.save_server_state(lb_id).await;
                         signal(pid, Signal::USR2)?;
                         tracing::info!(lb_id, pid, "haproxy reload signalled");
                         // Answer only once the new worker serves: the caller marks the
@@ -371,6 +372,37 @@ impl HaproxyManager {
                 });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Where the running worker's server states are saved before a reload; the rendered
+    /// configuration names it (`server-state-file`) and its backends load it
+    /// (`load-server-state-from-file global`).
+    pub fn server_state_path(&self, lb_id: &str) -> PathBuf {
+        self.lb_dir(lb_id).join("servers-state")
+    }
+
+    /// Save `show servers state` of the running worker, so the new worker starts with each
+    /// member's health and administrative state instead of assuming every member up (which
+    /// would send traffic to members known to be down until their checks fail again). A
+    /// failure is logged, not fatal: the reload goes on, as it would without the file.
+    async fn save_server_state(&self, lb_id: &str) {
+        let path = self.server_state_path(lb_id);
+        let saved = match crate::stats::show(&self.stats_socket(lb_id), "show servers state").await
+        {
+            Ok(state) if state.starts_with('1') => {
+                fsutil::write_file(&path, state.as_bytes(), 0o600).map(|()| state.lines().count())
+            }
+            Ok(other) => {
+                let first = other.lines().next().unwrap_or("").to_string();
+                tracing::warn!(lb_id, answer = %first, "unexpected answer to show servers state");
+                return;
+            }
+            Err(e) => Err(e),
+        };
+        match saved {
+            Ok(lines) => tracing::debug!(lb_id, lines, "saved server state before reload"),
+            Err(e) => tracing::warn!(lb_id, error = %e, "server state not saved before reload"),
         }
     }
 

@@ -447,8 +447,10 @@ fn haproxy_config(
         "global\n\
          \x20   stats socket {base}/{lb}.sock mode 0666 level admin expose-fd listeners\n\
          \x20   maxconn 1000\n\
+         \x20   server-state-file {base}/{lb}/servers-state\n\
          defaults\n\
          \x20   mode http\n\
+         \x20   load-server-state-from-file global\n\
          \x20   retries 3\n\
          \x20   option redispatch\n\
          \x20   timeout connect 5s\n\
@@ -472,6 +474,21 @@ fn haproxy_config(
         m1 = ids.members[1],
         m2 = ids.members[2],
     )
+}
+
+/// Whether `member` is in maintenance on the worker answering on `socket` (bit 0x01 of
+/// `srv_admin_state` in `show servers state`).
+async fn in_maintenance(socket: &Path, member: &str) -> bool {
+    let state = amphora_agent::stats::show(socket, "show servers state")
+        .await
+        .expect("show servers state");
+    let row = state
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(3) == Some(&member))
+        .unwrap_or_else(|| panic!("{member} not in show servers state:\n{state}"));
+    let admin: u32 = row[6].parse().expect("srv_admin_state is a number");
+    admin & 0x01 != 0
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -735,6 +752,20 @@ async fn haproxy_lifecycle_with_seamless_reload() {
     };
     let master_before = std::fs::read_to_string(base.join(&ids.lb).join(format!("{}.pid", ids.lb)))
         .expect("pid file");
+    // The weight-0 member goes into maintenance on the running worker; the reloads below
+    // must carry that over (the agent saves `show servers state` before each reload).
+    let socket = base.join(format!("{}.sock", ids.lb));
+    let disabled = amphora_agent::stats::show(
+        &socket,
+        &format!(
+            "disable server {}:{}/{}",
+            ids.pool, ids.listener, ids.members[2]
+        ),
+    )
+    .await
+    .expect("disable server");
+    assert!(disabled.trim().is_empty(), "disable server: {disabled}");
+    assert!(in_maintenance(&socket, &ids.members[2]).await);
     for generation in 2..=6u32 {
         let config = haproxy_config(&base, &ids, port, backend, dead, generation);
         assert_eq!(
@@ -753,6 +784,17 @@ async fn haproxy_lifecycle_with_seamless_reload() {
         )
         .await;
     }
+    assert!(
+        in_maintenance(&socket, &ids.members[2]).await,
+        "the reloaded worker lost the member's maintenance state"
+    );
+    assert!(!in_maintenance(&socket, &ids.members[0]).await);
+    let saved = std::fs::read_to_string(base.join(&ids.lb).join("servers-state"))
+        .expect("server state saved before the reload");
+    assert!(
+        saved.starts_with('1') && saved.contains(&ids.members[2]),
+        "{saved}"
+    );
     let served = ok_count.load(Ordering::SeqCst);
     eventually(
         Duration::from_secs(10),

@@ -40,7 +40,7 @@
 //!   (default pool first), members and rules by id, L7 policies by position then id,
 //!   `allowed_cidrs` sorted: the output does not depend on the order of the input slices.
 //!
-//! The agent must keep `<base_path>/<lb_id>/` and, before a reload, may dump
+//! The agent must keep `<base_path>/<lb_id>/`; before each reload it dumps
 //! `show servers state` into `<base_path>/<lb_id>/servers-state` (read by backends that have a
 //! health monitor, so members keep their check state across reloads).
 
