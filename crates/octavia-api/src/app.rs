@@ -66,20 +66,21 @@ pub fn single_fields<T: Serialize>(
 ) -> Result<Response, ApiError> {
     if fields.is_empty() {
         // The common case: straight to bytes, without building a JSON tree first.
-        return json_bytes(status, &Keyed(&[(key, obj)]));
+        return json_bytes(status, &Object((key, obj), None::<(&str, &())>));
     }
     let v = listing::select_fields(to_value(obj)?, fields);
     Ok((status, Json(serde_json::json!({ key: v }))).into_response())
 }
 
-/// A JSON object of the given `(key, value)` entries, serialized in order.
-struct Keyed<'a, T>(&'a [(&'a str, &'a T)]);
+/// A JSON object of one or two `(key, value)` entries, serialized in order.
+struct Object<'a, A, B>((&'a str, &'a A), Option<(&'a str, &'a B)>);
 
-impl<T: Serialize> Serialize for Keyed<'_, T> {
+impl<A: Serialize, B: Serialize> Serialize for Object<'_, A, B> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
+        let mut m = s.serialize_map(Some(1 + usize::from(self.1.is_some())))?;
+        m.serialize_entry(self.0 .0, self.0 .1)?;
+        if let Some((k, v)) = self.1 {
             m.serialize_entry(k, v)?;
         }
         m.end()
@@ -112,18 +113,9 @@ pub fn page<T: Serialize>(
 ) -> Result<Response, ApiError> {
     let links = Value::Array(listing::links(req, base, ids));
     if req.fields.is_empty() {
-        #[derive(Serialize)]
-        #[serde(untagged)]
-        enum Part<'a, T> {
-            Items(&'a [T]),
-            Links(&'a Value),
-        }
         return json_bytes(
             StatusCode::OK,
-            &Keyed(&[
-                (plural, &Part::Items(items)),
-                (links_key, &Part::Links(&links)),
-            ]),
+            &Object((plural, &items), Some((links_key, &links))),
         );
     }
     let mut out = Vec::with_capacity(items.len());

@@ -223,12 +223,7 @@ mod tests {
 
     #[tokio::test]
     async fn postgres_0002_backfills_and_triggers_follow() {
-        let Ok(url) = std::env::var("OCTAVIA_TEST_PG_URL") else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "OCTAVIA_TEST_PG_URL must be set under CI"
-            );
-            eprintln!("OCTAVIA_TEST_PG_URL not set: PostgreSQL migration test not run");
+        let Some(url) = crate::db::test_pg_url() else {
             return;
         };
         let schema = format!("migration_test_{}", uuid::Uuid::new_v4().simple());

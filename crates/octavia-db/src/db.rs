@@ -306,9 +306,8 @@ pub(crate) fn map_err(e: sqlx::Error) -> DbError {
                 }
                 // PostgreSQL: serialization failure, deadlock, lock not available,
                 // shutdown / connection failures.
-                "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" => true,
-                c if c.starts_with("08") => true,
-                _ => false,
+                "40001" | "40P01" | "55P03" => true,
+                c => ends_session(c),
             };
             if retryable {
                 DbError::Retryable(db.message().to_string())
@@ -321,6 +320,29 @@ pub(crate) fn map_err(e: sqlx::Error) -> DbError {
         | sqlx::Error::Io(_)
         | sqlx::Error::WorkerCrashed => DbError::Retryable(e.to_string()),
         _ => DbError::Other(e.to_string()),
+    }
+}
+
+/// A PostgreSQL error code after which the session is gone: admin shutdown, crash
+/// recovery, cannot connect now (57P01..03) and the connection exceptions (class 08).
+pub(crate) fn ends_session(code: &str) -> bool {
+    matches!(code, "57P01" | "57P02" | "57P03") || code.starts_with("08")
+}
+
+/// The PostgreSQL admin URL of the tests that need a server (`OCTAVIA_TEST_PG_URL`); `None`
+/// (the test skips) when unset, except under `CI=true`, which must never skip them.
+#[cfg(test)]
+pub(crate) fn test_pg_url() -> Option<String> {
+    match std::env::var("OCTAVIA_TEST_PG_URL") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "OCTAVIA_TEST_PG_URL must be set under CI"
+            );
+            eprintln!("OCTAVIA_TEST_PG_URL not set: PostgreSQL test not run");
+            None
+        }
     }
 }
 

@@ -233,11 +233,7 @@ fn is_connection_error(e: &sqlx::Error) -> bool {
         | sqlx::Error::Protocol(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => {
-            let code = db.code();
-            let code = code.as_deref().unwrap_or("");
-            matches!(code, "57P01" | "57P02" | "57P03") || code.starts_with("08")
-        }
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| crate::db::ends_session(&c)),
         _ => false,
     }
 }
@@ -253,14 +249,7 @@ mod tests {
     }
 
     fn pool_with(max: u32, acquire_timeout: Duration) -> Option<PgPool> {
-        let Ok(url) = std::env::var("OCTAVIA_TEST_PG_URL") else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "OCTAVIA_TEST_PG_URL must be set under CI"
-            );
-            eprintln!("OCTAVIA_TEST_PG_URL not set: PostgreSQL pool test not run");
-            return None;
-        };
+        let url = crate::db::test_pg_url()?;
         let options = PgConnectOptions::from_str(&url).expect("a valid OCTAVIA_TEST_PG_URL");
         Some(PgPool::new(options, max, acquire_timeout))
     }
