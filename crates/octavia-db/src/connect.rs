@@ -12,7 +12,7 @@ use crate::{DbError, Engine, Result, StoreOptions};
 /// One migration: version, name, SQL script.
 type Migration = (i64, &'static str, &'static str);
 
-const SQLITE_MIGRATIONS: &[Migration] = &[
+pub(crate) const SQLITE_MIGRATIONS: &[Migration] = &[
     (
         1,
         "initial",
@@ -22,6 +22,11 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
         2,
         "load_balancer_derived_ids",
         include_str!("../migrations/sqlite/0002_load_balancer_derived_ids.sql"),
+    ),
+    (
+        3,
+        "job_queue_indexes",
+        include_str!("../migrations/sqlite/0003_job_queue_indexes.sql"),
     ),
 ];
 
@@ -35,6 +40,11 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
         2,
         "load_balancer_derived_ids",
         include_str!("../migrations/postgres/0002_load_balancer_derived_ids.sql"),
+    ),
+    (
+        3,
+        "job_queue_indexes",
+        include_str!("../migrations/postgres/0003_job_queue_indexes.sql"),
     ),
 ];
 

@@ -51,6 +51,7 @@ engine_tests!(
     quotas_are_enforced,
     job_claim_order_and_caps,
     lease_expiry_resumes_on_other_worker,
+    expired_leases_and_queue_heads_share_one_order,
     settlement_success_per_kind,
     settlement_failure_per_kind,
     load_balancer_cascade_delete,
@@ -1249,6 +1250,68 @@ async fn job_claim_order_and_caps(engine: Engine) {
         s.finish_job(t2, "w2", JobState::Queued, None).await,
         Err(DbError::Invalid(_))
     ));
+}
+
+/// Claim `id` as worker "dead" with a lease that is over at once; wait until it reads as
+/// expired (the clock moves on), without claiming anything else.
+async fn claim_and_die(s: &Store, id: JobId) {
+    let job = s
+        .claim_job("dead", Duration::ZERO, &ClassCaps::default())
+        .await
+        .unwrap()
+        .expect("a job");
+    assert_eq!(job.id, id);
+    let until = Instant::now() + Duration::from_millis(2);
+    while Instant::now() < until {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A job whose worker died and the queued jobs are one queue: most urgent class first,
+/// then oldest first, whichever of the two sets a job is in.
+async fn expired_leases_and_queue_heads_share_one_order(engine: Engine) {
+    let t = TestStore::new(engine).await;
+    let s = &t.store;
+    let lease = Duration::from_secs(60);
+    let caps = ClassCaps::default();
+    let claim = || async {
+        s.claim_job("w", lease, &caps)
+            .await
+            .unwrap()
+            .expect("a job")
+    };
+
+    // An expired operator job waits behind a younger queued tenant job.
+    let op = s.enqueue_job(&job(JobClass::Operator)).await.unwrap();
+    claim_and_die(s, op).await;
+    let t1 = s.enqueue_job(&job(JobClass::Tenant)).await.unwrap();
+    assert_eq!(claim().await.id, t1);
+    let resumed = claim().await;
+    assert_eq!((resumed.id, resumed.attempt), (op, 2));
+
+    // Same class: the older job first, expired or queued.
+    let t2 = s.enqueue_job(&job(JobClass::Tenant)).await.unwrap();
+    let t3 = s.enqueue_job(&job(JobClass::Tenant)).await.unwrap();
+    claim_and_die(s, t2).await;
+    assert_eq!(claim().await.id, t2);
+    assert_eq!(claim().await.id, t3);
+
+    // An expired failover job goes before an older queued tenant job...
+    let t4 = s.enqueue_job(&job(JobClass::Tenant)).await.unwrap();
+    let fo = s.enqueue_job(&job(JobClass::Failover)).await.unwrap();
+    claim_and_die(s, fo).await;
+    assert_eq!(claim().await.id, fo);
+    // ...and a class at its cap is left out in both sets.
+    let t5 = s.enqueue_job(&job(JobClass::Tenant)).await.unwrap();
+    claim_and_die(s, t4).await;
+    let no_tenant = ClassCaps {
+        tenant: Some(0),
+        ..Default::default()
+    };
+    assert!(s.claim_job("w", lease, &no_tenant).await.unwrap().is_none());
+    assert_eq!(claim().await.id, t4);
+    assert_eq!(claim().await.id, t5);
+    assert!(s.claim_job("w", lease, &caps).await.unwrap().is_none());
 }
 
 async fn lease_expiry_resumes_on_other_worker(engine: Engine) {

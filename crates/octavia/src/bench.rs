@@ -42,6 +42,9 @@ pub struct BenchArgs {
     /// Sequential creates measured for create → ACTIVE.
     #[arg(long, default_value_t = 200)]
     pub creates: usize,
+    /// Concurrent jobs of the server's worker (`[task_flow] max_workers`).
+    #[arg(long, default_value_t = 16)]
+    pub max_workers: u32,
     /// The all-in-one binary to start (default: this executable).
     #[arg(long)]
     pub binary: Option<PathBuf>,
@@ -130,8 +133,8 @@ async fn start_server(engine: &str, args: &BenchArgs) -> anyhow::Result<Server> 
         }
     };
     let config = format!(
-        "[api_settings]\nbind_port = {port}\n[database]\nconnection = \"{connection}\"\nmax_pool_size = {}\n[task_flow]\nmax_workers = 16\n",
-        args.pool_size
+        "[api_settings]\nbind_port = {port}\n[database]\nconnection = \"{connection}\"\nmax_pool_size = {}\n[task_flow]\nmax_workers = {}\n",
+        args.pool_size, args.max_workers
     );
     let path = dir.path().join("octavia.toml");
     std::fs::write(&path, config)?;
