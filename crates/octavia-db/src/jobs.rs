@@ -275,6 +275,47 @@ pub(crate) async fn finish(
     Ok(n == 1)
 }
 
+/// End a job and settle its objects in one transaction, owner-checked: a crash leaves
+/// either both written or neither (the job is then resumed and completes again).
+pub(crate) async fn complete(
+    store: &Store,
+    job: JobId,
+    worker: &str,
+    spec: &JobSpec,
+    error: Option<&str>,
+) -> Result<bool> {
+    let t = now();
+    let state = match error {
+        None => JobState::Done,
+        Some(_) => JobState::Failed,
+    };
+    let mut tx = store.pool.begin().await?;
+    let mut c = tx.conn();
+    let n = c
+        .execute(
+            "UPDATE job SET state = $1, error = $2, finished_at = $3, updated_at = $3 \
+             WHERE id = $4 AND lease_owner = $5 AND state = 'RUNNING'",
+            args![
+                state.as_str(),
+                error.map(str::to_string),
+                t,
+                id(job),
+                worker
+            ],
+        )
+        .await?;
+    if n != 1 {
+        // Another worker owns it now: nothing is written (the transaction rolls back).
+        return Ok(false);
+    }
+    match error {
+        None => crate::settle::apply_success(&mut c, spec).await?,
+        Some(_) => crate::settle::apply_failure(&mut c, spec).await?,
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
 #[derive(sqlx::FromRow)]
 struct JobRow {
     id: String,

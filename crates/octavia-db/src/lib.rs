@@ -12,7 +12,8 @@
 //!   the change, take the status locks of reference §2.3 and insert the job, atomically.
 //!   A locked (non-ACTIVE) load balancer gives [`DbError::Conflict`].
 //! * Job queue (`job` module): claim with lease, renew, record step progress, finish.
-//! * Settlement (`settle_success` / `settle_failure`): what the worker calls when a job ends.
+//! * Settlement: `complete_job` ends a job and settles its objects in one transaction
+//!   (what the worker calls); `settle_success` / `settle_failure` settle on their own.
 //! * Failovers (`failover_load_balancer`, `failover_amphora`) lock like tenant writes;
 //!   `save_listener_statistics` feeds `load_balancer_stats` / `listener_stats`.
 //!

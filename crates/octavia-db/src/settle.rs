@@ -226,12 +226,23 @@ async fn release_parents(c: &mut Conn<'_>, locks: &LockSet, lb_too: bool) -> Res
 
 pub(crate) async fn success(store: &Store, spec: &JobSpec) -> Result<()> {
     let mut tx = store.pool.begin().await?;
-    let mut c = tx.conn();
+    apply_success(&mut tx.conn(), spec).await?;
+    tx.commit().await
+}
+
+pub(crate) async fn failure(store: &Store, spec: &JobSpec) -> Result<()> {
+    let mut tx = store.pool.begin().await?;
+    apply_failure(&mut tx.conn(), spec).await?;
+    tx.commit().await
+}
+
+/// Settle the objects of a job that succeeded, inside the caller's write transaction.
+pub(crate) async fn apply_success(c: &mut Conn<'_>, spec: &JobSpec) -> Result<()> {
     let target = spec.target_id.to_string();
     let mut lb_too = true;
     match (spec.action, spec.target_kind) {
         (Action::Delete, ObjectKind::LoadBalancer) => {
-            hard_delete(&mut c, ObjectKind::LoadBalancer, &target).await?;
+            hard_delete(c, ObjectKind::LoadBalancer, &target).await?;
             lb_too = false;
         }
         // An agent configuration push changes no status.
@@ -249,32 +260,31 @@ pub(crate) async fn success(store: &Store, spec: &JobSpec) -> Result<()> {
             )
             .await?;
         }
-        (Action::Delete, kind) => hard_delete(&mut c, kind, &target).await?,
+        (Action::Delete, kind) => hard_delete(c, kind, &target).await?,
         (Action::BatchUpdate, _) => {
             if let Some(m) = &spec.members {
                 for id in m.created.iter().chain(m.updated.iter()) {
-                    mark_active(&mut c, ObjectKind::Member, &id.to_string()).await?;
+                    mark_active(c, ObjectKind::Member, &id.to_string()).await?;
                 }
                 for id in &m.deleted {
-                    hard_delete(&mut c, ObjectKind::Member, &id.to_string()).await?;
+                    hard_delete(c, ObjectKind::Member, &id.to_string()).await?;
                 }
             }
         }
         (Action::Create | Action::Failover, ObjectKind::LoadBalancer) => {
-            set_status(&mut c, "load_balancer", &target, ProvisioningStatus::Active).await?;
-            mark_subobjects_active(&mut c, &target).await?;
+            set_status(c, "load_balancer", &target, ProvisioningStatus::Active).await?;
+            mark_subobjects_active(c, &target).await?;
         }
-        (_, kind) => mark_active(&mut c, kind, &target).await?,
+        (_, kind) => mark_active(c, kind, &target).await?,
     }
-    release_parents(&mut c, &spec.locks, lb_too).await?;
-    tx.commit().await?;
+    release_parents(c, &spec.locks, lb_too).await?;
     tracing::debug!(job = %spec, "settled job as succeeded");
     Ok(())
 }
 
-pub(crate) async fn failure(store: &Store, spec: &JobSpec) -> Result<()> {
-    let mut tx = store.pool.begin().await?;
-    let mut c = tx.conn();
+/// Settle the objects of a job that failed and reverted, inside the caller's write
+/// transaction.
+pub(crate) async fn apply_failure(c: &mut Conn<'_>, spec: &JobSpec) -> Result<()> {
     let target = spec.target_id.to_string();
     let lb_level = spec.target_kind == ObjectKind::LoadBalancer;
     match (spec.action, spec.target_kind) {
@@ -286,8 +296,7 @@ pub(crate) async fn failure(store: &Store, spec: &JobSpec) -> Result<()> {
                     .chain(m.updated.iter())
                     .chain(m.deleted.iter())
                 {
-                    set_status(&mut c, "member", &id.to_string(), ProvisioningStatus::Error)
-                        .await?;
+                    set_status(c, "member", &id.to_string(), ProvisioningStatus::Error).await?;
                 }
             }
         }
@@ -300,7 +309,7 @@ pub(crate) async fn failure(store: &Store, spec: &JobSpec) -> Result<()> {
             .await?;
         }
         (action, kind) => {
-            set_status(&mut c, table(kind), &target, ProvisioningStatus::Error).await?;
+            set_status(c, table(kind), &target, ProvisioningStatus::Error).await?;
             if action == Action::Delete && kind == ObjectKind::LoadBalancer && spec.cascade {
                 // Children the cascade had marked for deletion are left in ERROR too.
                 for sql in LB_CHILDREN_STATUS {
@@ -311,11 +320,10 @@ pub(crate) async fn failure(store: &Store, spec: &JobSpec) -> Result<()> {
             }
         }
     }
-    release_parents(&mut c, &spec.locks, !lb_level).await?;
+    release_parents(c, &spec.locks, !lb_level).await?;
     if lb_level {
-        set_status(&mut c, "load_balancer", &target, ProvisioningStatus::Error).await?;
+        set_status(c, "load_balancer", &target, ProvisioningStatus::Error).await?;
     }
-    tx.commit().await?;
     tracing::debug!(job = %spec, "settled job as failed");
     Ok(())
 }

@@ -770,6 +770,19 @@ impl Store {
     ) -> Result<bool> {
         jobs::finish(self, id, worker_id, state, error).await
     }
+    /// End the job the way its flow ended and settle its objects (§2.4) in one
+    /// transaction: `error` `None` → DONE and [`Store::settle_success`]; `Some` → FAILED
+    /// with the error and [`Store::settle_failure`]. Owner-checked: `false`, with nothing
+    /// written, when this worker no longer owns the job.
+    pub async fn complete_job(
+        &self,
+        id: JobId,
+        worker_id: &str,
+        spec: &JobSpec,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        jobs::complete(self, id, worker_id, spec, error).await
+    }
     pub async fn get_job(&self, id: JobId) -> Result<Option<JobRecord>> {
         jobs::get(self, id).await
     }

@@ -52,6 +52,7 @@ engine_tests!(
     job_claim_order_and_caps,
     lease_expiry_resumes_on_other_worker,
     expired_leases_and_queue_heads_share_one_order,
+    complete_job_settles_with_the_finish_or_not_at_all,
     settlement_success_per_kind,
     settlement_failure_per_kind,
     load_balancer_cascade_delete,
@@ -1312,6 +1313,71 @@ async fn expired_leases_and_queue_heads_share_one_order(engine: Engine) {
     assert_eq!(claim().await.id, t4);
     assert_eq!(claim().await.id, t5);
     assert!(s.claim_job("w", lease, &caps).await.unwrap().is_none());
+}
+
+/// Completing a job writes its end and the settlement of its objects together, and only
+/// for the worker that owns it.
+async fn complete_job_settles_with_the_finish_or_not_at_all(engine: Engine) {
+    let t = TestStore::new(engine).await;
+    let s = &t.store;
+    let lease = Duration::from_secs(60);
+    let lb_status = |id| async move {
+        s.get_load_balancer(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .provisioning_status
+    };
+    let (ok, ok_job) = s.create_load_balancer(&lb(PROJECT, "ok")).await.unwrap();
+    let (bad, bad_job) = s.create_load_balancer(&lb(PROJECT, "bad")).await.unwrap();
+    let first = s
+        .claim_job("w", lease, &ClassCaps::default())
+        .await
+        .unwrap()
+        .unwrap();
+    let second = s
+        .claim_job("w", lease, &ClassCaps::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.id, second.id), (ok_job, bad_job));
+
+    // Not the owner: refused, and nothing moves.
+    assert!(!s
+        .complete_job(ok_job, "other", &first.spec, None)
+        .await
+        .unwrap());
+    assert_eq!(lb_status(ok.id).await, ProvisioningStatus::PendingCreate);
+    assert_eq!(
+        s.get_job(ok_job).await.unwrap().unwrap().state,
+        JobState::Running
+    );
+
+    assert!(s
+        .complete_job(ok_job, "w", &first.spec, None)
+        .await
+        .unwrap());
+    assert_eq!(lb_status(ok.id).await, ProvisioningStatus::Active);
+    let rec = s.get_job(ok_job).await.unwrap().unwrap();
+    assert_eq!((rec.state, rec.error), (JobState::Done, None));
+    assert!(rec.finished_at.is_some());
+    // Once finished it cannot be completed again.
+    assert!(!s
+        .complete_job(ok_job, "w", &first.spec, Some("late"))
+        .await
+        .unwrap());
+    assert_eq!(lb_status(ok.id).await, ProvisioningStatus::Active);
+
+    assert!(s
+        .complete_job(bad_job, "w", &second.spec, Some("boom"))
+        .await
+        .unwrap());
+    assert_eq!(lb_status(bad.id).await, ProvisioningStatus::Error);
+    let rec = s.get_job(bad_job).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.state, rec.error.as_deref()),
+        (JobState::Failed, Some("boom"))
+    );
 }
 
 async fn lease_expiry_resumes_on_other_worker(engine: Engine) {

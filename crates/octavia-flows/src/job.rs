@@ -1,11 +1,9 @@
 //! Running one claimed job: its flow, with progress and settlement in the store.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use octavia_db::{ClaimedJob, Store};
 use octavia_drivers::Drivers;
-use octavia_model::{JobId, JobSpec, JobState};
+use octavia_model::{JobId, JobSpec};
 use tracing::warn;
 
 use crate::context::{FlowSettings, JobContext};
@@ -22,8 +20,6 @@ pub struct JobRunner {
     pub settings: FlowSettings,
     /// The lease owner name this runner claims jobs under.
     pub worker_id: String,
-    /// Lease length, re-checked (and extended) right before settling.
-    pub lease: Duration,
 }
 
 /// Progress of one job in the store, owner-checked against the worker's lease.
@@ -32,7 +28,6 @@ struct StoreProgress<'a> {
     job_id: JobId,
     worker_id: &'a str,
     spec: &'a JobSpec,
-    lease: Duration,
 }
 
 #[async_trait]
@@ -52,33 +47,16 @@ impl Progress for StoreProgress<'_> {
     }
 
     async fn succeeded(&self) -> Result<bool> {
-        // Settling is not owner-checked: make sure the lease is still ours right before.
-        if !self
-            .store
-            .renew_lease(self.job_id, self.worker_id, self.lease)
-            .await?
-        {
-            return Ok(false);
-        }
-        self.store.settle_success(self.spec).await?;
         Ok(self
             .store
-            .finish_job(self.job_id, self.worker_id, JobState::Done, None)
+            .complete_job(self.job_id, self.worker_id, self.spec, None)
             .await?)
     }
 
     async fn failed(&self, error: &str) -> Result<bool> {
-        if !self
-            .store
-            .renew_lease(self.job_id, self.worker_id, self.lease)
-            .await?
-        {
-            return Ok(false);
-        }
-        self.store.settle_failure(self.spec).await?;
         Ok(self
             .store
-            .finish_job(self.job_id, self.worker_id, JobState::Failed, Some(error))
+            .complete_job(self.job_id, self.worker_id, self.spec, Some(error))
             .await?)
     }
 }
@@ -91,7 +69,6 @@ impl JobRunner {
             job_id: job.id,
             worker_id: &self.worker_id,
             spec: &job.spec,
-            lease: self.lease,
         };
         let flow = match flow_for(&job.spec) {
             Ok(flow) => flow,

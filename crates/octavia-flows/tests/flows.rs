@@ -178,7 +178,6 @@ impl Harness {
                 ..FlowSettings::default()
             },
             worker_id: "flow-test".into(),
-            lease: Duration::from_secs(30),
         };
         let (_handle, abort) = AbortHandle::new();
         let outcome = runner.run(&job, abort).await.unwrap();

@@ -139,7 +139,6 @@ pub async fn run(
         engine: Engine::new(settings.failpoints.clone(), settings.retry),
         settings: settings.flow.clone(),
         worker_id: settings.worker_id.clone(),
-        lease: settings.lease,
     });
     info!(worker_id = %settings.worker_id, concurrency = settings.concurrency, "worker started");
 

@@ -230,7 +230,6 @@ async fn job_of_a_worker_that_lost_its_lease_is_resumed_by_another() {
             ),
             settings: settings("A").flow,
             worker_id: "A".into(),
-            lease: a_lease,
         };
         let (a_abort, abort) = AbortHandle::new();
         let a_task = tokio::spawn(async move { a.run(&claimed, abort).await });
