@@ -42,8 +42,10 @@ pub struct BenchArgs {
     /// Sequential creates measured for create → ACTIVE.
     #[arg(long, default_value_t = 200)]
     pub creates: usize,
-    /// Concurrent jobs of the server's worker (`[task_flow] max_workers`).
-    #[arg(long, default_value_t = 16)]
+    /// Jobs the server's worker runs at once (`[task_flow] max_workers`; the default is the
+    /// configuration's default). The create phase leaves a backlog the worker works through
+    /// meanwhile, so this sets how much of the host the worker takes from the API.
+    #[arg(long, default_value_t = crate::config::TaskFlowSection::default().max_workers)]
     pub max_workers: u32,
     /// The all-in-one binary to start (default: this executable).
     #[arg(long)]
