@@ -44,6 +44,13 @@ pub struct AmphoraAgentSection {
     /// Lowest TLS version accepted.
     #[serde(default)]
     pub agent_tls_protocol: TlsProtocol,
+    /// Open unprivileged ping to every group in this network namespace
+    /// (`net.ipv4.ping_group_range`) at start: HAProxy runs the checks of PING health
+    /// monitors as `nobody`, where `ping` has no other way to send. On by default, as an
+    /// amphora is the agent's own host; `false` leaves the kernel setting alone (an agent
+    /// run on a shared host, as the tests do).
+    #[serde(default = "default_allow_unprivileged_ping")]
+    pub allow_unprivileged_ping: bool,
 }
 
 /// Lowest TLS protocol version the agent accepts.
@@ -182,6 +189,9 @@ impl AgentConfig {
     }
 }
 
+fn default_allow_unprivileged_ping() -> bool {
+    true
+}
 fn default_server_cert() -> PathBuf {
     PathBuf::from("/etc/octavia/certs/server.pem")
 }

@@ -12,6 +12,7 @@ pub mod heartbeat;
 pub mod host;
 pub mod limits;
 pub mod netif;
+pub mod pingcheck;
 pub mod stats;
 pub mod tls;
 
@@ -182,6 +183,12 @@ pub async fn start(config: AgentConfig, config_path: Option<PathBuf>) -> Result<
     }
     let hp = &config.haproxy_amphora;
     fsutil::create_dir(&hp.base_path, 0o755)?;
+    pingcheck::install(&hp.base_path)?;
+    if section.allow_unprivileged_ping {
+        if let Err(error) = pingcheck::allow_unprivileged_ping() {
+            tracing::warn!(%error, "PING health monitors will see every member down");
+        }
+    }
     let haproxy = Arc::new(HaproxyManager::new(
         hp.haproxy_cmd.clone(),
         hp.base_path.clone(),

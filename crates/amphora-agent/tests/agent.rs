@@ -313,6 +313,8 @@ agent_server_cert = "{root}/server.pem"
 agent_server_ca = "{root}/client_ca.pem"
 amphora_id = "{id}"
 agent_request_read_timeout = 60
+# The tests' agents share the host's network namespace: leave its ping setting alone.
+allow_unprivileged_ping = false
 
 [haproxy_amphora]
 base_path = "{root}/lib"
@@ -1471,4 +1473,130 @@ async fn global_maxconn_must_fit_the_open_file_limit() {
     )
     .await;
     running.shutdown();
+}
+
+// ---------------------------------------------------------------------------------------------
+// PING health monitors: the agent's external check under HAProxy
+
+/// `check_status` of `server` in `backend` from `show stat` (`PROCOK`, `PROCERR`, ...).
+async fn check_status(socket: &Path, backend: &str, server: &str) -> Option<String> {
+    let stat = amphora_agent::stats::show_stat(socket).await.ok()?;
+    let header: Vec<&str> = stat
+        .lines()
+        .next()?
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let at = header.iter().position(|h| *h == "check_status")?;
+    stat.lines()
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&backend) && f.get(1) == Some(&server))
+        .and_then(|f| f.get(at).map(|s| s.to_string()))
+}
+
+/// HAProxy as the amphora runs it (in its own network namespace, dropping to `nobody`) checks
+/// the members of a PING monitor with the script the agent installs: a member that answers
+/// ping is up, one that cannot be reached is down. The namespace has only its loopback, so
+/// the echo requests never leave it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_health_monitor_checks_members_with_the_agent_script() {
+    if !haproxy_available() || !can_use_netns() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // HAProxy's workers run as nobody: they must reach the script and the socket directory.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let script = amphora_agent::pingcheck::install(dir.path()).expect("install the script");
+    let socket = dir.path().join("stats.sock");
+    let tag = &unique_id()[..8];
+    let mut ns = Netns {
+        name: format!("amping-{tag}"),
+        host_ifs: vec![],
+        agent: None,
+    };
+    sh(&["ip", "netns", "add", &ns.name]).expect("netns add");
+    sh(&[
+        "ip", "netns", "exec", &ns.name, "ip", "link", "set", "lo", "up",
+    ])
+    .expect("lo up");
+    // What the agent does at start inside an amphora, done from a thread that joins the
+    // namespace (the setting is per namespace and read through the opener's).
+    let ns_file = PathBuf::from(format!("/var/run/netns/{}", ns.name));
+    std::thread::spawn(move || {
+        use std::os::fd::AsFd;
+        let f = std::fs::File::open(&ns_file).expect("open netns");
+        rustix::thread::move_into_link_name_space(
+            f.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .expect("setns");
+        amphora_agent::pingcheck::allow_unprivileged_ping().expect("ping_group_range");
+    })
+    .join()
+    .expect("thread");
+    let range = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns.name,
+        "cat",
+        "/proc/sys/net/ipv4/ping_group_range",
+    ])
+    .expect("read range");
+    assert_eq!(
+        range.split_whitespace().collect::<Vec<_>>(),
+        ["0", "2147483647"]
+    );
+    let config = format!(
+        "global\n\
+         \x20   user nobody\n\
+         \x20   group nogroup\n\
+         \x20   stats socket {socket} mode 0666 level user\n\
+         \x20   external-check\n\
+         \x20   insecure-fork-wanted\n\
+         defaults\n\
+         \x20   mode tcp\n\
+         \x20   timeout connect 1s\n\
+         \x20   timeout client 5s\n\
+         \x20   timeout server 5s\n\
+         backend pool\n\
+         \x20   timeout check 2s\n\
+         \x20   option external-check\n\
+         \x20   external-check command {script}\n\
+         \x20   server answers 127.0.0.1:80 check inter 200ms fall 1 rise 1\n\
+         \x20   server unreachable 10.255.0.1:80 check inter 200ms fall 1 rise 1\n",
+        socket = socket.display(),
+        script = script.display(),
+    );
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(&cfg, config).expect("write config");
+    ns.agent = Some(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &ns.name, HAPROXY, "-db", "-f"])
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start haproxy"),
+    );
+    let want = |server: &'static str, status: &'static str| {
+        let socket = socket.clone();
+        async move {
+            eventually(
+                Duration::from_secs(15),
+                &format!("{server} checked as {status}"),
+                || {
+                    let socket = socket.clone();
+                    async move {
+                        (check_status(&socket, "pool", server).await.as_deref() == Some(status))
+                            .then_some(())
+                    }
+                },
+            )
+            .await
+        }
+    };
+    want("answers", "PROCOK").await;
+    want("unreachable", "PROCERR").await;
+    drop(ns);
 }
