@@ -742,6 +742,8 @@ impl Inner {
         }
         let dir = self.dir(compute_id);
         let pid = self.spawn_agent(&record, &dir)?;
+        // As after a build: the instance reads ACTIVE once this returns.
+        self.wait_in_namespace(compute_id, pid, &dir)?;
         record.agent_pid = Some(pid);
         sys::save_json(OWNER, &dir.join(RECORD_FILE), &record)?;
         tracing::info!(compute_id = %compute_id, pid, "restarted amphora agent");
