@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::db::{args, map_err, DbPool};
+use crate::db::{args, map_err, DbPool, SqliteWriter};
 use crate::pgpool::PgPool;
 use crate::{DbError, Engine, Result, StoreOptions};
 
@@ -75,9 +75,25 @@ pub(crate) async fn open(opts: &StoreOptions) -> Result<DbPool> {
             // Every connection to `:memory:` is its own database: keep exactly one forever.
             po = po.min_connections(1).idle_timeout(None).max_lifetime(None);
         }
-        let pool = po.connect_with(o).await.map_err(map_err)?;
+        let pool = po.connect_with(o.clone()).await.map_err(map_err)?;
+        // SQLite runs one write transaction at a time: they all go through one connection
+        // of their own, kept open, so its page cache stays valid (no other connection
+        // writes) and waiting writers hold no read connection. `:memory:` has only its one.
+        let writes = if memory {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .test_before_acquire(false)
+                .connect_with(o)
+                .await
+                .map_err(map_err)?
+        };
         tracing::debug!(url = %url, "opened sqlite store");
-        Ok(DbPool::Sqlite(pool, Default::default()))
+        Ok(DbPool::Sqlite(pool, SqliteWriter::new(writes)))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         // Our own pool (crate::pgpool): no round trip to hand a connection out or to
         // take it back. One connection is opened now, so a wrong URL fails at start.

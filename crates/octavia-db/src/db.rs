@@ -17,13 +17,30 @@ use crate::pgpool::{PgLease, PgPool};
 
 use crate::{DbError, Engine, Result};
 
-/// The two concrete pools behind a store. SQLite allows one writer at a time; its pool
-/// carries an in-process writer lock so that writers queue in order instead of polling
-/// the busy handler (other processes on the same file still meet the busy timeout).
+/// The two concrete pools behind a store: on SQLite the read pool and the writer.
 #[derive(Clone, Debug)]
 pub(crate) enum DbPool {
-    Sqlite(SqlitePool, std::sync::Arc<tokio::sync::Mutex<()>>),
+    Sqlite(SqlitePool, SqliteWriter),
     Postgres(PgPool),
+}
+
+/// SQLite allows one writer at a time. Write transactions queue in order on an in-process
+/// lock instead of polling the busy handler (other processes on the same file still meet
+/// the busy timeout), and the holder runs on the writer connection.
+#[derive(Clone, Debug)]
+pub(crate) struct SqliteWriter {
+    lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// One connection for every write transaction (for `:memory:`, the read pool's only one).
+    conn: SqlitePool,
+}
+
+impl SqliteWriter {
+    pub(crate) fn new(conn: SqlitePool) -> Self {
+        Self {
+            lock: Default::default(),
+            conn,
+        }
+    }
 }
 
 /// One bind value.
@@ -269,11 +286,11 @@ impl DbPool {
 
     pub(crate) async fn begin(&self) -> Result<Tx> {
         match self {
-            DbPool::Sqlite(p, writer) => {
-                // Connection first, then the writer lock: the lock holder never waits for
-                // the pool, so readers holding connections cannot deadlock with it.
-                let conn = p.acquire().await.map_err(map_err)?;
-                let guard = writer.clone().lock_owned().await;
+            DbPool::Sqlite(_, writer) => {
+                // The lock first: waiting writers hold no connection. The holder then waits
+                // at most for a reader to finish (`:memory:`) or for nothing at all.
+                let guard = writer.lock.clone().lock_owned().await;
+                let conn = writer.conn.acquire().await.map_err(map_err)?;
                 Transaction::begin(conn, Some("BEGIN IMMEDIATE".into()))
                     .await
                     .map(|t| Tx::Sqlite(t, guard))

@@ -98,7 +98,7 @@ impl Default for ApiSettingsSection {
 pub struct DatabaseSection {
     /// `sqlite://PATH` (embedded, created if missing) or `postgres://USER:PASS@HOST/DB`.
     pub connection: String,
-    /// Connections kept open per process.
+    /// Connections kept open per process (SQLite: read connections, plus one for writes).
     pub max_pool_size: u32,
 }
 
