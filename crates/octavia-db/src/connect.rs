@@ -68,29 +68,29 @@ pub(crate) async fn open(opts: &StoreOptions) -> Result<DbPool> {
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         // No ping before handing out a connection: it is one more round trip to the
         // connection's thread per request, and a broken connection fails the query anyway.
-        let mut po = SqlitePoolOptions::new()
-            .max_connections(if memory { 1 } else { max })
+        // One connection kept open forever: the writer's, and the whole of `:memory:`
+        // (every connection to it is its own database).
+        let single = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .test_before_acquire(false);
-        if memory {
-            // Every connection to `:memory:` is its own database: keep exactly one forever.
-            po = po.min_connections(1).idle_timeout(None).max_lifetime(None);
-        }
-        let pool = po.connect_with(o.clone()).await.map_err(map_err)?;
         // SQLite runs one write transaction at a time: they all go through one connection
-        // of their own, kept open, so its page cache stays valid (no other connection
-        // writes) and waiting writers hold no read connection. `:memory:` has only its one.
-        let writes = if memory {
-            pool.clone()
+        // of their own, so its page cache stays valid (no other connection writes) and
+        // waiting writers hold no read connection. `:memory:` has only its one.
+        let (pool, writes) = if memory {
+            let pool = single.connect_with(o).await.map_err(map_err)?;
+            (pool.clone(), pool)
         } else {
-            SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
+            let readers = SqlitePoolOptions::new()
+                .max_connections(max)
                 .test_before_acquire(false)
-                .connect_with(o)
+                .connect_with(o.clone())
                 .await
-                .map_err(map_err)?
+                .map_err(map_err)?;
+            let writer = single.connect_with(o).await.map_err(map_err)?;
+            (readers, writer)
         };
         tracing::debug!(url = %url, "opened sqlite store");
         Ok(DbPool::Sqlite(pool, SqliteWriter::new(writes)))
