@@ -11,7 +11,10 @@ use http_body_util::BodyExt;
 use octavia_api::{router, ApiContext, ApiSettings, AuthStrategy};
 use octavia_db::testing::{engines, TestStore};
 use octavia_db::{ClassCaps, Store};
-use octavia_model::JobState;
+use octavia_flows::{
+    AbortHandle, Engine as FlowEngine, Failpoints, FlowOutcome, FlowSettings, JobRunner,
+    RetryPolicy,
+};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -107,22 +110,35 @@ impl Api {
         self.call_as("p1", "", method, path, body).await
     }
 
-    /// Claim every queued job and settle it as a worker would on success.
+    /// Run every queued job through its real flow with the noop drivers, as a worker
+    /// would; each must succeed (a job without a flow, or a step that fails, fails the test).
     async fn settle_all(&self) {
+        let (drivers, _) = octavia_drivers::Drivers::noop();
+        let runner = JobRunner {
+            store: self.store().clone(),
+            drivers,
+            engine: FlowEngine::new(Failpoints::none(), RetryPolicy::default()),
+            settings: FlowSettings {
+                amp_boot_poll: Duration::from_millis(5),
+                ..FlowSettings::default()
+            },
+            worker_id: "api-test".into(),
+        };
         while let Some(job) = self
             .store()
             .claim_job("api-test", Duration::from_secs(60), &ClassCaps::default())
             .await
             .expect("claim")
         {
-            self.store()
-                .settle_success(&job.spec)
-                .await
-                .expect("settle");
-            self.store()
-                .finish_job(job.id, "api-test", JobState::Done, None)
-                .await
-                .expect("finish");
+            let (_abort, abort) = AbortHandle::new();
+            let outcome = runner.run(&job, abort).await.expect("run job");
+            assert_eq!(
+                outcome,
+                FlowOutcome::Succeeded,
+                "job {} ({}) did not succeed",
+                job.id,
+                job.spec
+            );
         }
     }
 
@@ -171,6 +187,70 @@ impl Api {
             .as_str()
             .expect("lb id")
             .to_string()
+    }
+}
+
+impl Api {
+    /// POST `body` under `key` to `path` (201 expected), run the job, return the new id.
+    async fn create_child(&self, path: &str, key: &str, body: Value) -> String {
+        let r = self
+            .call(Method::POST, path, Some(json!({ key: body })))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "POST {path}: {}", r.body);
+        self.settle_all().await;
+        r.body[key]["id"].as_str().expect("new id").to_string()
+    }
+
+    /// An ACTIVE load balancer with an HTTP listener on port 80 and its ROUND_ROBIN pool:
+    /// (load balancer, listener, pool) ids.
+    async fn lb_listener_pool(&self, name: &str) -> (String, String, String) {
+        let lb = self.create_lb(name, &[]).await;
+        self.settle_all().await;
+        let listener = self
+            .create_child(
+                "/v2/lbaas/listeners",
+                "listener",
+                json!({"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80}),
+            )
+            .await;
+        let pool = self
+            .create_child(
+                "/v2/lbaas/pools",
+                "pool",
+                json!({"listener_id": listener, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}),
+            )
+            .await;
+        (lb, listener, pool)
+    }
+
+    /// `(address, protocol_port, weight, provisioning_status)` of every member of `pool`.
+    async fn members_of(&self, pool: &str) -> Vec<(String, i64, i64, String)> {
+        let r = self
+            .call(
+                Method::GET,
+                &format!("/v2/lbaas/pools/{pool}/members"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let mut v: Vec<_> = r.body["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .map(|m| {
+                (
+                    m["address"].as_str().unwrap_or_default().to_string(),
+                    m["protocol_port"].as_i64().unwrap_or_default(),
+                    m["weight"].as_i64().unwrap_or_default(),
+                    m["provisioning_status"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
     }
 }
 
@@ -936,5 +1016,105 @@ async fn admin_apis_and_quotas() {
         assert_eq!(r.body["quota"]["loadbalancer"], -1);
         let r = api.call(Method::GET, "/v2/lbaas/quotas/p2", None).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN);
+    }
+}
+
+/// `PUT /pools/{id}/members` replaces the pool's members in one job that really runs
+/// (regression: the job used to find no flow and left every member in ERROR).
+#[tokio::test]
+async fn member_batch_update_runs_one_job_that_replaces_members() {
+    for engine in engines() {
+        let api = Api::new(engine).await;
+        let (lb, _, pool) = api.lb_listener_pool("batch").await;
+        let members = format!("/v2/lbaas/pools/{pool}/members");
+        for address in ["10.0.0.11", "10.0.0.12"] {
+            api.create_child(
+                &members,
+                "member",
+                json!({"address": address, "protocol_port": 8080}),
+            )
+            .await;
+        }
+        let jobs_before = api.job_total().await;
+
+        // Two members replaced by one new one: one job, every member ACTIVE after it.
+        let r = api
+            .call(
+                Method::PUT,
+                &members,
+                Some(json!({"members": [{"address": "10.0.0.13", "protocol_port": 8080}]})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        assert_eq!(api.job_total().await, jobs_before + 1);
+        api.settle_all().await;
+        assert_eq!(
+            api.members_of(&pool).await,
+            vec![("10.0.0.13".into(), 8080, 1, "ACTIVE".into())]
+        );
+        let r = api
+            .call(Method::GET, &format!("/v2/lbaas/pools/{pool}"), None)
+            .await;
+        assert_eq!(
+            r.body["pool"]["provisioning_status"], "ACTIVE",
+            "{}",
+            r.body
+        );
+        let r = api
+            .call(Method::GET, &format!("/v2/lbaas/loadbalancers/{lb}"), None)
+            .await;
+        assert_eq!(
+            r.body["loadbalancer"]["provisioning_status"], "ACTIVE",
+            "{}",
+            r.body
+        );
+
+        // additive_only: listed members are updated (matched by address and port) or
+        // created, the others stay.
+        let r = api
+            .call(
+                Method::PUT,
+                &format!("{members}?additive_only=true"),
+                Some(json!({"members": [
+                    {"address": "10.0.0.13", "protocol_port": 8080, "weight": 5},
+                    {"address": "10.0.0.14", "protocol_port": 8080}
+                ]})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        api.settle_all().await;
+        assert_eq!(
+            api.members_of(&pool).await,
+            vec![
+                ("10.0.0.13".into(), 8080, 5, "ACTIVE".into()),
+                ("10.0.0.14".into(), 8080, 1, "ACTIVE".into())
+            ]
+        );
+
+        // The same member twice in one request: 400, nothing queued.
+        let jobs_before = api.job_total().await;
+        let r = api
+            .call(
+                Method::PUT,
+                &members,
+                Some(json!({"members": [
+                    {"address": "10.0.0.15", "protocol_port": 80},
+                    {"address": "10.0.0.15", "protocol_port": 80}
+                ]})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert_eq!(api.job_total().await, jobs_before);
+
+        // A batch that changes nothing: 202 and no job.
+        let r = api
+            .call(
+                Method::PUT,
+                &format!("{members}?additive_only=true"),
+                Some(json!({"members": [{"address": "10.0.0.14", "protocol_port": 8080}]})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        assert_eq!(api.job_total().await, jobs_before);
     }
 }

@@ -33,7 +33,8 @@ pub fn steps_for(spec: &JobSpec) -> Result<Vec<StepKind>> {
         ],
         (A::Delete, K::Amphora) => vec![DeleteAmphora],
         (A::Update, K::Amphora) => vec![UpdateAgentConfig],
-        (A::Create | A::Update | A::Delete | A::BatchUpdate, K::Member) => {
+        // A batch member update targets the pool whose members it replaces.
+        (A::Create | A::Update | A::Delete, K::Member) | (A::BatchUpdate, K::Pool) => {
             vec![PlugMemberNetworks, UpdateAmphorae]
         }
         (
@@ -89,7 +90,11 @@ mod tests {
                 assert!(!f.step_names().is_empty());
             }
         }
-        assert!(flow_for(&spec(BatchUpdate, Member)).is_ok());
+        assert_eq!(
+            flow_for(&spec(BatchUpdate, Pool)).unwrap().step_names(),
+            vec!["plug_member_networks", "update_amphorae"]
+        );
+        assert!(flow_for(&spec(BatchUpdate, Member)).is_err());
         assert!(flow_for(&spec(Failover, LoadBalancer)).is_ok());
         assert!(flow_for(&spec(Failover, Amphora)).is_ok());
         assert_eq!(
