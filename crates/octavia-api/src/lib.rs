@@ -22,6 +22,7 @@ pub mod network;
 pub mod pool;
 pub mod quota;
 pub mod settings;
+pub mod vip;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,9 +51,11 @@ pub struct ApiContext {
     pub settings: ApiSettings,
     /// `GET /metrics` body; `None` → 404.
     pub metrics_render: Option<MetricsRender>,
-    /// Read-only subnet lookups for clients that resolve `--vip-subnet-id` through
-    /// this endpoint (see [`network`]); `None` → those lookups answer 404.
-    pub network: Option<Arc<dyn octavia_drivers::NetworkDriver>>,
+    /// Read-only network lookups: the VIP of a new load balancer is checked against them
+    /// ([`vip`]), and clients that resolve `--vip-subnet-id` through this endpoint are
+    /// answered from them ([`network`]). `None` → VIPs are taken as given and those
+    /// lookups answer 404. The API never changes anything through it.
+    pub network: Option<Arc<dyn octavia_drivers::NetworkLookup>>,
 }
 
 /// The header carrying the request id.

@@ -67,13 +67,22 @@ pub async fn create(
     Policy::check(&caller, &rule("loadbalancer", "post"))?;
     let b: LoadBalancerPostBody =
         json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let project = b.loadbalancer.validate()?;
+    // Whose load balancer it is, before anything about the body is judged.
+    let project = b
+        .loadbalancer
+        .project_id
+        .clone()
+        .or_else(|| b.loadbalancer.tenant_id.clone());
     let project = caller.owning_project(project)?;
+    b.loadbalancer.validate()?;
     let mut post = b.loadbalancer;
     if post.provider.is_none() {
         post.provider = Some(s.ctx.settings.default_provider_driver.clone());
     }
-    let lb = post.into_model(project, s.ctx.settings.loadbalancer_topology);
+    let mut lb = post.into_model(project, s.ctx.settings.loadbalancer_topology);
+    if let Some(lookup) = &s.ctx.network {
+        crate::vip::resolve(lookup.as_ref(), &mut lb.vip).await?;
+    }
     let (lb, job) = s.ctx.store.create_load_balancer(&lb).await?;
     tracing::info!(lb_id = %lb.id, job_id = %job, "load balancer create accepted");
     app::single(

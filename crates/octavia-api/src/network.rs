@@ -3,8 +3,8 @@
 //! `openstack loadbalancer create --vip-subnet-id X` resolves X through the network
 //! service (`GET <endpoint>/v2/subnets?id=X`), and `--project NAME` through the identity
 //! service. With `OS_AUTH_TYPE=none` every service is this endpoint, so:
-//! * subnets are answered from the configured network driver (read-only; the `noop`
-//!   driver knows every subnet id, as Octavia's noop driver does);
+//! * subnets are answered from the network lookup (read-only; the `noop` driver knows
+//!   every subnet id, as Octavia's noop driver does);
 //! * identity lookups are refused with 403, which makes the client use the project
 //!   name as its id (the noauth model: project ids are whatever callers say).
 
@@ -30,8 +30,8 @@ async fn lookup(s: &AppState, id: &str) -> Result<Option<Value>, ApiError> {
             "No network driver is configured for subnet lookups.".to_string(),
         ));
     };
-    match network.subnet(id).await {
-        Ok(subnet) => Ok(Some(json!({
+    match network.find_subnet(id).await {
+        Ok(Some(subnet)) => Ok(Some(json!({
             "id": subnet.id,
             "name": "",
             "network_id": subnet.network_id,
@@ -39,6 +39,7 @@ async fn lookup(s: &AppState, id: &str) -> Result<Option<Value>, ApiError> {
             "gateway_ip": subnet.gateway_ip,
             "ip_version": if subnet.cidr.contains(':') { 6 } else { 4 },
         }))),
+        Ok(None) => Ok(None),
         Err(e) => {
             tracing::debug!(subnet_id = %id, error = %e, "subnet lookup failed");
             Ok(None)

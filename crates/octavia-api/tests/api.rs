@@ -33,6 +33,14 @@ struct Reply {
 
 impl Api {
     async fn new(engine: octavia_db::Engine) -> Api {
+        Self::with_network(engine, octavia_drivers::Drivers::noop().0.network).await
+    }
+
+    /// An API whose VIP checks ask `network`.
+    async fn with_network(
+        engine: octavia_db::Engine,
+        network: Arc<dyn octavia_drivers::NetworkLookup>,
+    ) -> Api {
         let ts = TestStore::new(engine).await;
         let settings = ApiSettings {
             pagination_max_limit: 50,
@@ -42,7 +50,7 @@ impl Api {
             store: ts.store.clone(),
             settings,
             metrics_render: Some(Arc::new(|| "octavia_test_metric 1\n".to_string())),
-            network: Some(octavia_drivers::Drivers::noop().0.network),
+            network: Some(network),
         })
         .expect("router builds with noauth");
         Api { router, ts }
@@ -1116,5 +1124,168 @@ async fn member_batch_update_runs_one_job_that_replaces_members() {
             .await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
         assert_eq!(api.job_total().await, jobs_before);
+    }
+}
+
+const SUBNET_B6: &str = "22222222-0000-0000-0000-0000000000b6";
+const SUBNET_B4: &str = "22222222-0000-0000-0000-0000000000b4";
+const NET_A: &str = "33333333-0000-0000-0000-00000000000a";
+const NET_B: &str = "33333333-0000-0000-0000-00000000000b";
+const NET_EMPTY: &str = "33333333-0000-0000-0000-0000000000ee";
+const PORT_FREE: &str = "44444444-0000-0000-0000-0000000000f1";
+const PORT_USED: &str = "44444444-0000-0000-0000-0000000000f2";
+const NOWHERE: &str = "55555555-0000-0000-0000-000000000000";
+
+/// A network service that knows a few objects (the noop one knows every id).
+struct KnownNetworks;
+
+#[async_trait::async_trait]
+impl octavia_drivers::NetworkLookup for KnownNetworks {
+    async fn find_subnet(
+        &self,
+        id: &str,
+    ) -> octavia_drivers::Result<Option<octavia_drivers::Subnet>> {
+        let subnet = |network: &str, cidr: &str| octavia_drivers::Subnet {
+            id: id.to_string(),
+            network_id: network.to_string(),
+            cidr: cidr.to_string(),
+            gateway_ip: None,
+        };
+        Ok(match id {
+            SUBNET => Some(subnet(NET_A, "10.0.0.0/24")),
+            SUBNET_B6 => Some(subnet(NET_B, "2001:db8::/64")),
+            SUBNET_B4 => Some(subnet(NET_B, "10.1.0.0/24")),
+            _ => None,
+        })
+    }
+
+    async fn find_network(
+        &self,
+        id: &str,
+    ) -> octavia_drivers::Result<Option<octavia_drivers::Network>> {
+        let subnets: &[&str] = match id {
+            NET_A => &[SUBNET],
+            NET_B => &[SUBNET_B6, SUBNET_B4],
+            NET_EMPTY => &[],
+            _ => return Ok(None),
+        };
+        Ok(Some(octavia_drivers::Network {
+            id: id.to_string(),
+            subnet_ids: subnets.iter().map(|s| s.to_string()).collect(),
+        }))
+    }
+
+    async fn find_port(&self, id: &str) -> octavia_drivers::Result<Option<octavia_drivers::Port>> {
+        let port = |device: Option<&str>| octavia_drivers::Port {
+            id: id.to_string(),
+            network_id: NET_A.into(),
+            fixed_ips: vec![octavia_drivers::FixedIp {
+                subnet_id: SUBNET.into(),
+                ip_address: "10.0.0.77".into(),
+            }],
+            device_id: device.map(String::from),
+        };
+        Ok(match id {
+            PORT_FREE => Some(port(None)),
+            PORT_USED => Some(port(Some("server-1"))),
+            _ => None,
+        })
+    }
+}
+
+/// The VIP is checked against the network service at POST, as Octavia does: what does not
+/// exist, or cannot hold the VIP, is a 400 and nothing is written; what is valid is completed
+/// (regression: an unknown subnet used to be accepted, and the load balancer went ERROR).
+#[tokio::test]
+async fn vip_is_checked_against_the_network_service() {
+    for engine in engines() {
+        let api = Api::with_network(engine, Arc::new(KnownNetworks)).await;
+        let before = api.snapshot().await;
+        for (vip, fault) in [
+            (
+                json!({"vip_subnet_id": NOWHERE}),
+                format!("Subnet {NOWHERE} not found."),
+            ),
+            (
+                json!({"vip_network_id": NOWHERE}),
+                format!("Network {NOWHERE} not found."),
+            ),
+            (
+                json!({"vip_port_id": NOWHERE}),
+                format!("Port {NOWHERE} not found."),
+            ),
+            (
+                json!({"vip_port_id": PORT_USED}),
+                "already used by device server-1".to_string(),
+            ),
+            (
+                json!({"vip_network_id": NET_B, "vip_subnet_id": SUBNET}),
+                format!("Subnet {SUBNET} not found."),
+            ),
+            (
+                json!({"vip_subnet_id": SUBNET, "vip_address": "10.9.9.9"}),
+                "is not within subnet".to_string(),
+            ),
+            (
+                json!({"vip_network_id": NET_A, "vip_address": "10.9.9.9"}),
+                "does not contain a subnet for VIP address".to_string(),
+            ),
+            (
+                json!({"vip_network_id": NET_EMPTY}),
+                "does not contain a subnet".to_string(),
+            ),
+            (
+                json!({"vip_port_id": PORT_FREE, "vip_address": "10.0.0.78"}),
+                "not found on the specified VIP port".to_string(),
+            ),
+        ] {
+            let mut body = vip.clone();
+            body["name"] = json!("bad-vip");
+            let r = api
+                .call(
+                    Method::POST,
+                    "/v2/lbaas/loadbalancers",
+                    Some(json!({ "loadbalancer": body })),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{vip}: {}", r.body);
+            fault_names(&r, &fault);
+            assert_eq!(api.snapshot().await, before, "{vip} changed the store");
+        }
+
+        // Valid requests are completed as Octavia completes them.
+        for (vip, network, subnet, address) in [
+            (json!({"vip_subnet_id": SUBNET}), NET_A, SUBNET, None),
+            // A network alone: its first IPv4 subnet.
+            (json!({"vip_network_id": NET_B}), NET_B, SUBNET_B4, None),
+            (
+                json!({"vip_network_id": NET_B, "vip_address": "2001:db8::5"}),
+                NET_B,
+                SUBNET_B6,
+                Some("2001:db8::5"),
+            ),
+            // A free port: its network, subnet and address.
+            (
+                json!({"vip_port_id": PORT_FREE}),
+                NET_A,
+                SUBNET,
+                Some("10.0.0.77"),
+            ),
+        ] {
+            let r = api
+                .call(
+                    Method::POST,
+                    "/v2/lbaas/loadbalancers",
+                    Some(json!({ "loadbalancer": vip })),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{vip}: {}", r.body);
+            let lb = &r.body["loadbalancer"];
+            assert_eq!(lb["vip_network_id"], network, "{vip}");
+            assert_eq!(lb["vip_subnet_id"], subnet, "{vip}");
+            if let Some(address) = address {
+                assert_eq!(lb["vip_address"], address, "{vip}");
+            }
+        }
     }
 }

@@ -25,8 +25,8 @@ use octavia_model::{Amphora, AmphoraId, LoadBalancerId};
 use reqwest::{Method, StatusCode};
 
 use crate::certs::{CertificateAuthority, ControllerIdentity};
-use crate::network::{AmphoraNetworkConfig, Interface};
-use crate::{AgentInfo, AmphoraDriver, DriverError, FaultOwner, NetworkDriver, Result};
+use crate::network::{AmphoraNetworkConfig, HostRoute, MemberNetworkConfig};
+use crate::{AgentInfo, AmphoraDriver, DriverError, FaultOwner, Result};
 
 /// Default agent port: `[haproxy_amphora] bind_port`.
 pub const DEFAULT_AGENT_PORT: u16 = 9443;
@@ -110,7 +110,6 @@ pub struct AgentClient {
     config: AgentClientConfig,
     tls: rustls::ClientConfig,
     clients: Mutex<HashMap<(AmphoraId, SocketAddr), reqwest::Client>>,
-    network: Option<Arc<dyn NetworkDriver>>,
 }
 
 impl fmt::Debug for AgentClient {
@@ -318,15 +317,7 @@ impl AgentClient {
             config,
             tls,
             clients: Mutex::new(HashMap::new()),
-            network: None,
         })
-    }
-
-    /// Resolve member subnets through `network` for `plug_network` (the agent needs each
-    /// address's subnet CIDR and gateway, which the port alone does not carry).
-    pub fn with_network(mut self, network: Arc<dyn NetworkDriver>) -> Self {
-        self.network = Some(network);
-        self
     }
 
     /// The configuration in use.
@@ -490,6 +481,18 @@ impl AgentClient {
             )
         })
     }
+
+    fn host_routes(context: &str, routes: &[HostRoute]) -> Result<Vec<proto::HostRoute>> {
+        routes
+            .iter()
+            .map(|r| {
+                Ok(proto::HostRoute {
+                    nexthop: Self::parse_ip(context, "route next hop", &r.nexthop)?,
+                    destination: r.destination.clone(),
+                })
+            })
+            .collect()
+    }
 }
 
 /// Octavia refuses agents whose API version is 0.5 or older.
@@ -644,16 +647,7 @@ impl AmphoraDriver for AgentClient {
     ) -> Result<()> {
         const CTX: &str = "plug vip on amphora";
         let vip = Self::parse_ip(CTX, "vip address", vip_address)?;
-        let host_routes = config
-            .host_routes
-            .iter()
-            .map(|r| {
-                Ok(proto::HostRoute {
-                    nexthop: Self::parse_ip(CTX, "route next hop", &r.nexthop)?,
-                    destination: r.destination.clone(),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let host_routes = Self::host_routes(CTX, &config.host_routes)?;
         let body = proto::PlugVip {
             subnet_cidr: config.subnet_cidr.clone(),
             gateway: config
@@ -680,35 +674,28 @@ impl AmphoraDriver for AgentClient {
             .check(CTX, &[StatusCode::CONFLICT])
     }
 
-    async fn plug_network(&self, amphora: &Amphora, interface: &Interface) -> Result<()> {
+    async fn plug_network(&self, amphora: &Amphora, config: &MemberNetworkConfig) -> Result<()> {
         const CTX: &str = "plug network on amphora";
-        let mut fixed_ips = Vec::with_capacity(interface.fixed_ips.len());
-        for fixed in &interface.fixed_ips {
-            let network = self.network.as_ref().ok_or_else(|| {
-                ours(
-                    CTX,
-                    format!(
-                        "no network driver to resolve subnet {} (AgentClient::with_network)",
-                        fixed.subnet_id
-                    ),
-                )
-            })?;
-            let subnet = network.subnet(&fixed.subnet_id).await?;
-            fixed_ips.push(proto::FixedIp {
-                ip_address: Self::parse_ip(CTX, "fixed ip", &fixed.ip_address)?,
-                subnet_cidr: subnet.cidr,
-                host_routes: Vec::new(),
-                gateway: subnet
-                    .gateway_ip
-                    .as_deref()
-                    .map(|g| Self::parse_ip(CTX, "gateway", g))
-                    .transpose()?,
-            });
-        }
+        let fixed_ips = config
+            .addresses
+            .iter()
+            .map(|a| {
+                Ok(proto::FixedIp {
+                    ip_address: Self::parse_ip(CTX, "fixed ip", &a.ip_address)?,
+                    subnet_cidr: a.subnet_cidr.clone(),
+                    host_routes: Self::host_routes(CTX, &a.host_routes)?,
+                    gateway: a
+                        .gateway
+                        .as_deref()
+                        .map(|g| Self::parse_ip(CTX, "gateway", g))
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let body = proto::PlugNetwork {
-            mac_address: interface.mac_address.clone(),
+            mac_address: config.mac_address.clone(),
             fixed_ips,
-            mtu: None,
+            mtu: config.mtu,
             vip_net_info: None,
             is_sriov: false,
         };

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use octavia_model::{Amphora, LoadBalancerId};
 
-use crate::network::{AmphoraNetworkConfig, Interface};
+use crate::network::{AmphoraNetworkConfig, MemberNetworkConfig};
 use crate::Result;
 
 /// What the agent says about itself once it answers (`GET /1.0/info`).
@@ -56,7 +56,7 @@ pub trait AmphoraDriver: Send + Sync {
     ) -> Result<()>;
 
     /// Configure a newly attached member network interface (`POST /plug/network`).
-    async fn plug_network(&self, amphora: &Amphora, interface: &Interface) -> Result<()>;
+    async fn plug_network(&self, amphora: &Amphora, config: &MemberNetworkConfig) -> Result<()>;
 
     /// Replace the agent's own configuration file (`PUT /config`).
     async fn update_agent_config(&self, amphora: &Amphora, config: &str) -> Result<()>;

@@ -26,7 +26,8 @@ pub use compute::{BuildRequest, ComputeDriver, ComputeInstance, ComputeStatus};
 pub use error::{DriverError, FaultOwner, Result};
 pub use netns::{ImageRecord, ImageRegistry, NetnsCompute, NetnsComputeSettings, NetnsNetwork};
 pub use network::{
-    AmphoraNetworkConfig, FixedIp, HostRoute, Interface, NetworkDriver, Subnet, VipPlug, VipRequest,
+    AmphoraNetworkConfig, FixedIp, HostRoute, Interface, MemberNetworkConfig, Network,
+    NetworkDriver, NetworkLookup, Port, PortAddress, Subnet, VipPlug, VipRequest,
 };
 pub use noop::{CallLog, DriverCall};
 

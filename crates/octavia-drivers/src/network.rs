@@ -53,6 +53,25 @@ pub struct Subnet {
     pub gateway_ip: Option<String>,
 }
 
+/// A network as the network service describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub id: String,
+    /// Its subnets, in the order the service lists them.
+    pub subnet_ids: Vec<String>,
+}
+
+/// A port as the network service describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    pub id: String,
+    pub network_id: String,
+    pub fixed_ips: Vec<FixedIp>,
+    /// What the port is bound to (an instance, a load balancer's VIP, a reservation);
+    /// `None` = free for a user to hand over as a VIP port.
+    pub device_id: Option<String>,
+}
+
 /// A static route handed to the amphora.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostRoute {
@@ -72,22 +91,60 @@ pub struct AmphoraNetworkConfig {
     pub host_routes: Vec<HostRoute>,
 }
 
+/// One address of an amphora's member-network port, with what the agent needs to configure
+/// it (the `fixed_ips[]` of `/plug/network`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortAddress {
+    pub ip_address: String,
+    pub subnet_cidr: String,
+    pub gateway: Option<String>,
+    pub host_routes: Vec<HostRoute>,
+}
+
+/// What the agent needs to configure a newly attached member-network port
+/// (the `/plug/network` body); the flow step builds it from the port and its subnets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberNetworkConfig {
+    pub mac_address: String,
+    pub addresses: Vec<PortAddress>,
+    pub mtu: Option<u32>,
+}
+
+/// The read-only questions about networks, subnets and ports that the API asks while it
+/// validates a VIP (reference §1.5) and that flows ask about member subnets. Lookups never
+/// change anything; `Ok(None)` means the object does not exist.
+#[async_trait]
+pub trait NetworkLookup: Send + Sync {
+    /// Describe a subnet.
+    async fn find_subnet(&self, subnet_id: &str) -> Result<Option<Subnet>>;
+
+    /// Describe a network and list its subnets.
+    async fn find_network(&self, network_id: &str) -> Result<Option<Network>>;
+
+    /// Describe a port.
+    async fn find_port(&self, port_id: &str) -> Result<Option<Port>>;
+}
+
 /// Allocates VIPs and plugs amphorae into networks.
 ///
 /// Every call is idempotent: allocating the VIP of a load balancer twice returns the same
-/// VIP, plugging what is plugged returns the existing port, unplugging what is gone succeeds.
+/// VIP, plugging what is plugged returns the existing port, unplugging or releasing what is
+/// gone (or was never allocated) succeeds and changes nothing.
 #[async_trait]
-pub trait NetworkDriver: Send + Sync {
+pub trait NetworkDriver: NetworkLookup {
     /// Create (or find) the VIP port of the load balancer; returns the complete VIP.
     async fn allocate_vip(&self, request: &VipRequest) -> Result<Vip>;
 
-    /// Release the VIP port.
+    /// Release the VIP port of the load balancer, whatever `vip` holds (it may be the
+    /// incomplete request of a load balancer whose allocation failed); nothing allocated →
+    /// nothing to do.
     async fn deallocate_vip(&self, load_balancer_id: LoadBalancerId, vip: &Vip) -> Result<()>;
 
     /// Give the amphora a port on the VIP network and let it hold the VIP address.
     async fn plug_vip(&self, amphora: &Amphora, vip: &Vip) -> Result<VipPlug>;
 
-    /// Remove the amphora's port on the VIP network.
+    /// Remove the amphora's port on the VIP network; an amphora without an instance or
+    /// without such a port → nothing to do.
     async fn unplug_vip(&self, amphora: &Amphora, vip: &Vip) -> Result<()>;
 
     /// Attach the instance to a network (member networks); returns the port.
@@ -98,9 +155,6 @@ pub trait NetworkDriver: Send + Sync {
 
     /// Ports currently attached to the instance (excluding the management port).
     async fn plugged_networks(&self, compute_id: &str) -> Result<Vec<Interface>>;
-
-    /// Describe a subnet.
-    async fn subnet(&self, subnet_id: &str) -> Result<Subnet>;
 
     /// The VIP interface configuration of one amphora, for the agent's `/plug/vip`.
     async fn network_config(&self, amphora: &Amphora, vip: &Vip) -> Result<AmphoraNetworkConfig>;

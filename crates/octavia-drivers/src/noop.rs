@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use crate::{
     AgentInfo, AmphoraDriver, AmphoraNetworkConfig, BuildRequest, ComputeDriver, ComputeInstance,
-    ComputeStatus, FixedIp, Interface, NetworkDriver, Result, Subnet, VipPlug, VipRequest,
+    ComputeStatus, FixedIp, Interface, MemberNetworkConfig, Network, NetworkDriver, NetworkLookup,
+    Port, Result, Subnet, VipPlug, VipRequest,
 };
 
 /// One call a noop driver received.
@@ -203,6 +204,41 @@ impl NoopNetwork {
     }
 }
 
+/// The noop network service knows every id, as Octavia's noop driver does: each subnet is
+/// on its own network, each network has one subnet, each port is free with one address.
+#[async_trait]
+impl NetworkLookup for NoopNetwork {
+    async fn find_subnet(&self, subnet_id: &str) -> Result<Option<Subnet>> {
+        let net = derived_id("network-of-subnet", subnet_id);
+        let b = net.as_bytes();
+        Ok(Some(Subnet {
+            id: subnet_id.to_string(),
+            network_id: net.to_string(),
+            cidr: format!("172.{}.{}.0/24", 16 + b[0] % 16, b[1]),
+            gateway_ip: Some(format!("172.{}.{}.1", 16 + b[0] % 16, b[1])),
+        }))
+    }
+
+    async fn find_network(&self, network_id: &str) -> Result<Option<Network>> {
+        Ok(Some(Network {
+            id: network_id.to_string(),
+            subnet_ids: vec![derived_id("subnet", network_id).to_string()],
+        }))
+    }
+
+    async fn find_port(&self, port_id: &str) -> Result<Option<Port>> {
+        Ok(Some(Port {
+            id: port_id.to_string(),
+            network_id: derived_id("network-of-port", port_id).to_string(),
+            fixed_ips: vec![FixedIp {
+                subnet_id: derived_id("subnet-of-port", port_id).to_string(),
+                ip_address: address("192.168", derived_id("port-address", port_id)),
+            }],
+            device_id: None,
+        }))
+    }
+}
+
 #[async_trait]
 impl NetworkDriver for NoopNetwork {
     async fn allocate_vip(&self, request: &VipRequest) -> Result<Vip> {
@@ -295,17 +331,6 @@ impl NetworkDriver for NoopNetwork {
             .unwrap_or_default())
     }
 
-    async fn subnet(&self, subnet_id: &str) -> Result<Subnet> {
-        let net = derived_id("network-of-subnet", subnet_id);
-        let b = net.as_bytes();
-        Ok(Subnet {
-            id: subnet_id.to_string(),
-            network_id: net.to_string(),
-            cidr: format!("172.{}.{}.0/24", 16 + b[0] % 16, b[1]),
-            gateway_ip: Some(format!("172.{}.{}.1", 16 + b[0] % 16, b[1])),
-        })
-    }
-
     async fn network_config(&self, amphora: &Amphora, vip: &Vip) -> Result<AmphoraNetworkConfig> {
         let vrrp_port = derived_id("vrrp-port", &amphora.id.to_string());
         let subnet = derived_id("vip", vip.subnet_id.as_deref().unwrap_or_default());
@@ -392,11 +417,11 @@ impl AmphoraDriver for NoopAmphora {
         Ok(())
     }
 
-    async fn plug_network(&self, amphora: &Amphora, interface: &Interface) -> Result<()> {
+    async fn plug_network(&self, amphora: &Amphora, config: &MemberNetworkConfig) -> Result<()> {
         self.log.push(
             "amphora.plug_network",
             amphora.id,
-            interface.network_id.clone(),
+            config.mac_address.clone(),
         );
         Ok(())
     }

@@ -13,11 +13,9 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use octavia_drivers::certs::{self, CertificateAuthority, DEFAULT_CERT_VALIDITY};
-use octavia_drivers::network::{FixedIp, HostRoute, Interface};
-use octavia_drivers::noop::NoopNetwork;
+use octavia_drivers::network::{HostRoute, MemberNetworkConfig, PortAddress};
 use octavia_drivers::{
-    AgentClient, AgentClientConfig, AmphoraDriver, AmphoraNetworkConfig, CallLog, FaultOwner,
-    NetworkDriver,
+    AgentClient, AgentClientConfig, AmphoraDriver, AmphoraNetworkConfig, FaultOwner,
 };
 use octavia_model::{now, Amphora, AmphoraId, LoadBalancerId, ProvisioningStatus};
 use rustls::client::danger::ServerCertVerifier;
@@ -566,8 +564,7 @@ async fn calls_use_the_paths_and_bodies_of_the_agent_api() {
     let Setup { ca, .. } = setup();
     let id = AmphoraId::new();
     let agent = agent_for(&ca, id, READY).await;
-    let network: Arc<dyn NetworkDriver> = Arc::new(NoopNetwork::new(CallLog::default()));
-    let client = client(&ca, agent.addr.port()).with_network(network.clone());
+    let client = client(&ca, agent.addr.port());
     let amp = amphora(id);
     let lb = LoadBalancerId::new();
 
@@ -598,17 +595,20 @@ async fn calls_use_the_paths_and_bodies_of_the_agent_api() {
         .plug_vip(&amp, "203.0.113.10", &vip_config)
         .await
         .unwrap();
-    let iface = Interface {
-        compute_id: "c1".into(),
-        network_id: "n1".into(),
-        port_id: "p1".into(),
+    let member_config = MemberNetworkConfig {
         mac_address: "fa:16:3e:00:00:02".into(),
-        fixed_ips: vec![FixedIp {
-            subnet_id: "member-subnet".into(),
+        addresses: vec![PortAddress {
             ip_address: "10.1.2.3".into(),
+            subnet_cidr: "10.1.2.0/24".into(),
+            gateway: Some("10.1.2.1".into()),
+            host_routes: vec![HostRoute {
+                destination: "10.9.0.0/16".into(),
+                nexthop: "10.1.2.254".into(),
+            }],
         }],
+        mtu: Some(1400),
     };
-    client.plug_network(&amp, &iface).await.unwrap();
+    client.plug_network(&amp, &member_config).await.unwrap();
     let agent_conf = "[amphora_agent]\namphora_id = \"x\"\n";
     client.update_agent_config(&amp, agent_conf).await.unwrap();
 
@@ -645,16 +645,16 @@ async fn calls_use_the_paths_and_bodies_of_the_agent_api() {
         })
     );
     assert_eq!(seen[4].content_type.as_deref(), Some("application/json"));
-    let subnet = network.subnet("member-subnet").await.unwrap();
     let body = seen[5].json();
     assert_eq!(body["mac_address"], "fa:16:3e:00:00:02");
+    assert_eq!(body["mtu"], 1400);
     assert_eq!(
         body["fixed_ips"],
         json!([{
             "ip_address": "10.1.2.3",
-            "subnet_cidr": subnet.cidr,
-            "host_routes": [],
-            "gateway": subnet.gateway_ip,
+            "subnet_cidr": "10.1.2.0/24",
+            "host_routes": [{"nexthop": "10.1.2.254", "destination": "10.9.0.0/16"}],
+            "gateway": "10.1.2.1",
         }])
     );
     assert_eq!(seen[6].body, agent_conf.as_bytes());
@@ -687,19 +687,20 @@ async fn agent_errors_map_to_driver_errors() {
         .unwrap_err();
     assert_eq!(err.owner(), FaultOwner::Ours);
 
-    // plug_network without a network driver to resolve subnets.
-    let iface = Interface {
-        compute_id: "c".into(),
-        network_id: "n".into(),
-        port_id: "p".into(),
+    // A member-network address that is not an IP: refused before anything is sent.
+    let bad = MemberNetworkConfig {
         mac_address: "fa:16:3e:00:00:03".into(),
-        fixed_ips: vec![FixedIp {
-            subnet_id: "s".into(),
-            ip_address: "10.0.0.3".into(),
+        addresses: vec![PortAddress {
+            ip_address: "not-an-ip".into(),
+            subnet_cidr: "10.0.0.0/24".into(),
+            gateway: None,
+            host_routes: Vec::new(),
         }],
+        mtu: None,
     };
-    let err = client.plug_network(&amp, &iface).await.unwrap_err();
-    assert!(err.to_string().contains("with_network"), "{err}");
+    let err = client.plug_network(&amp, &bad).await.unwrap_err();
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("not-an-ip"), "{err}");
     assert_eq!(agent.seen().len(), 1);
 
     // An agent that is not ready yet (plain 404): retried, then a retryable error.

@@ -19,7 +19,7 @@ use octavia_drivers::netns::{
 };
 use octavia_drivers::{
     BuildRequest, CertificateAuthority, ComputeDriver, ComputeStatus, NetnsCompute,
-    NetnsComputeSettings, NetnsNetwork, NetworkDriver, Secret, VipRequest,
+    NetnsComputeSettings, NetnsNetwork, NetworkDriver, NetworkLookup, Secret, VipRequest,
 };
 use octavia_model::{now, Amphora, AmphoraId, LoadBalancerId, ProvisioningStatus, Vip};
 
@@ -572,9 +572,39 @@ async fn ipam_allocates_distinct_addresses_releases_and_persists() {
     let reserved = driver.reserve_address("tenant", "member server").unwrap();
     assert_eq!(reserved.ip_address, "10.213.43.5");
     assert!(driver.reserve_address("tenant", "one too many").is_err());
-    let subnet = driver.subnet(&net.subnet_id).await.unwrap();
+    let subnet = driver.find_subnet(&net.subnet_id).await.unwrap().unwrap();
     assert_eq!(subnet.cidr, "10.213.43.0/29");
     assert_eq!(subnet.gateway_ip.as_deref(), Some("10.213.43.1"));
+    assert_eq!(subnet.network_id, net.id);
+    let network = NetworkLookup::find_network(&driver, &net.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(network.subnet_ids, vec![net.subnet_id.clone()]);
+    assert!(driver
+        .find_subnet("no-such-subnet")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(NetworkLookup::find_network(&driver, "no-such-network")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(driver.find_port("no-such-port").await.unwrap().is_none());
+    // Every port of this driver is bound to something: none can be handed over as a VIP.
+    let port = driver.find_port(&reserved.id).await.unwrap().unwrap();
+    assert_eq!(port.network_id, net.id);
+    assert_eq!(port.fixed_ips[0].ip_address, "10.213.43.5");
+    assert_eq!(port.device_id.as_deref(), Some("reserved (member server)"));
+    let vip_port = v5.port_id.clone().unwrap();
+    let port = driver.find_port(&vip_port).await.unwrap().unwrap();
+    assert_eq!(port.device_id, Some(format!("loadbalancer-{lb5}")));
+    // Releasing what was never allocated changes nothing.
+    driver
+        .deallocate_vip(LoadBalancerId::new(), &Vip::default())
+        .await
+        .unwrap();
+    assert_eq!(driver.ports().unwrap().len(), 5);
 
     // The network cannot go while addresses are allocated; afterwards its bridge goes too.
     assert!(driver.delete_network("tenant").is_err());
@@ -674,8 +704,16 @@ async fn plug_vip_and_member_networks_into_an_amphora() {
         .unwrap();
     let (_, inside) = ip(&["-n", &compute_id, "-o", "link", "show"]);
     assert!(!inside.contains(&iface.mac_address), "{inside}");
-    network.unplug_vip(&amp, &vip).await.unwrap();
+    // The port is found by its kind: an incomplete VIP (a failed allocation) unplugs too,
+    // and unplugging again, or an amphora without an instance, is nothing to do.
+    network.unplug_vip(&amp, &Vip::default()).await.unwrap();
     assert!(!link_exists(None, &host_if));
+    network.unplug_vip(&amp, &vip).await.unwrap();
+    let unbuilt = Amphora {
+        compute_id: None,
+        ..amp.clone()
+    };
+    network.unplug_vip(&unbuilt, &vip).await.unwrap();
     assert!(network
         .plugged_networks(&compute_id)
         .await

@@ -4,10 +4,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use octavia_db::{Filter, FilterValue, ListQuery, Store};
-use octavia_drivers::{Drivers, VipRequest};
+use octavia_drivers::Drivers;
 use octavia_model::{
     Action, Amphora, AmphoraId, AmphoraRole, JobId, JobSpec, LoadBalancer, LoadBalancerId,
-    ObjectKind, ProvisioningStatus, Topology, Vip,
+    ObjectKind, ProvisioningStatus, Topology,
 };
 use octavia_render::RenderSettings;
 use uuid::Uuid;
@@ -95,21 +95,12 @@ impl JobContext {
             })
     }
 
-    /// The VIP of the load balancer: the stored one when complete, else the network
-    /// driver's (allocation is idempotent, so this finds the one `allocate_vip` made).
-    pub async fn vip(&self, lb: &LoadBalancer) -> Result<Vip> {
-        if lb.vip.ip_address.is_some() && lb.vip.port_id.is_some() {
-            return Ok(lb.vip.clone());
-        }
-        Ok(self
-            .drivers
-            .network
-            .allocate_vip(&VipRequest {
-                load_balancer_id: lb.id,
-                project_id: lb.project_id.clone(),
-                requested: lb.vip.clone(),
-            })
-            .await?)
+    /// The VIP address of the load balancer as stored. Reading never allocates: only the
+    /// `allocate_vip` step asks the network driver for a VIP, and it stores what it gets.
+    pub fn vip_address(lb: &LoadBalancer) -> Result<String> {
+        lb.vip.ip_address.clone().ok_or_else(|| {
+            FlowError::Internal(format!("load balancer {} has no VIP allocated", lb.id))
+        })
     }
 
     /// Every amphora row of the load balancer (including DELETED and ERROR ones).

@@ -3,9 +3,12 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use octavia_drivers::{BuildRequest, ComputeStatus, DriverError, FaultOwner};
+use octavia_drivers::{
+    BuildRequest, ComputeStatus, DriverError, FaultOwner, Interface, MemberNetworkConfig,
+    PortAddress, VipRequest,
+};
 use octavia_model::{now, Amphora, AmphoraId, AmphoraRole, ProvisioningStatus};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::context::JobContext;
 use crate::engine::Step;
@@ -113,7 +116,15 @@ impl Step<JobContext> for StepKind {
 
 async fn allocate_vip(ctx: &JobContext) -> Result<()> {
     let lb = ctx.load_balancer().await?;
-    let vip = ctx.vip(&lb).await?;
+    let vip = ctx
+        .drivers
+        .network
+        .allocate_vip(&VipRequest {
+            load_balancer_id: lb.id,
+            project_id: lb.project_id.clone(),
+            requested: lb.vip.clone(),
+        })
+        .await?;
     if vip != lb.vip {
         ctx.store.set_load_balancer_vip(lb.id, &vip).await?;
     }
@@ -121,10 +132,11 @@ async fn allocate_vip(ctx: &JobContext) -> Result<()> {
     Ok(())
 }
 
+/// Release the load balancer's VIP: the driver releases whatever it allocated for the load
+/// balancer, also when the store holds no VIP (an allocation that failed half-way).
 async fn deallocate_vip(ctx: &JobContext) -> Result<()> {
     let lb = ctx.load_balancer().await?;
-    let vip = ctx.vip(&lb).await?;
-    ctx.drivers.network.deallocate_vip(lb.id, &vip).await?;
+    ctx.drivers.network.deallocate_vip(lb.id, &lb.vip).await?;
     Ok(())
 }
 
@@ -296,33 +308,32 @@ async fn wait_for_agent(ctx: &JobContext) -> Result<()> {
 
 async fn plug_vip(ctx: &JobContext) -> Result<()> {
     let lb = ctx.load_balancer().await?;
-    let vip = ctx.vip(&lb).await?;
-    let address = vip.ip_address.clone().ok_or_else(|| {
-        FlowError::Internal(format!("load balancer {} has no vip address", lb.id))
-    })?;
+    let address = JobContext::vip_address(&lb)?;
+    let vip = &lb.vip;
     for mut amp in ctx.built_amphorae().await? {
         if amp.status != ProvisioningStatus::Allocated {
             continue;
         }
-        let plug = ctx.drivers.network.plug_vip(&amp, &vip).await?;
+        let plug = ctx.drivers.network.plug_vip(&amp, vip).await?;
         amp.vrrp_ip = Some(plug.vrrp_ip);
         amp.vrrp_port_id = Some(plug.vrrp_port_id);
         amp.ha_ip = Some(plug.ha_ip);
         amp.ha_port_id = Some(plug.ha_port_id);
         amp.updated_at = Some(now());
         ctx.store.save_amphora(&amp).await?;
-        let net = ctx.drivers.network.network_config(&amp, &vip).await?;
+        let net = ctx.drivers.network.network_config(&amp, vip).await?;
         ctx.drivers.amphora.plug_vip(&amp, &address, &net).await?;
         info!(amphora_id = %amp.id, vip = %address, "vip plugged");
     }
     Ok(())
 }
 
+/// Unplug the VIP from `amps`; an amphora that was never plugged (or has no instance) is
+/// nothing to do for the driver.
 async fn unplug_vip(ctx: &JobContext, amps: Vec<Amphora>) -> Result<()> {
     let lb = ctx.load_balancer().await?;
-    let vip = ctx.vip(&lb).await?;
     for amp in amps {
-        ctx.drivers.network.unplug_vip(&amp, &vip).await?;
+        ctx.drivers.network.unplug_vip(&amp, &lb.vip).await?;
     }
     Ok(())
 }
@@ -349,7 +360,7 @@ async fn plug_member_networks(ctx: &JobContext) -> Result<()> {
         .filter_map(|m| m.subnet_id.as_ref())
         .collect();
     for subnet in subnets {
-        let s = ctx.drivers.network.subnet(subnet).await?;
+        let s = find_subnet(ctx, subnet).await?;
         if Some(&s.network_id) != vip_network.as_ref() {
             wanted.insert(s.network_id);
         }
@@ -362,7 +373,8 @@ async fn plug_member_networks(ctx: &JobContext) -> Result<()> {
         let have: BTreeSet<String> = plugged.iter().map(|i| i.network_id.clone()).collect();
         for net in wanted.difference(&have) {
             let iface = ctx.drivers.network.plug_network(&cid, net).await?;
-            ctx.drivers.amphora.plug_network(&amp, &iface).await?;
+            let config = member_network_config(ctx, &iface).await?;
+            ctx.drivers.amphora.plug_network(&amp, &config).await?;
             info!(amphora_id = %amp.id, network_id = %net, "member network plugged");
         }
         for net in have.difference(&wanted) {
@@ -376,19 +388,47 @@ async fn plug_member_networks(ctx: &JobContext) -> Result<()> {
     Ok(())
 }
 
+async fn find_subnet(ctx: &JobContext, id: &str) -> Result<octavia_drivers::Subnet> {
+    ctx.drivers.network.find_subnet(id).await?.ok_or_else(|| {
+        DriverError::permanent(
+            FaultOwner::Network,
+            "describe member subnet",
+            format!("subnet {id} does not exist"),
+        )
+        .into()
+    })
+}
+
+/// What the agent needs to configure a member-network port: its addresses, each with its
+/// subnet's CIDR and gateway (the port alone does not carry them).
+async fn member_network_config(ctx: &JobContext, iface: &Interface) -> Result<MemberNetworkConfig> {
+    let mut addresses = Vec::with_capacity(iface.fixed_ips.len());
+    for fixed in &iface.fixed_ips {
+        let subnet = find_subnet(ctx, &fixed.subnet_id).await?;
+        addresses.push(PortAddress {
+            ip_address: fixed.ip_address.clone(),
+            subnet_cidr: subnet.cidr,
+            gateway: subnet.gateway_ip,
+            host_routes: Vec::new(),
+        });
+    }
+    Ok(MemberNetworkConfig {
+        mac_address: iface.mac_address.clone(),
+        addresses,
+        mtu: None,
+    })
+}
+
 async fn update_amphorae(ctx: &JobContext) -> Result<()> {
     let lb_id = ctx.load_balancer_id()?;
-    let Some(mut tree) = ctx.store.load_balancer_tree(lb_id).await? else {
+    let Some(tree) = ctx.store.load_balancer_tree(lb_id).await? else {
         return Err(FlowError::Missing {
             kind: "load balancer",
             id: lb_id.to_string(),
         });
     };
-    let listeners = config::has_listeners(&tree);
     // Rendered once, before any amphora is touched: a tree the renderer refuses changes none.
-    let text = if listeners {
-        // The stored VIP, or the network driver's when the store does not hold all of it.
-        tree.load_balancer.vip = ctx.vip(&tree.load_balancer).await?;
+    let text = if config::has_listeners(&tree) {
         Some(config::render(&tree, &ctx.settings.render)?)
     } else {
         None
@@ -405,10 +445,16 @@ async fn update_amphorae(ctx: &JobContext) -> Result<()> {
     Ok(())
 }
 
+/// Stop the load balancer's listeners on its amphorae before they are deleted. Best effort:
+/// the next steps delete the amphorae anyway, so an amphora that cannot be reached (the
+/// reason a load balancer is often in ERROR) must not stop the delete.
 async fn remove_listeners(ctx: &JobContext) -> Result<()> {
     let lb_id = ctx.load_balancer_id()?;
     for amp in ctx.serving_amphorae().await? {
-        ctx.drivers.amphora.remove_config(&amp, lb_id).await?;
+        if let Err(error) = ctx.drivers.amphora.remove_config(&amp, lb_id).await {
+            warn!(amphora_id = %amp.id, lb_id = %lb_id, %error,
+                "cannot stop the listeners of an amphora about to be deleted; deleting it anyway");
+        }
     }
     Ok(())
 }
@@ -436,12 +482,14 @@ async fn delete_one_amphora(ctx: &JobContext) -> Result<()> {
     if amp.status == ProvisioningStatus::Deleted {
         return Ok(());
     }
-    if let Some(lb_id) = amp.load_balancer_id {
-        if let Some(lb) = ctx.store.get_load_balancer(lb_id).await? {
-            let vip = ctx.vip(&lb).await?;
-            ctx.drivers.network.unplug_vip(&amp, &vip).await?;
-        }
-    }
+    let vip = match amp.load_balancer_id {
+        Some(lb_id) => ctx.store.get_load_balancer(lb_id).await?.map(|lb| lb.vip),
+        None => None,
+    };
+    ctx.drivers
+        .network
+        .unplug_vip(&amp, &vip.unwrap_or_default())
+        .await?;
     delete_amphorae(ctx, vec![amp]).await
 }
 
@@ -472,10 +520,6 @@ async fn update_agent_config(ctx: &JobContext) -> Result<()> {
 
 async fn delete_old_amphorae(ctx: &JobContext) -> Result<()> {
     let old = ctx.old_amphorae().await?;
-    let lb = ctx.load_balancer().await?;
-    let vip = ctx.vip(&lb).await?;
-    for amp in &old {
-        ctx.drivers.network.unplug_vip(amp, &vip).await?;
-    }
+    unplug_vip(ctx, old.clone()).await?;
     delete_amphorae(ctx, old).await
 }

@@ -384,6 +384,50 @@ async fn load_balancer_create_failure_reverts_in_reverse_order() {
     }
 }
 
+/// A load balancer whose create failed is deleted without asking for a VIP: reading the VIP
+/// never allocates one, and releasing or unplugging nothing is nothing to do (regression: the
+/// delete used to allocate the VIP it was about to release, and failed as the create had).
+#[tokio::test]
+async fn load_balancer_whose_create_failed_is_deleted_without_allocating() {
+    for engine in engines() {
+        let ts = TestStore::new(engine).await;
+        for failing_step in ["allocate_vip", "update_amphorae"] {
+            let h = Harness::new(&ts.store);
+            h.failpoints.set(
+                "create_load_balancer",
+                failing_step,
+                octavia_flows::FailAction::Error,
+            );
+            let (lb, _) = ts
+                .store
+                .create_load_balancer(&lb(Topology::Single))
+                .await
+                .unwrap();
+            let (_, out) = h.run_next().await;
+            assert!(
+                matches!(&out, FlowOutcome::Reverted { step, .. } if step == failing_step),
+                "{out:?}"
+            );
+            assert_eq!(h.lb_status(lb.id).await, ProvisioningStatus::Error);
+
+            h.log.clear();
+            let job = ts.store.delete_load_balancer(lb.id, false).await.unwrap();
+            assert_eq!(
+                h.run_next().await.1,
+                FlowOutcome::Succeeded,
+                "{failing_step}"
+            );
+            assert_eq!(h.job(job).await.state, JobState::Done);
+            assert_eq!(h.log.count("network.allocate_vip"), 0, "{:?}", h.log.ops());
+            assert_eq!(h.log.count("network.deallocate_vip"), 1);
+            assert!(ts.store.get_load_balancer(lb.id).await.unwrap().is_none());
+            // The amphora the failed create reverted is deleted with its load balancer
+            // (DELETED rows are not listed).
+            assert!(h.amphorae(lb.id).await.is_empty());
+        }
+    }
+}
+
 #[tokio::test]
 async fn child_objects_push_configuration_and_settle() {
     for engine in engines() {
@@ -575,16 +619,9 @@ async fn cascade_delete_removes_configuration_vip_and_amphorae() {
                 "delete_amphorae"
             ])
         );
-        // (Until the store can record the VIP, the VIP is looked up again with the
-        // idempotent allocation; those look-ups are left out here.)
-        let ops: Vec<_> = h
-            .log
-            .ops()
-            .into_iter()
-            .filter(|o| *o != "network.allocate_vip")
-            .collect();
+        // The VIP is read from the store: a delete never asks for one.
         assert_eq!(
-            ops,
+            h.log.ops(),
             [
                 "amphora.remove_config",
                 "network.unplug_vip",

@@ -13,7 +13,7 @@ use octavia_drivers::netns::AMPHORA_ROOT;
 use octavia_drivers::netns::{AgentSettings, ImageRegistry, ManagementNetwork};
 use octavia_drivers::{
     AgentClient, AgentClientConfig, CertificateAuthority, Drivers, NetnsCompute,
-    NetnsComputeSettings, NetnsNetwork, NetworkDriver, Secret as DriverSecret,
+    NetnsComputeSettings, NetnsNetwork, Secret as DriverSecret,
 };
 use octavia_flows::FlowSettings;
 use octavia_health::{HealthSettings, Secret, StaleSettings};
@@ -216,14 +216,11 @@ pub fn drivers(config: &Config) -> anyhow::Result<DriverSet> {
     client_config.port = h.bind_port;
     client_config.connect_timeout = h.rest_request_conn_timeout;
     client_config.read_timeout = h.rest_request_read_timeout;
-    let network_driver: Arc<dyn NetworkDriver> = Arc::new(network.clone());
-    let agent = AgentClient::new(client_config)
-        .context("configure the agent client")?
-        .with_network(network_driver.clone());
+    let agent = AgentClient::new(client_config).context("configure the agent client")?;
     Ok(DriverSet {
         drivers: Drivers {
             compute: Arc::new(compute.clone()),
-            network: network_driver,
+            network: Arc::new(network.clone()),
             amphora: Arc::new(agent),
         },
         netns: Some(NetnsParts {

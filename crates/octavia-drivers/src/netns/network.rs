@@ -15,7 +15,8 @@ use uuid::Uuid;
 use super::sys::{self, Ipv4Cidr};
 use crate::error::{DriverError, FaultOwner, Result};
 use crate::network::{
-    AmphoraNetworkConfig, FixedIp, Interface, NetworkDriver, Subnet, VipPlug, VipRequest,
+    AmphoraNetworkConfig, FixedIp, Interface, Network, NetworkDriver, NetworkLookup, Port, Subnet,
+    VipPlug, VipRequest,
 };
 
 const OWNER: FaultOwner = FaultOwner::Network;
@@ -181,6 +182,16 @@ impl NetnsNetwork {
         state.ports.remove(port_id);
         self.inner.save(&state)?;
         Ok(true)
+    }
+
+    /// The stored state, read on the blocking pool.
+    async fn state(&self) -> Result<State> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let _g = inner.guard();
+            inner.load()
+        })
+        .await
     }
 
     /// Every allocated address.
@@ -532,7 +543,8 @@ impl Inner {
         Ok(port)
     }
 
-    fn unplug(&self, compute_id: &str, network_id: &str, kind: &PortKind) -> Result<()> {
+    /// Remove the ports of `kind` of `compute_id` (on `network_id`, or on any network).
+    fn unplug(&self, compute_id: &str, network_id: Option<&str>, kind: &PortKind) -> Result<()> {
         let _g = self.guard();
         let mut state = self.load()?;
         let gone: Vec<PortRecord> = state
@@ -540,7 +552,7 @@ impl Inner {
             .values()
             .filter(|p| {
                 p.compute_id.as_deref() == Some(compute_id)
-                    && p.network_id == network_id
+                    && network_id.is_none_or(|n| p.network_id == n)
                     && p.kind == *kind
             })
             .cloned()
@@ -586,6 +598,59 @@ fn amphora_compute_id(amphora: &Amphora) -> Result<&str> {
     })
 }
 
+fn subnet_of(net: &TenantNetwork) -> Subnet {
+    Subnet {
+        id: net.subnet_id.clone(),
+        network_id: net.id.clone(),
+        cidr: net.cidr.clone(),
+        gateway_ip: net.gateway.clone(),
+    }
+}
+
+/// What a port is bound to: every port of this driver is (a VIP, an amphora's interface,
+/// or an operator's reservation for a server), so none can be handed over as a VIP port.
+fn device_of(port: &PortRecord) -> String {
+    match (&port.kind, &port.compute_id) {
+        (PortKind::Vip { load_balancer_id }, _) => format!("loadbalancer-{load_balancer_id}"),
+        (_, Some(compute_id)) => compute_id.clone(),
+        (PortKind::Reserved { description }, None) => format!("reserved ({description})"),
+        (PortKind::Vrrp | PortKind::Member, None) => "amphora".to_string(),
+    }
+}
+
+#[async_trait]
+impl NetworkLookup for NetnsNetwork {
+    async fn find_subnet(&self, subnet_id: &str) -> Result<Option<Subnet>> {
+        let state = self.state().await?;
+        Ok(state
+            .networks
+            .values()
+            .find(|n| n.subnet_id == subnet_id)
+            .map(subnet_of))
+    }
+
+    async fn find_network(&self, network_id: &str) -> Result<Option<Network>> {
+        let state = self.state().await?;
+        Ok(state.networks.get(network_id).map(|n| Network {
+            id: n.id.clone(),
+            subnet_ids: vec![n.subnet_id.clone()],
+        }))
+    }
+
+    async fn find_port(&self, port_id: &str) -> Result<Option<Port>> {
+        let state = self.state().await?;
+        Ok(state.ports.get(port_id).map(|p| Port {
+            id: p.id.clone(),
+            network_id: p.network_id.clone(),
+            fixed_ips: vec![FixedIp {
+                subnet_id: p.subnet_id.clone(),
+                ip_address: p.ip_address.clone(),
+            }],
+            device_id: Some(device_of(p)),
+        }))
+    }
+}
+
 #[async_trait]
 impl NetworkDriver for NetnsNetwork {
     async fn allocate_vip(&self, request: &VipRequest) -> Result<Vip> {
@@ -619,19 +684,14 @@ impl NetworkDriver for NetnsNetwork {
         .await
     }
 
-    async fn unplug_vip(&self, amphora: &Amphora, vip: &Vip) -> Result<()> {
+    async fn unplug_vip(&self, amphora: &Amphora, _vip: &Vip) -> Result<()> {
+        // The amphora's one port on the VIP network, found by its kind: the VIP may be
+        // incomplete (an allocation that failed) or its network gone.
+        let Some(compute_id) = amphora.compute_id.clone() else {
+            return Ok(());
+        };
         let inner = self.inner.clone();
-        let amphora = amphora.clone();
-        let vip = vip.clone();
-        blocking(move || {
-            let compute_id = amphora_compute_id(&amphora)?.to_string();
-            let net = {
-                let _g = inner.guard();
-                Inner::vip_network(&inner.load()?, &vip)?
-            };
-            inner.unplug(&compute_id, &net.id, &PortKind::Vrrp)
-        })
-        .await
+        blocking(move || inner.unplug(&compute_id, None, &PortKind::Vrrp)).await
     }
 
     async fn plug_network(&self, compute_id: &str, network_id: &str) -> Result<Interface> {
@@ -653,7 +713,7 @@ impl NetworkDriver for NetnsNetwork {
         let inner = self.inner.clone();
         let compute_id = compute_id.to_string();
         let network_id = network_id.to_string();
-        blocking(move || inner.unplug(&compute_id, &network_id, &PortKind::Member)).await
+        blocking(move || inner.unplug(&compute_id, Some(&network_id), &PortKind::Member)).await
     }
 
     async fn plugged_networks(&self, compute_id: &str) -> Result<Vec<Interface>> {
@@ -668,27 +728,6 @@ impl NetworkDriver for NetnsNetwork {
                 .filter(|p| p.compute_id.as_deref() == Some(compute_id.as_str()))
                 .map(interface_of)
                 .collect())
-        })
-        .await
-    }
-
-    async fn subnet(&self, subnet_id: &str) -> Result<Subnet> {
-        let inner = self.inner.clone();
-        let subnet_id = subnet_id.to_string();
-        blocking(move || {
-            let _g = inner.guard();
-            let state = inner.load()?;
-            let net = state
-                .networks
-                .values()
-                .find(|n| n.subnet_id == subnet_id)
-                .ok_or_else(|| invalid("describe subnet", format!("no subnet {subnet_id:?}")))?;
-            Ok(Subnet {
-                id: net.subnet_id.clone(),
-                network_id: net.id.clone(),
-                cidr: net.cidr.clone(),
-                gateway_ip: net.gateway.clone(),
-            })
         })
         .await
     }
