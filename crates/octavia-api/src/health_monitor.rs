@@ -64,8 +64,8 @@ pub async fn create(
     Policy::check(&caller, &rule("healthmonitor", "post"))?;
     let b: HealthMonitorPostBody =
         json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let project = b.healthmonitor.validate(&s.validation)?;
     let pool = pool::fetch(&s, &caller, &b.healthmonitor.pool_id).await?;
+    let project = b.healthmonitor.validate(&s.validation)?;
     Caller::child_project(project, &pool.project_id)?;
     check_against_pool(
         b.healthmonitor.monitor_type,

@@ -80,8 +80,8 @@ pub async fn create(
     Policy::check(&caller, &rule("l7policy", "post"))?;
     let b: L7PolicyPostBody =
         json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let project = b.l7policy.validate()?;
     let l = listener::fetch(&s, &caller, &b.l7policy.listener_id).await?;
+    let project = b.l7policy.validate()?;
     Caller::child_project(project, &l.project_id)?;
     check_listener_protocol(l.protocol)?;
     let p = b.l7policy.into_model(l.project_id.clone(), l.id)?;
@@ -191,8 +191,8 @@ pub async fn create_rule(
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("l7rule", "post"))?;
     let b: L7RulePostBody = json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let project = b.rule.validate()?;
     let p = fetch(&s, &caller, &policy_id).await?;
+    let project = b.rule.validate()?;
     Caller::child_project(project, &p.project_id)?;
     let r = b.rule.into_model(p.project_id.clone(), p.id);
     let (r, job) = s.ctx.store.create_l7rule(&r).await?;

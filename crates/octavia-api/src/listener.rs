@@ -83,8 +83,8 @@ pub async fn create(
     Policy::check(&caller, &rule("listener", "post"))?;
     let b: ListenerPostBody =
         json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let project = b.listener.validate(&s.validation)?;
     let lb = load_balancer::fetch(&s, &caller, &b.listener.loadbalancer_id).await?;
+    let project = b.listener.validate(&s.validation)?;
     Caller::child_project(project, &lb.project_id)?;
     let l = b
         .listener

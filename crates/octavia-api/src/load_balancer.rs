@@ -118,8 +118,8 @@ pub async fn update(
     Policy::check(&caller, &rule("loadbalancer", "put"))?;
     let b: LoadBalancerPutBody =
         json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    b.loadbalancer.validate()?;
     let old = fetch(&s, &caller, &id).await?;
+    b.loadbalancer.validate()?;
     let mut new = old.clone();
     b.loadbalancer.apply(&mut new);
     let (lb, job) = s

@@ -63,8 +63,8 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("member", "post"))?;
     let b: MemberPostBody = json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let project = b.member.validate(&s.validation)?;
     let pool = pool::fetch(&s, &caller, &pool_id).await?;
+    let project = b.member.validate(&s.validation)?;
     Caller::child_project(project, &pool.project_id)?;
     let m = b.member.into_model(
         pool.project_id.clone(),
@@ -102,9 +102,9 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("member", "put"))?;
     let b: MemberPutBody = json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    b.member.validate()?;
     let pool = pool::fetch(&s, &caller, &pool_id).await?;
     let old = fetch(&s, &caller, &pool, &id).await?;
+    b.member.validate()?;
     let mut new = old.clone();
     b.member.apply(&mut new);
     let (m, job) = s.ctx.store.update_member(&new, old.updated_at).await?;
@@ -146,8 +146,8 @@ pub async fn batch(
     }
     let b: MemberBatchBody =
         json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    b.validate(&s.validation)?;
     let pool = pool::fetch(&s, &caller, &pool_id).await?;
+    b.validate(&s.validation)?;
     let all = ListQuery {
         limit: None,
         ..Default::default()

@@ -58,27 +58,13 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("pool", "post"))?;
     let b: PoolPostBody = json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let project = b.pool.validate()?;
-    let mut listener_id: Option<ListenerId> = None;
-    let lb = match (&b.pool.listener_id, &b.pool.loadbalancer_id) {
-        (Some(lid), lb_id) => {
-            let l = listener::fetch(&s, &caller, lid).await?;
-            check_pool_compatible("protocol", l.protocol, b.pool.protocol)?;
-            if lb_id.as_ref().is_some_and(|id| *id != l.load_balancer_id.to_string()) {
-                return Err(ApiError::BadRequest(
-                    "Invalid input for field/attribute loadbalancer_id. The listener is on another load balancer"
-                        .to_string(),
-                ));
-            }
-            if l.default_pool_id.is_some() {
-                return Err(ApiError::Conflict(format!(
-                    "Listener {} already has a default pool",
-                    l.id
-                )));
-            }
-            listener_id = Some(l.id);
-            load_balancer::fetch(&s, &caller, &l.load_balancer_id.to_string()).await?
-        }
+    // The parents first: a caller who may not touch them learns nothing about the body.
+    let listener = match &b.pool.listener_id {
+        Some(lid) => Some(listener::fetch(&s, &caller, lid).await?),
+        None => None,
+    };
+    let lb = match (&listener, &b.pool.loadbalancer_id) {
+        (Some(l), _) => load_balancer::fetch(&s, &caller, &l.load_balancer_id.to_string()).await?,
         (None, Some(lb_id)) => load_balancer::fetch(&s, &caller, lb_id).await?,
         (None, None) => {
             return Err(ApiError::BadRequest(
@@ -86,6 +72,27 @@ pub async fn create(
             ))
         }
     };
+    let project = b.pool.validate()?;
+    if let Some(l) = &listener {
+        check_pool_compatible("protocol", l.protocol, b.pool.protocol)?;
+        if b.pool
+            .loadbalancer_id
+            .as_ref()
+            .is_some_and(|id| *id != l.load_balancer_id.to_string())
+        {
+            return Err(ApiError::BadRequest(
+                "Invalid input for field/attribute loadbalancer_id. The listener is on another load balancer"
+                    .to_string(),
+            ));
+        }
+        if l.default_pool_id.is_some() {
+            return Err(ApiError::Conflict(format!(
+                "Listener {} already has a default pool",
+                l.id
+            )));
+        }
+    }
+    let listener_id: Option<ListenerId> = listener.map(|l| l.id);
     Caller::child_project(project, &lb.project_id)?;
     let pool = b.pool.into_model(lb.project_id.clone(), lb.id);
     let (pool, job) = s.ctx.store.create_pool(&pool, listener_id).await?;

@@ -1289,3 +1289,159 @@ async fn vip_is_checked_against_the_network_service() {
         }
     }
 }
+
+/// Ownership and policy are checked before the body is judged: a caller who does not own the
+/// load balancer gets 403 for a body its owner would get 400/501 for (regression: the
+/// stranger used to learn the body's validation error, e.g. 501 for SOURCE_IP_PORT).
+#[tokio::test]
+async fn writes_check_ownership_before_the_body() {
+    for engine in engines() {
+        let api = Api::new(engine).await;
+        let (lb, listener, pool) = api.lb_listener_pool("owned").await;
+        let members = format!("/v2/lbaas/pools/{pool}/members");
+        let member = api
+            .create_child(
+                &members,
+                "member",
+                json!({"address": "10.0.0.20", "protocol_port": 80}),
+            )
+            .await;
+        let hm = api
+            .create_child(
+                "/v2/lbaas/healthmonitors",
+                "healthmonitor",
+                json!({"pool_id": pool, "type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 2}),
+            )
+            .await;
+        let policy = api
+            .create_child(
+                "/v2/lbaas/l7policies",
+                "l7policy",
+                json!({"listener_id": listener, "action": "REJECT"}),
+            )
+            .await;
+        let rules = format!("/v2/lbaas/l7policies/{policy}/rules");
+        let rule = api
+            .create_child(
+                &rules,
+                "rule",
+                json!({"type": "PATH", "compare_type": "STARTS_WITH", "value": "/x"}),
+            )
+            .await;
+        let before = api.snapshot().await;
+        let long = "x".repeat(300);
+        for (method, path, body, owner_status) in [
+            (
+                Method::PUT,
+                format!("/v2/lbaas/loadbalancers/{lb}"),
+                json!({"loadbalancer": {"name": long}}),
+                400,
+            ),
+            (
+                Method::POST,
+                "/v2/lbaas/listeners".to_string(),
+                json!({"listener": {"loadbalancer_id": lb, "protocol": "HTTP",
+                                    "protocol_port": 81, "connection_limit": -5}}),
+                400,
+            ),
+            (
+                Method::PUT,
+                format!("/v2/lbaas/listeners/{listener}"),
+                json!({"listener": {"connection_limit": -5}}),
+                400,
+            ),
+            (
+                Method::POST,
+                "/v2/lbaas/pools".to_string(),
+                json!({"pool": {"loadbalancer_id": lb, "protocol": "HTTP",
+                                "lb_algorithm": "SOURCE_IP_PORT"}}),
+                501,
+            ),
+            (
+                Method::PUT,
+                format!("/v2/lbaas/pools/{pool}"),
+                json!({"pool": {"lb_algorithm": "SOURCE_IP_PORT"}}),
+                501,
+            ),
+            (
+                Method::POST,
+                members.clone(),
+                json!({"member": {"address": "not-an-ip", "protocol_port": 80}}),
+                400,
+            ),
+            (
+                Method::PUT,
+                format!("{members}/{member}"),
+                json!({"member": {"weight": 1000}}),
+                400,
+            ),
+            (
+                Method::PUT,
+                members.clone(),
+                json!({"members": [{"address": "not-an-ip", "protocol_port": 80}]}),
+                400,
+            ),
+            (
+                Method::POST,
+                "/v2/lbaas/healthmonitors".to_string(),
+                json!({"healthmonitor": {"pool_id": pool, "type": "HTTP", "delay": -1,
+                                         "timeout": 3, "max_retries": 2}}),
+                400,
+            ),
+            (
+                Method::PUT,
+                format!("/v2/lbaas/healthmonitors/{hm}"),
+                json!({"healthmonitor": {"max_retries": 99}}),
+                400,
+            ),
+            (
+                Method::POST,
+                "/v2/lbaas/l7policies".to_string(),
+                json!({"l7policy": {"listener_id": listener, "action": "REDIRECT_TO_URL"}}),
+                400,
+            ),
+            (
+                Method::PUT,
+                format!("/v2/lbaas/l7policies/{policy}"),
+                json!({"l7policy": {"action": "REDIRECT_TO_URL"}}),
+                400,
+            ),
+            (
+                Method::POST,
+                rules.clone(),
+                json!({"rule": {"type": "HEADER", "compare_type": "EQUAL_TO", "value": "v"}}),
+                400,
+            ),
+            (
+                Method::PUT,
+                format!("{rules}/{rule}"),
+                json!({"rule": {"type": "HEADER"}}),
+                400,
+            ),
+        ] {
+            let stranger = api
+                .call_as("p2", "member", method.clone(), &path, Some(body.clone()))
+                .await;
+            assert_eq!(
+                stranger.status,
+                StatusCode::FORBIDDEN,
+                "{method} {path} by another project: {}",
+                stranger.body
+            );
+            fault_names(&stranger, "Policy does not allow");
+            // The owner is told what is wrong with the body.
+            let owner = api.call(method.clone(), &path, Some(body)).await;
+            assert_eq!(
+                owner.status.as_u16(),
+                owner_status,
+                "{method} {path} by its owner: {}",
+                owner.body
+            );
+            assert_eq!(
+                api.snapshot().await,
+                before,
+                "{method} {path} changed the store"
+            );
+        }
+    }
+}
