@@ -164,6 +164,23 @@ fn check_cidrs(cidrs: &[String]) -> Result<(), TypesError> {
     Ok(())
 }
 
+/// Octavia's rule for `allowed_cidrs`: each CIDR must be of the IP version of at least one
+/// VIP of the load balancer. `Err` holds Octavia's detail ("CIDR ... IP version incompatible
+/// with all VIPs [...] IP version."); CIDRs that do not parse are [`check_cidrs`]'s business.
+pub fn check_cidrs_match_vips(cidrs: &[String], vips: &[String]) -> Result<(), String> {
+    let v6 = |s: &str| s.split('/').next().unwrap_or(s).contains(':');
+    for cidr in cidrs {
+        if !vips.iter().any(|vip| v6(vip) == v6(cidr)) {
+            let listed: Vec<String> = vips.iter().map(|v| format!("'{v}'")).collect();
+            return Err(format!(
+                "CIDR {cidr} IP version incompatible with all VIPs [{}] IP version.",
+                listed.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_tls_lists(versions: Option<&[String]>, alpn: Option<&[String]>) -> Result<(), TypesError> {
     for v in versions.unwrap_or_default() {
         check_len("tls_versions", v, 32)?;
@@ -683,6 +700,27 @@ impl From<&Listener> for ListenerResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cidrs_must_share_an_ip_version_with_a_vip() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(check_cidrs_match_vips(&v(&["10.0.0.0/8"]), &v(&["192.0.2.5"])).is_ok());
+        assert!(check_cidrs_match_vips(&v(&["2001:db8::/32"]), &v(&["2001:db8::5"])).is_ok());
+        assert!(check_cidrs_match_vips(
+            &v(&["10.0.0.0/8", "::/0"]),
+            &v(&["192.0.2.5", "2001:db8::5"])
+        )
+        .is_ok());
+        assert!(check_cidrs_match_vips(&[], &v(&["192.0.2.5"])).is_ok());
+        assert_eq!(
+            check_cidrs_match_vips(&v(&["10.0.0.0/8", "2001:db8::/32"]), &v(&["192.0.2.5"])),
+            Err(
+                "CIDR 2001:db8::/32 IP version incompatible with all VIPs ['192.0.2.5'] IP \
+                 version."
+                    .to_string()
+            )
+        );
+    }
     use crate::decode_body;
 
     const LB: &str = "11111111-1111-1111-1111-111111111111";

@@ -6,10 +6,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Extension;
 use octavia_api_types::listener::{
-    check_pool_compatible, ListenerPostBody, ListenerPutBody, ListenerResponse,
+    check_cidrs_match_vips, check_pool_compatible, ListenerPostBody, ListenerPutBody,
+    ListenerResponse,
 };
 use octavia_api_types::stats::StatsResponse;
-use octavia_model::{Listener, ListenerId, ObjectKind, PoolId};
+use octavia_model::{Listener, ListenerId, LoadBalancer, ObjectKind, PoolId};
 
 use crate::app::{self, AppState, OriginalPath};
 use crate::auth::{rule, Caller, Policy};
@@ -52,6 +53,17 @@ async fn check_default_pool(
     Ok(())
 }
 
+/// Every allowed CIDR must share its IP version with a VIP of the load balancer (400, as
+/// Octavia: a CIDR no VIP can match would silently block every client of that family).
+fn check_allowed_cidrs(listener: &Listener, lb: &LoadBalancer) -> Result<(), ApiError> {
+    let vips: Vec<String> = lb.vip.ip_address.iter().cloned().collect();
+    if vips.is_empty() {
+        return Ok(());
+    }
+    check_cidrs_match_vips(&listener.allowed_cidrs, &vips)
+        .map_err(|detail| ApiError::BadRequest(format!("Validation failure: {detail}")))
+}
+
 pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
@@ -90,6 +102,7 @@ pub async fn create(
         .listener
         .into_model(lb.project_id.clone(), lb.id, &s.validation);
     check_default_pool(&s, &l, l.default_pool_id).await?;
+    check_allowed_cidrs(&l, &lb)?;
     let (l, job) = s.ctx.store.create_listener(&l).await?;
     tracing::info!(listener_id = %l.id, job_id = %job, "listener create accepted");
     app::single(StatusCode::CREATED, "listener", &ListenerResponse::from(&l))
@@ -127,6 +140,10 @@ pub async fn update(
     b.listener.apply(&mut new, &s.validation);
     if new.default_pool_id != old.default_pool_id {
         check_default_pool(&s, &new, new.default_pool_id).await?;
+    }
+    if new.allowed_cidrs != old.allowed_cidrs {
+        let lb = load_balancer::fetch(&s, &caller, &new.load_balancer_id.to_string()).await?;
+        check_allowed_cidrs(&new, &lb)?;
     }
     let (l, job) = s.ctx.store.update_listener(&new, old.updated_at).await?;
     tracing::info!(listener_id = %l.id, job_id = %job, "listener update accepted");

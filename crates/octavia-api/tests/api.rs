@@ -1445,3 +1445,69 @@ async fn writes_check_ownership_before_the_body() {
         }
     }
 }
+
+/// `allowed_cidrs` must share an IP version with a VIP, on create and on update, as Octavia
+/// answers (regression: an IPv6 CIDR on an IPv4-only load balancer was accepted).
+#[tokio::test]
+async fn allowed_cidrs_must_match_a_vip_ip_version() {
+    for engine in engines() {
+        let api = Api::new(engine).await;
+        let lb = api.create_lb("cidrs", &[]).await;
+        api.settle_all().await;
+        let r = api
+            .call(Method::GET, &format!("/v2/lbaas/loadbalancers/{lb}"), None)
+            .await;
+        let vip = r.body["loadbalancer"]["vip_address"]
+            .as_str()
+            .expect("vip")
+            .to_string();
+        assert!(vip.parse::<std::net::Ipv4Addr>().is_ok(), "{vip}");
+        let before = api.snapshot().await;
+        for cidrs in [json!(["2001:db8::/32"]), json!(["10.0.0.0/8", "::/0"])] {
+            let r = api
+                .call(
+                    Method::POST,
+                    "/v2/lbaas/listeners",
+                    Some(
+                        json!({"listener": {"loadbalancer_id": lb, "protocol": "TCP",
+                                             "protocol_port": 22, "allowed_cidrs": cidrs}}),
+                    ),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{cidrs}: {}", r.body);
+            fault_names(
+                &r,
+                &format!("IP version incompatible with all VIPs ['{vip}'] IP version."),
+            );
+            assert_eq!(api.snapshot().await, before);
+        }
+        let listener = api
+            .create_child(
+                "/v2/lbaas/listeners",
+                "listener",
+                json!({"loadbalancer_id": lb, "protocol": "TCP", "protocol_port": 22,
+                       "allowed_cidrs": ["10.0.0.0/8"]}),
+            )
+            .await;
+        let path = format!("/v2/lbaas/listeners/{listener}");
+        let r = api
+            .call(
+                Method::PUT,
+                &path,
+                Some(json!({"listener": {"allowed_cidrs": ["::/0"]}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        fault_names(&r, "CIDR ::/0 IP version incompatible");
+        let r = api
+            .call(
+                Method::PUT,
+                &path,
+                Some(json!({"listener": {"allowed_cidrs": ["0.0.0.0/0"]}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["listener"]["allowed_cidrs"], json!(["0.0.0.0/0"]));
+        api.settle_all().await;
+    }
+}
