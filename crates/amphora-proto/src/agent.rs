@@ -15,6 +15,15 @@ pub const API_VERSION: &str = "1.0";
 /// Path prefix of every versioned endpoint.
 pub const API_PREFIX: &str = "/1.0";
 
+/// Where, inside an amphora, HAProxy serves its built-in Prometheus exporter (`GET /metrics`)
+/// for PROMETHEUS listeners; the rendered configuration binds it, the agent's metrics proxy
+/// reads it (reference §12.2).
+pub const PROMETHEUS_EXPORTER_ADDR: &str = "127.0.0.1:9101";
+
+/// Where, inside an amphora, the agent's metrics proxy listens: the backend of every
+/// PROMETHEUS listener. It serves HAProxy's metrics renamed to Octavia's `octavia_*` names.
+pub const PROMETHEUS_PROXY_ADDR: &str = "127.0.0.1:9102";
+
 /// `GET /`: the API version the agent speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiVersion {
