@@ -3,8 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use octavia_model::{
-    L7Policy, L7PolicyAction, L7PolicyId, ListenerId, ListenerProtocol, OperatingStatus,
-    ProvisioningStatus,
+    L7Policy, L7PolicyAction, L7PolicyId, ListenerId, OperatingStatus, ProvisioningStatus,
 };
 
 use crate::common::{
@@ -29,21 +28,6 @@ fn check_url(field: &str, url: &str) -> Result<(), TypesError> {
         Err(TypesError::invalid(
             field,
             format!("'{url}' is not an http or https URL"),
-        ))
-    }
-}
-
-/// Amphora provider rule: L7 policies only on HTTP (and TERMINATED_HTTPS) listeners.
-pub fn check_listener_protocol(protocol: ListenerProtocol) -> Result<(), TypesError> {
-    if matches!(
-        protocol,
-        ListenerProtocol::Http | ListenerProtocol::TerminatedHttps
-    ) {
-        Ok(())
-    } else {
-        Err(TypesError::invalid(
-            "listener_id",
-            format!("L7 policies are not allowed on {protocol} listeners"),
         ))
     }
 }
@@ -475,7 +459,5 @@ mod tests {
             put.l7policy.apply_checked(&p).unwrap_err().field(),
             "redirect_prefix"
         );
-        assert!(check_listener_protocol(ListenerProtocol::Tcp).is_err());
-        assert!(check_listener_protocol(ListenerProtocol::Http).is_ok());
     }
 }

@@ -64,28 +64,19 @@ pub fn check_pool_compatible(
     }
 }
 
-/// Rules for protocols this deployment does not serve yet, and the deployment gates.
+/// The deployment gates on listener protocols (`[api_settings] allow_*`). Whether the
+/// provider serves a protocol is `octavia_render::support`'s business.
 pub fn check_listener_protocol(
     protocol: ListenerProtocol,
     settings: &ValidationSettings,
 ) -> Result<(), TypesError> {
     match protocol {
-        ListenerProtocol::TerminatedHttps => {
-            if !settings.allow_tls_terminated_listeners {
-                return Err(TypesError::invalid(
-                    "protocol",
-                    "TERMINATED_HTTPS listeners are not allowed in this deployment",
-                ));
-            }
-            Err(TypesError::not_implemented(
+        ListenerProtocol::TerminatedHttps if !settings.allow_tls_terminated_listeners => {
+            Err(TypesError::invalid(
                 "protocol",
-                "TERMINATED_HTTPS listeners (TLS certificates) are not implemented yet",
+                "TERMINATED_HTTPS listeners are not allowed in this deployment",
             ))
         }
-        ListenerProtocol::Udp | ListenerProtocol::Sctp => Err(TypesError::not_implemented(
-            "protocol",
-            format!("{protocol} listeners are not implemented yet"),
-        )),
         ListenerProtocol::Prometheus if !settings.allow_prometheus_listeners => {
             Err(TypesError::invalid(
                 "protocol",
@@ -750,9 +741,8 @@ mod tests {
                 false,
             ),
             (r#","protocol":"FTP""#, Some("listener.protocol"), false),
-            (r#","protocol":"UDP""#, Some("protocol"), true),
-            (r#","protocol":"SCTP""#, Some("protocol"), true),
-            (r#","protocol":"TERMINATED_HTTPS""#, Some("protocol"), true),
+            // Whether the provider serves a protocol is octavia_render::support's business.
+            (r#","protocol":"UDP""#, None, false),
             (
                 r#","default_tls_container_ref":"x""#,
                 Some("default_tls_container_ref"),

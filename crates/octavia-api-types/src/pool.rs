@@ -76,26 +76,6 @@ impl SessionPersistenceWire {
     }
 }
 
-/// Rules on a pool protocol/algorithm pair for the amphora provider.
-pub fn check_protocol_and_algorithm(
-    protocol: PoolProtocol,
-    algorithm: LbAlgorithm,
-) -> Result<(), TypesError> {
-    if matches!(protocol, PoolProtocol::Udp | PoolProtocol::Sctp) {
-        return Err(TypesError::not_implemented(
-            "protocol",
-            format!("{protocol} pools are not implemented yet"),
-        ));
-    }
-    if algorithm == LbAlgorithm::SourceIpPort {
-        return Err(TypesError::not_implemented(
-            "lb_algorithm",
-            "Provider 'amphora' does not support a requested option: SOURCE_IP_PORT algorithm",
-        ));
-    }
-    Ok(())
-}
-
 fn tls_refs_not_implemented(fields: [(&str, bool); 3]) -> Result<(), TypesError> {
     for (field, set) in fields {
         if set {
@@ -165,7 +145,6 @@ pub struct PoolPost {
 impl PoolPost {
     /// Apply the field rules; returns the project named in the body, if any.
     pub fn validate(&self) -> Result<Option<String>, TypesError> {
-        check_protocol_and_algorithm(self.protocol, self.lb_algorithm)?;
         if self.loadbalancer_id.is_none() && self.listener_id.is_none() {
             return Err(TypesError::invalid(
                 "loadbalancer_id",
@@ -285,9 +264,6 @@ impl PoolPut {
             check_len("description", d, 255)?;
         }
         check_tags(self.tags.as_deref())?;
-        if let Some(a) = self.lb_algorithm {
-            check_protocol_and_algorithm(current.protocol, a)?;
-        }
         if let Some(Some(sp)) = &self.session_persistence {
             sp.validate(current.protocol)?;
         }
@@ -448,13 +424,9 @@ mod tests {
                 Some("pool.lb_algorithm"),
                 false,
             ),
-            (
-                r#","lb_algorithm":"SOURCE_IP_PORT""#,
-                Some("lb_algorithm"),
-                true,
-            ),
-            (r#","protocol":"UDP""#, Some("protocol"), true),
-            (r#","protocol":"SCTP""#, Some("protocol"), true),
+            // What the amphora provider cannot serve is octavia_render::support's business.
+            (r#","lb_algorithm":"SOURCE_IP_PORT""#, None, false),
+            (r#","protocol":"UDP""#, None, false),
             (r#","protocol":"QUIC""#, Some("pool.protocol"), false),
             (r#","loadbalancer_id":null"#, Some("loadbalancer_id"), false),
             (
@@ -527,8 +499,6 @@ mod tests {
         put.pool.apply(&mut p);
         assert!(p.session_persistence.is_none());
         assert_eq!(p.lb_algorithm, LbAlgorithm::LeastConnections);
-        let put: PoolPutBody =
-            decode_body(br#"{"pool":{"lb_algorithm":"SOURCE_IP_PORT"}}"#).unwrap();
-        assert!(put.pool.validate(&p).is_err());
+        assert!(decode_body::<PoolPutBody>(br#"{"pool":{"lb_algorithm":"FASTEST"}}"#).is_err());
     }
 }

@@ -61,6 +61,21 @@ impl ApiError {
         }
     }
 
+    /// Octavia's `ProviderUnsupportedOptionError` (501) when `verdict` (a rule of
+    /// `octavia_render::support`, what the amphora data plane serves) refuses the request:
+    /// nothing the renderer would refuse is accepted and then left in ERROR.
+    pub fn provider_supports(
+        provider: Option<&str>,
+        verdict: Result<(), String>,
+    ) -> Result<(), Self> {
+        verdict.map_err(|reason| {
+            Self::NotImplemented(format!(
+                "Provider '{}' does not support a requested option: {reason}",
+                provider.unwrap_or("amphora")
+            ))
+        })
+    }
+
     /// `<Resource> <id> not found.` as Octavia words it.
     pub fn not_found(kind: &str, id: impl std::fmt::Display) -> Self {
         Self::NotFound(format!("{} {id} not found.", display_kind(kind)))

@@ -9,6 +9,7 @@ use octavia_api_types::health_monitor::{
     check_against_pool, HealthMonitorPostBody, HealthMonitorPutBody, HealthMonitorResponse,
 };
 use octavia_model::{HealthMonitor, HealthMonitorId, ObjectKind};
+use octavia_render::support;
 
 use crate::app::{self, AppState, OriginalPath};
 use crate::auth::{rule, Caller, Policy};
@@ -74,6 +75,7 @@ pub async fn create(
         &s.validation,
     )?;
     let hm = b.healthmonitor.into_model(pool.project_id.clone(), pool.id);
+    ApiError::provider_supports(None, support::health_monitor(&hm))?;
     let (hm, job) = s.ctx.store.create_health_monitor(&hm).await?;
     tracing::info!(health_monitor_id = %hm.id, job_id = %job, "health monitor create accepted");
     app::single(
@@ -114,6 +116,7 @@ pub async fn update(
     let new = b
         .healthmonitor
         .apply_checked(&old, pool.protocol, &s.validation)?;
+    ApiError::provider_supports(None, support::health_monitor(&new))?;
     let (h, job) = s
         .ctx
         .store

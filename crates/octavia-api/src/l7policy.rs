@@ -5,12 +5,11 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Extension;
-use octavia_api_types::l7policy::{
-    check_listener_protocol, L7PolicyPostBody, L7PolicyPutBody, L7PolicyResponse,
-};
+use octavia_api_types::l7policy::{L7PolicyPostBody, L7PolicyPutBody, L7PolicyResponse};
 use octavia_api_types::l7rule::{L7RulePostBody, L7RulePutBody, L7RuleResponse};
 use octavia_api_types::listener::check_pool_compatible;
 use octavia_model::{L7Policy, L7PolicyId, L7Rule, L7RuleId, Listener, ObjectKind};
+use octavia_render::support;
 
 use crate::app::{self, AppState, OriginalPath};
 use crate::auth::{rule, Caller, Policy};
@@ -83,7 +82,7 @@ pub async fn create(
     let l = listener::fetch(&s, &caller, &b.l7policy.listener_id).await?;
     let project = b.l7policy.validate()?;
     Caller::child_project(project, &l.project_id)?;
-    check_listener_protocol(l.protocol)?;
+    ApiError::provider_supports(None, support::l7policy(l.protocol))?;
     let p = b.l7policy.into_model(l.project_id.clone(), l.id)?;
     check_redirect_pool(&s, &l, &p).await?;
     let (p, job) = s.ctx.store.create_l7policy(&p).await?;
@@ -195,6 +194,7 @@ pub async fn create_rule(
     let project = b.rule.validate()?;
     Caller::child_project(project, &p.project_id)?;
     let r = b.rule.into_model(p.project_id.clone(), p.id);
+    ApiError::provider_supports(None, support::l7rule(&r))?;
     let (r, job) = s.ctx.store.create_l7rule(&r).await?;
     tracing::info!(l7rule_id = %r.id, job_id = %job, "l7 rule create accepted");
     app::single(StatusCode::CREATED, "rule", &L7RuleResponse::from(&r))
@@ -229,6 +229,7 @@ pub async fn update_rule(
     let p = fetch(&s, &caller, &policy_id).await?;
     let old = fetch_rule(&s, &caller, &p, &id).await?;
     let new = b.rule.apply_checked(&old)?;
+    ApiError::provider_supports(None, support::l7rule(&new))?;
     let (r, job) = s.ctx.store.update_l7rule(&new, old.updated_at).await?;
     tracing::info!(l7rule_id = %r.id, job_id = %job, "l7 rule update accepted");
     app::single(StatusCode::OK, "rule", &L7RuleResponse::from(&r))

@@ -11,6 +11,7 @@ use octavia_api_types::listener::{
 };
 use octavia_api_types::stats::StatsResponse;
 use octavia_model::{Listener, ListenerId, LoadBalancer, ObjectKind, PoolId};
+use octavia_render::support;
 
 use crate::app::{self, AppState, OriginalPath};
 use crate::auth::{rule, Caller, Policy};
@@ -101,6 +102,7 @@ pub async fn create(
     let l = b
         .listener
         .into_model(lb.project_id.clone(), lb.id, &s.validation);
+    ApiError::provider_supports(lb.provider.as_deref(), support::listener(&l))?;
     check_default_pool(&s, &l, l.default_pool_id).await?;
     check_allowed_cidrs(&l, &lb)?;
     let (l, job) = s.ctx.store.create_listener(&l).await?;

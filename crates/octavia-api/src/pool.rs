@@ -8,6 +8,7 @@ use axum::Extension;
 use octavia_api_types::listener::check_pool_compatible;
 use octavia_api_types::pool::{PoolPostBody, PoolPutBody, PoolResponse};
 use octavia_model::{ListenerId, ObjectKind, Pool, PoolId};
+use octavia_render::support;
 
 use crate::app::{self, AppState, OriginalPath};
 use crate::auth::{rule, Caller, Policy};
@@ -95,6 +96,7 @@ pub async fn create(
     let listener_id: Option<ListenerId> = listener.map(|l| l.id);
     Caller::child_project(project, &lb.project_id)?;
     let pool = b.pool.into_model(lb.project_id.clone(), lb.id);
+    ApiError::provider_supports(lb.provider.as_deref(), support::pool(&pool))?;
     let (pool, job) = s.ctx.store.create_pool(&pool, listener_id).await?;
     tracing::info!(pool_id = %pool.id, job_id = %job, "pool create accepted");
     app::single(StatusCode::CREATED, "pool", &PoolResponse::from(&pool))
@@ -129,6 +131,7 @@ pub async fn update(
     b.pool.validate(&old)?;
     let mut new = old.clone();
     b.pool.apply(&mut new);
+    ApiError::provider_supports(None, support::pool(&new))?;
     let (p, job) = s.ctx.store.update_pool(&new, old.updated_at).await?;
     tracing::info!(pool_id = %p.id, job_id = %job, "pool update accepted");
     app::single(StatusCode::OK, "pool", &PoolResponse::from(&p))

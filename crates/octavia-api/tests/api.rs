@@ -1511,3 +1511,163 @@ async fn allowed_cidrs_must_match_a_vip_ip_version() {
         api.settle_all().await;
     }
 }
+
+/// What the amphora data plane cannot serve is refused at the API with Octavia's
+/// provider-unsupported error (501), never accepted and then left in ERROR; PROMETHEUS
+/// listeners are served (regression: they were accepted and went ERROR in their job).
+#[tokio::test]
+async fn what_the_data_plane_cannot_serve_is_refused_with_501() {
+    for engine in engines() {
+        let api = Api::new(engine).await;
+        let (lb, listener, pool) = api.lb_listener_pool("support").await;
+        let tcp = api
+            .create_child(
+                "/v2/lbaas/listeners",
+                "listener",
+                json!({"loadbalancer_id": lb, "protocol": "TCP", "protocol_port": 5432}),
+            )
+            .await;
+        let hm = api
+            .create_child(
+                "/v2/lbaas/healthmonitors",
+                "healthmonitor",
+                json!({"pool_id": pool, "type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 2}),
+            )
+            .await;
+        let policy = api
+            .create_child(
+                "/v2/lbaas/l7policies",
+                "l7policy",
+                json!({"listener_id": listener, "action": "REJECT"}),
+            )
+            .await;
+        let rules = format!("/v2/lbaas/l7policies/{policy}/rules");
+        let rule = api
+            .create_child(
+                &rules,
+                "rule",
+                json!({"type": "PATH", "compare_type": "STARTS_WITH", "value": "/x"}),
+            )
+            .await;
+        let before = api.snapshot().await;
+        for (method, path, body, reason) in [
+            (
+                Method::POST,
+                "/v2/lbaas/listeners".to_string(),
+                json!({"listener": {"loadbalancer_id": lb, "protocol": "UDP", "protocol_port": 53}}),
+                "Amphora provider does not support UDP protocol.",
+            ),
+            (
+                Method::POST,
+                "/v2/lbaas/listeners".to_string(),
+                json!({"listener": {"loadbalancer_id": lb, "protocol": "SCTP", "protocol_port": 99}}),
+                "Amphora provider does not support SCTP protocol.",
+            ),
+            (
+                Method::POST,
+                "/v2/lbaas/pools".to_string(),
+                json!({"pool": {"loadbalancer_id": lb, "protocol": "HTTP",
+                                "lb_algorithm": "SOURCE_IP_PORT"}}),
+                "Amphora provider does not support SOURCE_IP_PORT algorithm.",
+            ),
+            (
+                Method::POST,
+                "/v2/lbaas/pools".to_string(),
+                json!({"pool": {"loadbalancer_id": lb, "protocol": "UDP",
+                                "lb_algorithm": "ROUND_ROBIN"}}),
+                "does not support UDP pools",
+            ),
+            (
+                Method::POST,
+                "/v2/lbaas/pools".to_string(),
+                json!({"pool": {"loadbalancer_id": lb, "protocol": "HTTP",
+                                "lb_algorithm": "ROUND_ROBIN",
+                                "session_persistence": {"type": "APP_COOKIE",
+                                                        "cookie_name": "a(b"}}}),
+                "APP_COOKIE cookie_name",
+            ),
+            (
+                Method::PUT,
+                format!("/v2/lbaas/pools/{pool}"),
+                json!({"pool": {"lb_algorithm": "SOURCE_IP_PORT"}}),
+                "SOURCE_IP_PORT",
+            ),
+            (
+                Method::PUT,
+                format!("/v2/lbaas/healthmonitors/{hm}"),
+                json!({"healthmonitor": {"delay": 0}}),
+                "health monitor delay of 0",
+            ),
+            (
+                Method::POST,
+                "/v2/lbaas/l7policies".to_string(),
+                json!({"l7policy": {"listener_id": tcp, "action": "REJECT"}}),
+                "TCP protocol listeners do not support L7 policies",
+            ),
+            (
+                Method::POST,
+                rules.clone(),
+                json!({"rule": {"type": "HEADER", "compare_type": "EQUAL_TO", "key": "X#y",
+                                "value": "v"}}),
+                "HEADER rule key 'X#y'",
+            ),
+            (
+                Method::PUT,
+                format!("{rules}/{rule}"),
+                json!({"rule": {"type": "COOKIE", "key": "it's"}}),
+                "COOKIE rule key",
+            ),
+        ] {
+            let r = api.call(method.clone(), &path, Some(body)).await;
+            assert_eq!(
+                r.status,
+                StatusCode::NOT_IMPLEMENTED,
+                "{method} {path}: {}",
+                r.body
+            );
+            fault_names(
+                &r,
+                "Provider 'amphora' does not support a requested option: ",
+            );
+            fault_names(&r, reason);
+            assert_eq!(
+                api.snapshot().await,
+                before,
+                "{method} {path} changed the store"
+            );
+        }
+
+        // PROMETHEUS listeners are served: accepted, and their job renders and succeeds.
+        let prometheus = api
+            .create_child(
+                "/v2/lbaas/listeners",
+                "listener",
+                json!({"loadbalancer_id": lb, "protocol": "PROMETHEUS", "protocol_port": 9100}),
+            )
+            .await;
+        let r = api
+            .call(
+                Method::GET,
+                &format!("/v2/lbaas/listeners/{prometheus}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            r.body["listener"]["provisioning_status"], "ACTIVE",
+            "{}",
+            r.body
+        );
+        // Not with a pool.
+        let r = api
+            .call(
+                Method::POST,
+                "/v2/lbaas/pools",
+                Some(
+                    json!({"pool": {"listener_id": prometheus, "protocol": "HTTP",
+                                     "lb_algorithm": "ROUND_ROBIN"}}),
+                ),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    }
+}

@@ -69,14 +69,17 @@ mod tests {
     fn render_errors_are_permanent_and_ours() {
         let e = FlowError::Render {
             load_balancer: LoadBalancerId::new(),
-            source: RenderError::Unsupported("listener x: protocol UDP".into()),
+            source: RenderError::Unsupported {
+                subject: octavia_render::Subject::Settings,
+                reason: "protocol UDP".into(),
+            },
         };
         assert!(!e.is_retryable());
         assert_eq!(e.owner(), FaultOwner::Ours);
         let text = e.to_string();
         assert!(text.starts_with("render haproxy configuration of load balancer "));
         assert!(
-            text.ends_with("unsupported: listener x: protocol UDP"),
+            text.ends_with("unsupported: settings: protocol UDP"),
             "{text}"
         );
     }

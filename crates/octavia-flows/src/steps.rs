@@ -428,11 +428,7 @@ async fn update_amphorae(ctx: &JobContext) -> Result<()> {
         });
     };
     // Rendered once, before any amphora is touched: a tree the renderer refuses changes none.
-    let text = if config::has_listeners(&tree) {
-        Some(config::render(&tree, &ctx.settings.render)?)
-    } else {
-        None
-    };
+    let text = config::render(&tree, &ctx.settings.render)?;
     for amp in ctx.serving_amphorae().await? {
         if let Some(text) = &text {
             ctx.drivers.amphora.upload_config(&amp, lb_id, text).await?;

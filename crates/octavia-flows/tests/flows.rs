@@ -832,7 +832,10 @@ async fn pushed_configuration_is_accepted_by_haproxy() {
 }
 
 #[tokio::test]
-async fn unrenderable_listener_fails_without_retry_and_can_be_deleted() {
+/// A child the renderer refuses goes ERROR without a retry, and does not wedge its load
+/// balancer: later jobs (another listener, a failover, its own delete) leave it out of the
+/// configuration and succeed (regression: every later job of the load balancer failed).
+async fn unrenderable_listener_goes_error_without_wedging_its_load_balancer() {
     for engine in engines() {
         let ts = TestStore::new(engine).await;
         let h = Harness::new(&ts.store);
@@ -868,11 +871,33 @@ async fn unrenderable_listener_fails_without_retry_and_can_be_deleted() {
         assert_eq!(l.provisioning_status, ProvisioningStatus::Error);
         assert_eq!(h.lb_status(lb_id).await, ProvisioningStatus::Active);
 
-        // Deleting it renders the tree without it: nothing left to serve.
+        // Later jobs of the load balancer leave the ERROR listener out and succeed.
+        h.log.clear();
+        let (http, _) = ts
+            .store
+            .create_listener(&listener(lb_id, 80))
+            .await
+            .unwrap();
+        assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
+        assert_eq!(h.log.count("amphora.upload_config"), 1);
+        let job = ts
+            .store
+            .failover_load_balancer(lb_id, JobClass::Operator)
+            .await
+            .unwrap();
+        assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
+        assert_eq!(h.job(job).await.state, JobState::Done);
+        let l = ts.store.get_listener(l.id).await.unwrap().unwrap();
+        assert_eq!(l.provisioning_status, ProvisioningStatus::Error);
+
+        // Deleting it always works; then deleting the last listener removes the configuration.
         h.log.clear();
         ts.store.delete_listener(l.id).await.unwrap();
         assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
-        assert_eq!(h.log.count("amphora.remove_config"), 1);
         assert!(ts.store.get_listener(l.id).await.unwrap().is_none());
+        ts.store.delete_listener(http.id).await.unwrap();
+        assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
+        assert_eq!(h.log.count("amphora.remove_config"), 1);
+        assert_eq!(h.lb_status(lb_id).await, ProvisioningStatus::Active);
     }
 }

@@ -5,7 +5,7 @@
 //! character literal, so we escape exactly those characters (and the backslash itself).
 //! Control characters (CR, LF, tab, NUL, ...) cannot be written safely and are refused.
 
-use crate::RenderError;
+use crate::{RenderError, Subject};
 
 /// Characters that must be preceded by a backslash to stay inside one literal word.
 const SPECIAL: &[char] = &[' ', '\\', '#', '\'', '"'];
@@ -13,7 +13,11 @@ const SPECIAL: &[char] = &[' ', '\\', '#', '\'', '"'];
 /// Escape `value` so HAProxy reads it back as exactly one word equal to `value`.
 ///
 /// `object`/`field` only label the error for an empty value or a control character.
-pub fn escape_word(value: &str, object: &str, field: &'static str) -> Result<String, RenderError> {
+pub fn escape_word(
+    value: &str,
+    object: Subject,
+    field: &'static str,
+) -> Result<String, RenderError> {
     if value.is_empty() {
         return Err(RenderError::invalid(object, field, "must not be empty"));
     }
@@ -35,22 +39,14 @@ pub fn escape_word(value: &str, object: &str, field: &'static str) -> Result<Str
 }
 
 /// Check that `value` is a name HAProxy may see inside a fetch argument (`req.hdr(<name>)`,
-/// `req.cook(<name>)`, `ssl_c_s_dn(<name>)`): HTTP token characters without those that end
-/// or split a fetch argument or a configuration word.
-pub fn check_fetch_name(value: &str, object: &str, field: &'static str) -> Result<(), RenderError> {
-    const EXTRA: &str = "!$%&*+.^_|~-";
-    if value.is_empty() {
-        return Err(RenderError::invalid(object, field, "must not be empty"));
-    }
-    match value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || EXTRA.contains(*c)))
-    {
-        Some(c) => Err(RenderError::invalid(
-            object,
-            field,
-            format!("'{value}' contains {c:?}, which is not allowed in a name"),
-        )),
+/// `req.cook(<name>)`, `ssl_c_s_dn(<name>)`); the rule is [`crate::support::fetch_name_problem`].
+pub fn check_fetch_name(
+    value: &str,
+    object: Subject,
+    field: &'static str,
+) -> Result<(), RenderError> {
+    match crate::support::fetch_name_problem(value) {
+        Some(problem) => Err(RenderError::invalid(object, field, problem)),
         None => Ok(()),
     }
 }
@@ -75,7 +71,7 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(
-                &escape_word(input, "rule", "value").unwrap(),
+                &escape_word(input, Subject::Settings, "value").unwrap(),
                 want,
                 "{input:?}"
             );
@@ -85,7 +81,7 @@ mod tests {
     #[test]
     fn escape_refuses_empty_and_control_characters() {
         for bad in ["", "a\nb", "a\rb", "a\tb", "a\0b", "\u{7f}"] {
-            let err = escape_word(bad, "l7rule x", "value").unwrap_err();
+            let err = escape_word(bad, Subject::Settings, "value").unwrap_err();
             assert!(
                 matches!(err, RenderError::InvalidValue { field: "value", .. }),
                 "{bad:?}: {err}"
@@ -96,12 +92,15 @@ mod tests {
     #[test]
     fn fetch_names() {
         for ok in ["X-Forwarded-For", "JSESSIONID", "a.b_c~d|e^f", "CN"] {
-            check_fetch_name(ok, "rule", "key").unwrap();
+            check_fetch_name(ok, Subject::Settings, "key").unwrap();
         }
         for bad in [
             "", "a b", "a(b", "a)b", "a,b", "a#b", "a'b", "a\"b", "a\\b", "a;b",
         ] {
-            assert!(check_fetch_name(bad, "rule", "key").is_err(), "{bad:?}");
+            assert!(
+                check_fetch_name(bad, Subject::Settings, "key").is_err(),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -49,7 +49,10 @@ fn one_code(s: &str) -> Result<u16, String> {
 
 /// The `http-check expect rstatus` argument for `expected_codes` (`None` means Octavia's
 /// default, 200): an anchored alternation such as `^(200|202)$`.
-pub fn rstatus_pattern(expected_codes: Option<&str>, object: &str) -> Result<String, RenderError> {
+pub fn rstatus_pattern(
+    expected_codes: Option<&str>,
+    object: crate::Subject,
+) -> Result<String, RenderError> {
     let codes = parse_expected_codes(expected_codes.unwrap_or("200"))
         .map_err(|reason| RenderError::invalid(object, "expected_codes", reason))?;
     let alternatives: Vec<String> = codes.iter().map(u16::to_string).collect();
@@ -89,12 +92,15 @@ mod tests {
 
     #[test]
     fn rstatus_is_anchored_and_defaults_to_200() {
-        assert_eq!(rstatus_pattern(None, "hm").unwrap(), "^(200)$");
         assert_eq!(
-            rstatus_pattern(Some("200-202,404"), "hm").unwrap(),
+            rstatus_pattern(None, crate::Subject::Settings).unwrap(),
+            "^(200)$"
+        );
+        assert_eq!(
+            rstatus_pattern(Some("200-202,404"), crate::Subject::Settings).unwrap(),
             "^(200|201|202|404)$"
         );
-        let err = rstatus_pattern(Some("2oo"), "health monitor x").unwrap_err();
+        let err = rstatus_pattern(Some("2oo"), crate::Subject::Settings).unwrap_err();
         assert!(err.to_string().contains("expected_codes"), "{err}");
     }
 }

@@ -4,16 +4,39 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use amphora_proto::agent::{PROMETHEUS_EXPORTER_ADDR, PROMETHEUS_PROXY_ADDR};
 use octavia_model::{
     HealthMonitor, HealthMonitorType, L7Policy, L7PolicyAction, L7Rule, L7RuleCompareType,
     L7RuleType, LbAlgorithm, Listener, ListenerId, ListenerProtocol, LoadBalancer, LoadBalancerId,
-    Member, Pool, PoolId, PoolProtocol, ProvisioningStatus, SessionPersistenceType,
+    Member, ObjectKind, Pool, PoolId, PoolProtocol, ProvisioningStatus, SessionPersistenceType,
 };
 
 use crate::escape::{check_fetch_name, escape_word};
 use crate::expected_codes::rstatus_pattern;
 use crate::log_format::frontend_log_format;
-use crate::{RenderError, RenderSettings};
+use crate::{support, RenderError, RenderSettings, Subject};
+
+/// The backend every PROMETHEUS listener sends its requests to: the agent's metrics proxy.
+const PROMETHEUS_BACKEND: &str = "prometheus-exporter-internal";
+
+fn listener_subject(l: &Listener) -> Subject {
+    Subject::Object(ObjectKind::Listener, l.id.uuid())
+}
+fn pool_subject(p: &Pool) -> Subject {
+    Subject::Object(ObjectKind::Pool, p.id.uuid())
+}
+fn member_subject(m: &Member) -> Subject {
+    Subject::Object(ObjectKind::Member, m.id.uuid())
+}
+fn monitor_subject(hm: &HealthMonitor) -> Subject {
+    Subject::Object(ObjectKind::HealthMonitor, hm.id.uuid())
+}
+fn policy_subject(p: &L7Policy) -> Subject {
+    Subject::Object(ObjectKind::L7Policy, p.id.uuid())
+}
+fn rule_subject(r: &L7Rule) -> Subject {
+    Subject::Object(ObjectKind::L7Rule, r.id.uuid())
+}
 
 /// Everything one load balancer's configuration is made of.
 ///
@@ -77,6 +100,8 @@ struct Plan<'a> {
 struct FrontendPlan<'a> {
     listener: &'a Listener,
     http: bool,
+    /// A PROMETHEUS listener: its requests go to the agent's metrics proxy.
+    prometheus: bool,
     default_pool: Option<&'a Pool>,
     /// Policies with at least one enabled rule, by position.
     policies: Vec<(&'a L7Policy, Vec<&'a L7Rule>)>,
@@ -105,6 +130,10 @@ impl<'a> Plan<'a> {
         Ok(Self { frontends })
     }
 
+    fn serves_prometheus(&self) -> bool {
+        self.frontends.iter().any(|f| f.prometheus)
+    }
+
     fn uses_external_check(&self, input: &RenderInput) -> bool {
         self.frontends.iter().any(|f| {
             f.backends.iter().any(|p| {
@@ -117,22 +146,34 @@ impl<'a> Plan<'a> {
 
 impl<'a> FrontendPlan<'a> {
     fn build(input: &RenderInput<'a>, listener: &'a Listener) -> Result<Self, RenderError> {
-        let http = match listener.protocol {
-            ListenerProtocol::Http => true,
-            ListenerProtocol::Tcp | ListenerProtocol::Https => false,
-            ListenerProtocol::TerminatedHttps | ListenerProtocol::Prometheus => {
-                return Err(RenderError::Unsupported(format!(
-                    "listener {}: protocol {} needs certificates, which this renderer does not handle yet",
-                    listener.id, listener.protocol
-                )))
+        let subject = listener_subject(listener);
+        support::listener(listener).map_err(|reason| RenderError::unsupported(subject, reason))?;
+        let prometheus = listener.protocol == ListenerProtocol::Prometheus;
+        let http = matches!(
+            listener.protocol,
+            ListenerProtocol::Http | ListenerProtocol::Prometheus
+        );
+        if prometheus {
+            // Its requests all go to the metrics proxy: a pool or a policy would never serve.
+            let has_policies = input
+                .l7policies
+                .iter()
+                .any(|p| p.listener_id == listener.id && live(p.provisioning_status));
+            if listener.default_pool_id.is_some() || has_policies {
+                return Err(RenderError::inconsistent(
+                    subject,
+                    "a PROMETHEUS listener cannot have a default pool or L7 policies",
+                ));
             }
-            ListenerProtocol::Udp | ListenerProtocol::Sctp => {
-                return Err(RenderError::Unsupported(format!(
-                    "listener {}: protocol {} is served by keepalived LVS, not by haproxy.cfg, which is not implemented yet",
-                    listener.id, listener.protocol
-                )))
-            }
-        };
+            return Ok(Self {
+                listener,
+                http,
+                prometheus,
+                default_pool: None,
+                policies: Vec::new(),
+                backends: Vec::new(),
+            });
+        }
         let default_pool = match listener.default_pool_id {
             Some(id) => usable_pool(input, listener, id, "default pool")?,
             None => None,
@@ -159,7 +200,7 @@ impl<'a> FrontendPlan<'a> {
             if policy.action == L7PolicyAction::RedirectToPool {
                 let pool_id = policy.redirect_pool_id.ok_or_else(|| {
                     RenderError::invalid(
-                        format!("l7policy {}", policy.id),
+                        policy_subject(policy),
                         "redirect_pool_id",
                         "REDIRECT_TO_POOL needs a pool",
                     )
@@ -172,11 +213,9 @@ impl<'a> FrontendPlan<'a> {
             }
             rendered.push((policy, rules));
         }
-        if !rendered.is_empty() && !http {
-            return Err(RenderError::Unsupported(format!(
-                "listener {}: L7 policies need an HTTP listener, not {}",
-                listener.id, listener.protocol
-            )));
+        if let Some((policy, _)) = rendered.first() {
+            support::l7policy(listener.protocol)
+                .map_err(|reason| RenderError::unsupported(policy_subject(policy), reason))?;
         }
 
         let mut backends: Vec<&Pool> = Vec::new();
@@ -188,6 +227,7 @@ impl<'a> FrontendPlan<'a> {
         Ok(Self {
             listener,
             http,
+            prometheus,
             default_pool,
             policies: rendered,
             backends,
@@ -204,10 +244,10 @@ fn usable_pool<'a>(
     role: &str,
 ) -> Result<Option<&'a Pool>, RenderError> {
     let pool = input.pools.iter().find(|p| p.id == id).ok_or_else(|| {
-        RenderError::Inconsistent(format!(
-            "listener {}: {role} {id} is not in the input",
-            listener.id
-        ))
+        RenderError::inconsistent(
+            listener_subject(listener),
+            format!("{role} {id} is not in the input"),
+        )
     })?;
     if !pool.enabled || !live(pool.provisioning_status) {
         return Ok(None);
@@ -217,10 +257,13 @@ fn usable_pool<'a>(
         .allowed_pool_protocols()
         .contains(&pool.protocol)
     {
-        return Err(RenderError::Inconsistent(format!(
-            "listener {} ({}) cannot use {} pool {}",
-            listener.id, listener.protocol, pool.protocol, pool.id
-        )));
+        return Err(RenderError::inconsistent(
+            listener_subject(listener),
+            format!(
+                "a {} listener cannot use {} pool {}",
+                listener.protocol, pool.protocol, pool.id
+            ),
+        ));
     }
     Ok(Some(pool))
 }
@@ -250,7 +293,7 @@ fn connection_limit(listener: &Listener, settings: &RenderSettings) -> i32 {
     }
 }
 
-fn non_negative(value: i32, object: &str, field: &'static str) -> Result<i32, RenderError> {
+fn non_negative(value: i32, object: Subject, field: &'static str) -> Result<i32, RenderError> {
     if value < 0 {
         return Err(RenderError::invalid(
             object,
@@ -261,7 +304,7 @@ fn non_negative(value: i32, object: &str, field: &'static str) -> Result<i32, Re
     Ok(value)
 }
 
-fn port(value: i32, object: &str, field: &'static str) -> Result<i32, RenderError> {
+fn port(value: i32, object: Subject, field: &'static str) -> Result<i32, RenderError> {
     if !(1..=65535).contains(&value) {
         return Err(RenderError::invalid(
             object,
@@ -272,7 +315,7 @@ fn port(value: i32, object: &str, field: &'static str) -> Result<i32, RenderErro
     Ok(value)
 }
 
-fn ip(value: &str, object: &str, field: &'static str) -> Result<IpAddr, RenderError> {
+fn ip(value: &str, object: Subject, field: &'static str) -> Result<IpAddr, RenderError> {
     value
         .trim()
         .parse()
@@ -296,7 +339,7 @@ fn write_global(
     let lb = input.load_balancer;
     let base = settings.base_path.trim_end_matches('/');
     let base_word =
-        |suffix: String, field| escape_word(&format!("{base}/{suffix}"), "settings", field);
+        |suffix: String, field| escape_word(&format!("{base}/{suffix}"), Subject::Settings, field);
     let total: i64 = plan
         .frontends
         .iter()
@@ -317,16 +360,16 @@ fn write_global(
     if let Some(user) = &settings.user {
         line(
             out,
-            format!("user {}", escape_word(user, "settings", "user")?),
+            format!("user {}", escape_word(user, Subject::Settings, "user")?),
         );
     }
     if let Some(group) = &settings.group {
         line(
             out,
-            format!("group {}", escape_word(group, "settings", "group")?),
+            format!("group {}", escape_word(group, Subject::Settings, "group")?),
         );
     }
-    let target = escape_word(&settings.log_target, "settings", "log_target")?;
+    let target = escape_word(&settings.log_target, Subject::Settings, "log_target")?;
     line(
         out,
         format!("log {target} local{}", settings.user_log_facility),
@@ -377,7 +420,39 @@ fn write_global(
     ] {
         line(out, l);
     }
+    if plan.serves_prometheus() {
+        write_prometheus_exporter(out);
+    }
     Ok(())
+}
+
+/// HAProxy's own exporter on the amphora's loopback, and the backend of PROMETHEUS
+/// listeners: the agent's metrics proxy, which reads that exporter and renames its metrics
+/// (reference §12.2).
+fn write_prometheus_exporter(out: &mut String) {
+    out.push_str("\nfrontend prometheus-exporter-internal-endpoint\n");
+    for l in [
+        format!("bind {PROMETHEUS_EXPORTER_ADDR}"),
+        "mode http".to_string(),
+        "no log".to_string(),
+        "http-request use-service prometheus-exporter if { path /metrics }".to_string(),
+        "http-request reject".to_string(),
+        "timeout http-request 5s".to_string(),
+        "timeout client 5s".to_string(),
+    ] {
+        line(out, l);
+    }
+    let _ = write!(out, "\nbackend {PROMETHEUS_BACKEND}\n");
+    for l in [
+        "mode http".to_string(),
+        "no log".to_string(),
+        "balance first".to_string(),
+        "timeout connect 5s".to_string(),
+        "timeout server 5s".to_string(),
+        format!("server prometheus-internal {PROMETHEUS_PROXY_ADDR}"),
+    ] {
+        line(out, l);
+    }
 }
 
 fn write_frontend(
@@ -387,9 +462,13 @@ fn write_frontend(
     plan: &FrontendPlan,
 ) -> Result<(), RenderError> {
     let listener = plan.listener;
-    let object = format!("listener {}", listener.id);
-    let vip = ip(input.vip_address, "load balancer", "vip_address")?;
-    let listen_port = port(listener.protocol_port, &object, "protocol_port")?;
+    let object = listener_subject(listener);
+    let vip = ip(
+        input.vip_address,
+        Subject::Object(ObjectKind::LoadBalancer, input.load_balancer.id.uuid()),
+        "vip_address",
+    )?;
+    let listen_port = port(listener.protocol_port, object, "protocol_port")?;
 
     let _ = write!(out, "\nfrontend {}\n", listener.id);
     line(
@@ -402,7 +481,7 @@ fn write_frontend(
     if !listener.allowed_cidrs.is_empty() {
         let mut cidrs = BTreeSet::new();
         for cidr in &listener.allowed_cidrs {
-            cidrs.insert(parse_cidr(cidr, &object)?);
+            cidrs.insert(parse_cidr(cidr, object)?);
         }
         let list: Vec<String> = cidrs.into_iter().map(|(a, p)| format!("{a}/{p}")).collect();
         line(
@@ -422,14 +501,17 @@ fn write_frontend(
             format!("default_backend {}", backend_name(&pool.id, &listener.id)),
         );
     }
+    if plan.prometheus {
+        line(out, format!("default_backend {PROMETHEUS_BACKEND}"));
+    }
     line(
         out,
         format!(
             "timeout client {}",
-            non_negative(listener.timeout_client_data, &object, "timeout_client_data")?
+            non_negative(listener.timeout_client_data, object, "timeout_client_data")?
         ),
     );
-    let inspect = non_negative(listener.timeout_tcp_inspect, &object, "timeout_tcp_inspect")?;
+    let inspect = non_negative(listener.timeout_tcp_inspect, object, "timeout_tcp_inspect")?;
     if inspect > 0 {
         line(out, format!("tcp-request inspect-delay {inspect}"));
     }
@@ -448,7 +530,7 @@ fn write_frontend(
 }
 
 /// `address/prefix` of an `allowed_cidrs` entry (a bare address is a host route).
-fn parse_cidr(text: &str, object: &str) -> Result<(IpAddr, u8), RenderError> {
+fn parse_cidr(text: &str, object: Subject) -> Result<(IpAddr, u8), RenderError> {
     let bad = || {
         RenderError::invalid(
             object,
@@ -494,7 +576,7 @@ fn write_l7(out: &mut String, plan: &FrontendPlan) -> Result<(), RenderError> {
         }
     }
     for ((policy, _), cond) in plan.policies.iter().zip(&conditions) {
-        let object = format!("l7policy {}", policy.id);
+        let object = policy_subject(policy);
         let (kind, field, target) = match policy.action {
             L7PolicyAction::RedirectToUrl => ("location", "redirect_url", &policy.redirect_url),
             L7PolicyAction::RedirectPrefix => {
@@ -504,11 +586,11 @@ fn write_l7(out: &mut String, plan: &FrontendPlan) -> Result<(), RenderError> {
         };
         let target = target
             .as_deref()
-            .ok_or_else(|| RenderError::invalid(&object, field, "is missing"))?;
+            .ok_or_else(|| RenderError::invalid(object, field, "is missing"))?;
         let code = policy.redirect_http_code.unwrap_or(302);
         if ![301, 302, 303, 307, 308].contains(&code) {
             return Err(RenderError::invalid(
-                &object,
+                object,
                 "redirect_http_code",
                 format!("{code} is not one of 301, 302, 303, 307, 308"),
             ));
@@ -517,7 +599,7 @@ fn write_l7(out: &mut String, plan: &FrontendPlan) -> Result<(), RenderError> {
             out,
             format!(
                 "redirect code {code} {kind} {} if {cond}",
-                escape_word(target, &object, field)?
+                escape_word(target, object, field)?
             ),
         );
     }
@@ -539,13 +621,13 @@ fn write_l7(out: &mut String, plan: &FrontendPlan) -> Result<(), RenderError> {
 
 /// The part of an `acl` line after its name: fetch, flags and pattern.
 fn acl_criterion(rule: &L7Rule) -> Result<String, RenderError> {
-    let object = format!("l7rule {}", rule.id);
+    let object = rule_subject(rule);
     let key = || -> Result<&str, RenderError> {
         let key = rule
             .key
             .as_deref()
-            .ok_or_else(|| RenderError::invalid(&object, "key", "is missing"))?;
-        check_fetch_name(key, &object, "key")?;
+            .ok_or_else(|| RenderError::invalid(object, "key", "is missing"))?;
+        check_fetch_name(key, object, "key")?;
         Ok(key)
     };
     let matcher = match rule.compare_type {
@@ -556,7 +638,7 @@ fn acl_criterion(rule: &L7Rule) -> Result<String, RenderError> {
         L7RuleCompareType::EqualTo => "-m str",
     };
     let pattern = || -> Result<String, RenderError> {
-        let word = escape_word(&rule.value, &object, "value")?;
+        let word = escape_word(&rule.value, object, "value")?;
         Ok(if rule.value.starts_with('-') {
             format!("-- {word}")
         } else {
@@ -572,7 +654,7 @@ fn acl_criterion(rule: &L7Rule) -> Result<String, RenderError> {
             L7RuleCompareType::Regex => format!("path_end {matcher} {}", pattern()?),
             other => {
                 return Err(RenderError::invalid(
-                    &object,
+                    object,
                     "compare_type",
                     format!("FILE_TYPE rules compare with REGEX or EQUAL_TO, not {other}"),
                 ))
@@ -584,7 +666,7 @@ fn acl_criterion(rule: &L7Rule) -> Result<String, RenderError> {
         L7RuleType::SslVerifyResult => {
             let n: u32 = rule.value.trim().parse().map_err(|_| {
                 RenderError::invalid(
-                    &object,
+                    object,
                     "value",
                     format!("'{}' is not a non-negative integer", rule.value),
                 )
@@ -613,7 +695,8 @@ fn write_backend(
     listener: &Listener,
     pool: &Pool,
 ) -> Result<(), RenderError> {
-    let object = format!("pool {}", pool.id);
+    let object = pool_subject(pool);
+    support::pool(pool).map_err(|reason| RenderError::unsupported(object, reason))?;
     let http = backend_is_http(pool, listener);
     let hm = health_monitor_of(input, pool);
 
@@ -639,10 +722,10 @@ fn write_backend(
             LbAlgorithm::LeastConnections => "balance leastconn",
             LbAlgorithm::SourceIp => "balance source",
             LbAlgorithm::SourceIpPort => {
-                return Err(RenderError::Unsupported(format!(
-                    "pool {}: lb_algorithm SOURCE_IP_PORT is not supported by the amphora provider",
-                    pool.id
-                )))
+                return Err(RenderError::unsupported(
+                    object,
+                    "Amphora provider does not support SOURCE_IP_PORT algorithm.",
+                ))
             }
         },
     );
@@ -654,7 +737,7 @@ fn write_backend(
     let stick_size = || {
         escape_word(
             &settings.haproxy_stick_size,
-            "settings",
+            Subject::Settings,
             "haproxy_stick_size",
         )
     };
@@ -669,9 +752,9 @@ fn write_backend(
                 .as_ref()
                 .and_then(|p| p.cookie_name.as_deref())
                 .ok_or_else(|| {
-                    RenderError::invalid(&object, "cookie_name", "APP_COOKIE needs a cookie name")
+                    RenderError::invalid(object, "cookie_name", "APP_COOKIE needs a cookie name")
                 })?;
-            check_fetch_name(name, &object, "cookie_name")?;
+            check_fetch_name(name, object, "cookie_name")?;
             line(
                 out,
                 format!("stick-table type string len 64 size {}", stick_size()?),
@@ -697,14 +780,14 @@ fn write_backend(
         format!("fullconn {}", connection_limit(listener, settings)),
     );
     line(out, "option allbackups");
-    let lobject = format!("listener {}", listener.id);
+    let lobject = listener_subject(listener);
     line(
         out,
         format!(
             "timeout connect {}",
             non_negative(
                 listener.timeout_member_connect,
-                &lobject,
+                lobject,
                 "timeout_member_connect"
             )?
         ),
@@ -713,11 +796,7 @@ fn write_backend(
         out,
         format!(
             "timeout server {}",
-            non_negative(
-                listener.timeout_member_data,
-                &lobject,
-                "timeout_member_data"
-            )?
+            non_negative(listener.timeout_member_data, lobject, "timeout_member_data")?
         ),
     );
 
@@ -739,26 +818,27 @@ fn write_health_monitor(
     settings: &RenderSettings,
     hm: &HealthMonitor,
 ) -> Result<(), RenderError> {
-    let object = format!("health monitor {}", hm.id);
+    let object = monitor_subject(hm);
+    support::health_monitor(hm).map_err(|reason| RenderError::unsupported(object, reason))?;
     line(out, "load-server-state-from-file global");
     line(
         out,
         format!(
             "timeout check {}s",
-            non_negative(hm.timeout, &object, "timeout")?
+            non_negative(hm.timeout, object, "timeout")?
         ),
     );
     match hm.monitor_type {
         HealthMonitorType::Http | HealthMonitorType::Https => {
             let method = hm.http_method.map_or("GET", |m| m.as_str());
-            let path = escape_word(hm.url_path.as_deref().unwrap_or("/"), &object, "url_path")?;
+            let path = escape_word(hm.url_path.as_deref().unwrap_or("/"), object, "url_path")?;
             let version = match hm.http_version {
                 None => None,
                 Some(v) if (v - 1.0).abs() < 1e-9 => Some("1.0"),
                 Some(v) if (v - 1.1).abs() < 1e-9 => Some("1.1"),
                 Some(v) => {
                     return Err(RenderError::invalid(
-                        &object,
+                        object,
                         "http_version",
                         format!("{v} is not 1.0 or 1.1"),
                     ))
@@ -773,7 +853,7 @@ fn write_health_monitor(
                     out,
                     format!(
                         "http-check send hdr Host {}",
-                        escape_word(domain, &object, "domain_name")?
+                        escape_word(domain, object, "domain_name")?
                     ),
                 );
             }
@@ -781,7 +861,7 @@ fn write_health_monitor(
                 out,
                 format!(
                     "http-check expect rstatus {}",
-                    rstatus_pattern(hm.expected_codes.as_deref(), &object)?
+                    rstatus_pattern(hm.expected_codes.as_deref(), object)?
                 ),
             );
         }
@@ -791,18 +871,18 @@ fn write_health_monitor(
                 out,
                 format!(
                     "external-check command {}",
-                    escape_word(&settings.ping_wrapper_path, "settings", "ping_wrapper_path")?
+                    escape_word(
+                        &settings.ping_wrapper_path,
+                        Subject::Settings,
+                        "ping_wrapper_path"
+                    )?
                 ),
             );
         }
         HealthMonitorType::TlsHello => line(out, "option ssl-hello-chk"),
         HealthMonitorType::Tcp => {}
-        HealthMonitorType::UdpConnect | HealthMonitorType::Sctp => {
-            return Err(RenderError::Unsupported(format!(
-                "health monitor {}: type {} only applies to UDP/SCTP pools",
-                hm.id, hm.monitor_type
-            )))
-        }
+        // Refused by `support::health_monitor` above.
+        HealthMonitorType::UdpConnect | HealthMonitorType::Sctp => {}
     }
     Ok(())
 }
@@ -836,22 +916,14 @@ fn pool_tls_options(pool: &Pool) -> Result<String, RenderError> {
     if !pool.tls_enabled {
         return Ok(String::new());
     }
-    if pool.tls_certificate_id.is_some()
-        || pool.ca_tls_certificate_id.is_some()
-        || pool.crl_container_id.is_some()
-    {
-        return Err(RenderError::Unsupported(format!(
-            "pool {}: backend TLS with certificates is not handled by this renderer yet",
-            pool.id
-        )));
-    }
-    let object = format!("pool {}", pool.id);
+    // Certificates are refused by `support::pool` before this is reached.
+    let object = pool_subject(pool);
     let mut opts = String::from(" ssl verify none");
     if let Some(ciphers) = pool.tls_ciphers.as_deref().filter(|c| !c.is_empty()) {
         let _ = write!(
             opts,
             " ciphers {}",
-            escape_word(ciphers, &object, "tls_ciphers")?
+            escape_word(ciphers, object, "tls_ciphers")?
         );
     }
     if !pool.tls_versions.is_empty() {
@@ -872,7 +944,7 @@ fn pool_tls_options(pool: &Pool) -> Result<String, RenderError> {
         let _ = write!(
             opts,
             " alpn {}",
-            escape_word(&list, &object, "alpn_protocols")?
+            escape_word(&list, object, "alpn_protocols")?
         );
     }
     Ok(opts)
@@ -885,12 +957,12 @@ fn server_line(
     cookie: bool,
     tls: &str,
 ) -> Result<String, RenderError> {
-    let object = format!("member {}", member.id);
-    let addr = ip(&member.ip_address, &object, "ip_address")?;
-    let member_port = port(member.protocol_port, &object, "protocol_port")?;
+    let object = member_subject(member);
+    let addr = ip(&member.ip_address, object, "ip_address")?;
+    let member_port = port(member.protocol_port, object, "protocol_port")?;
     if !(0..=256).contains(&member.weight) {
         return Err(RenderError::invalid(
-            &object,
+            object,
             "weight",
             format!("{} is outside 0-256", member.weight),
         ));
@@ -902,10 +974,10 @@ fn server_line(
         member.weight
     );
     if let Some(hm) = hm {
-        let hobject = format!("health monitor {}", hm.id);
+        let hobject = monitor_subject(hm);
         if hm.delay < 1 {
             return Err(RenderError::invalid(
-                &hobject,
+                hobject,
                 "delay",
                 format!(
                     "{} is below HAProxy's minimum check interval of 1 second",
@@ -919,7 +991,7 @@ fn server_line(
         ] {
             if value < 1 {
                 return Err(RenderError::invalid(
-                    &hobject,
+                    hobject,
                     field,
                     format!("{value} is below 1"),
                 ));
@@ -935,13 +1007,13 @@ fn server_line(
             hm.delay, hm.fall_threshold, hm.rise_threshold
         );
         if let Some(monitor) = member.monitor_address.as_deref() {
-            let _ = match ip(monitor, &object, "monitor_address")? {
+            let _ = match ip(monitor, object, "monitor_address")? {
                 IpAddr::V4(a) => write!(text, " addr {a}"),
                 IpAddr::V6(a) => write!(text, " addr [{a}]"),
             };
         }
         if let Some(p) = member.monitor_port {
-            let _ = write!(text, " port {}", port(p, &object, "monitor_port")?);
+            let _ = write!(text, " port {}", port(p, object, "monitor_port")?);
         }
     }
     if cookie {

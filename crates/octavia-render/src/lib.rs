@@ -13,10 +13,13 @@
 //!   amphorae), no `nbthread`/`cpu-map` tuning and no `tune.ssl.cachesize`. The stats socket is
 //!   `level admin` with `expose-fd listeners` (the agent uses the runtime API for member
 //!   weight/state and passes the listening sockets to the new process on reload).
-//! * **Protocols.** HTTP, TCP and HTTPS (TLS pass-through, `mode tcp`) listeners are rendered.
-//!   TERMINATED_HTTPS and PROMETHEUS (certificates, exporter proxy) and UDP/SCTP (keepalived
-//!   LVS) are refused with [`RenderError::Unsupported`]. Pools with `tls_enabled` re-encrypt
-//!   with `ssl verify none`; a pool with client/CA/CRL certificates is refused likewise.
+//! * **Protocols.** HTTP, TCP, HTTPS (TLS pass-through, `mode tcp`) and PROMETHEUS listeners
+//!   are rendered; a PROMETHEUS listener's requests go to the agent's metrics proxy, which reads
+//!   HAProxy's own exporter on the amphora's loopback (the addresses are
+//!   `amphora_proto::agent::PROMETHEUS_*`). TERMINATED_HTTPS (certificates) and UDP/SCTP
+//!   (keepalived LVS) are refused with [`RenderError::Unsupported`]. Pools with `tls_enabled`
+//!   re-encrypt with `ssl verify none`; a pool with client/CA/CRL certificates is refused
+//!   likewise. What is refused is decided by [`support`], which the API applies too.
 //! * **`allowed_cidrs`** are enforced in HAProxy (there are no security groups):
 //!   `tcp-request connection reject if !{ src <cidrs> }`.
 //! * **L7 order.** HAProxy evaluates `http-request` rules, then `redirect` rules, then
@@ -50,8 +53,9 @@ mod expected_codes;
 mod haproxy;
 mod log_format;
 mod settings;
+pub mod support;
 
-pub use error::RenderError;
+pub use error::{RenderError, Subject};
 pub use escape::escape_word;
 pub use expected_codes::parse_expected_codes;
 pub use haproxy::{backend_name, render_haproxy, stats_socket_path, RenderInput};

@@ -28,7 +28,7 @@ pub fn frontend_log_format(
         .replace("{{ project_id }}", &project_id.replace('%', "%%"))
         .replace("{{ lb_id }}", &lb_id.replace('%', "%%"));
     let filtered = filter_variables(&substituted, http_mode, tls_terminated);
-    escape_word(&filtered, "settings", "user_log_format")
+    escape_word(&filtered, crate::Subject::Settings, "user_log_format")
 }
 
 /// Replace the variables that cannot appear in this frontend by `-`.

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::str::FromStr;
 
 use octavia_model::*;
-use octavia_render::{render_haproxy, RenderError, RenderInput, RenderSettings};
+use octavia_render::{render_haproxy, RenderError, RenderInput, RenderSettings, Subject};
 
 // ---------------------------------------------------------------------------------------
 // Fixtures: readable, fixed ids so the golden files are stable.
@@ -410,6 +410,16 @@ fn http_basic() -> Scenario {
 #[test]
 fn golden_http_basic() {
     golden("http_basic", &http_basic());
+}
+
+/// A PROMETHEUS listener beside an HTTP one: HAProxy's exporter on the amphora's loopback,
+/// the listener's requests sent to the agent's metrics proxy.
+#[test]
+fn golden_prometheus() {
+    let mut s = http_basic();
+    s.listeners
+        .push(listener(2, ListenerProtocol::Prometheus, 9100, None));
+    golden("prometheus", &s);
 }
 
 #[test]
@@ -1107,14 +1117,19 @@ fn unsupported_listener_protocols_are_refused() {
         ListenerProtocol::TerminatedHttps,
         ListenerProtocol::Udp,
         ListenerProtocol::Sctp,
-        ListenerProtocol::Prometheus,
     ] {
         let mut s = Scenario::new();
         s.listeners.push(listener(1, protocol, 443, None));
         expect_err(
             &s,
-            |e| matches!(e, RenderError::Unsupported(_)),
+            |e| matches!(e, RenderError::Unsupported { .. }),
             protocol.as_str(),
+        );
+        let err = s.render().unwrap_err();
+        assert_eq!(
+            err.subject(),
+            Subject::Object(ObjectKind::Listener, id::<ListenerId>(LS, 1).uuid()),
+            "{err}"
         );
         // The same listener on a disabled load balancer renders nothing and is fine.
         s.lb.enabled = false;
@@ -1124,9 +1139,9 @@ fn unsupported_listener_protocols_are_refused() {
 
 #[test]
 fn invalid_inputs_are_refused_with_the_object_named() {
-    let unsupported = |e: &RenderError| matches!(e, RenderError::Unsupported(_));
+    let unsupported = |e: &RenderError| matches!(e, RenderError::Unsupported { .. });
     let invalid = |e: &RenderError| matches!(e, RenderError::InvalidValue { .. });
-    let inconsistent = |e: &RenderError| matches!(e, RenderError::Inconsistent(_));
+    let inconsistent = |e: &RenderError| matches!(e, RenderError::Inconsistent { .. });
 
     let mut s = http_basic();
     s.pools[0].lb_algorithm = LbAlgorithm::SourceIpPort;
@@ -1143,7 +1158,7 @@ fn invalid_inputs_are_refused_with_the_object_named() {
 
     let mut s = http_basic();
     s.monitors[0].delay = 0;
-    expect_err(&s, invalid, "delay");
+    expect_err(&s, unsupported, "delay");
 
     let mut s = http_basic();
     s.monitors[0].monitor_type = HealthMonitorType::UdpConnect;
@@ -1224,7 +1239,78 @@ fn invalid_inputs_are_refused_with_the_object_named() {
         None,
         "/a",
     ));
-    expect_err(&s, unsupported, "HTTP listener");
+    expect_err(&s, unsupported, "do not support L7 policies");
+}
+
+/// Every refusal names the object to blame (the flow leaves out an object in ERROR that the
+/// renderer refuses, and fails the job for anything else).
+#[test]
+fn refusals_name_the_object_to_blame() {
+    let blame = |s: &Scenario| s.render().expect_err("render should fail").subject();
+    let object = |kind: ObjectKind, uuid: uuid::Uuid| Subject::Object(kind, uuid);
+
+    let mut s = http_basic();
+    s.members[1].ip_address = "backend.example.com".into();
+    assert_eq!(
+        blame(&s),
+        object(ObjectKind::Member, s.members[1].id.uuid())
+    );
+
+    let mut s = http_basic();
+    s.monitors[0].expected_codes = Some("2xx".into());
+    assert_eq!(
+        blame(&s),
+        object(ObjectKind::HealthMonitor, s.monitors[0].id.uuid())
+    );
+
+    let mut s = http_basic();
+    s.pools[0].lb_algorithm = LbAlgorithm::SourceIpPort;
+    assert_eq!(blame(&s), object(ObjectKind::Pool, s.pools[0].id.uuid()));
+
+    let mut s = http_basic();
+    s.listeners[0].allowed_cidrs = vec!["10.0.0.0/33".into()];
+    assert_eq!(
+        blame(&s),
+        object(ObjectKind::Listener, s.listeners[0].id.uuid())
+    );
+
+    let mut s = http_basic();
+    s.vip = "not-an-ip".into();
+    assert_eq!(blame(&s), object(ObjectKind::LoadBalancer, s.lb.id.uuid()));
+
+    let mut s = http_basic();
+    let mut p = policy(1, 1, 1, L7PolicyAction::RedirectToUrl);
+    p.redirect_url = Some("https://example.com".into());
+    p.redirect_http_code = Some(200);
+    s.policies.push(p);
+    s.rules.push(rule(
+        1,
+        1,
+        L7RuleType::Path,
+        L7RuleCompareType::EqualTo,
+        None,
+        "/a",
+    ));
+    assert_eq!(
+        blame(&s),
+        object(ObjectKind::L7Policy, s.policies[0].id.uuid())
+    );
+
+    let mut s = http_basic();
+    s.policies.push(policy(1, 1, 1, L7PolicyAction::Reject));
+    s.rules.push(rule(
+        1,
+        1,
+        L7RuleType::Header,
+        L7RuleCompareType::EqualTo,
+        Some("X(y)"),
+        "v",
+    ));
+    assert_eq!(blame(&s), object(ObjectKind::L7Rule, s.rules[0].id.uuid()));
+
+    let mut s = http_basic();
+    s.settings.log_target = String::new();
+    assert_eq!(blame(&s), Subject::Settings);
 }
 
 // ---------------------------------------------------------------------------------------
