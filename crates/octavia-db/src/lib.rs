@@ -20,6 +20,7 @@
 //! Layout: `db` (engine dispatch), `connect` (pools, migrations), `list` (list SQL),
 //! `rows` (row types, derived fields), `read`, `write` (locking writes), `jobs`, `settle`.
 
+pub mod admin;
 mod connect;
 mod db;
 pub mod error;

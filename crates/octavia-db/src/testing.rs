@@ -6,9 +6,7 @@
 //! Under `CI=true` a missing `OCTAVIA_TEST_PG_URL` is an error, so CI can never
 //! silently skip the PostgreSQL half of a suite.
 
-use sqlx::Connection;
-
-use crate::{Engine, QuotaDefaults, Store, StoreOptions};
+use crate::{admin, Engine, QuotaDefaults, Store, StoreOptions};
 
 /// Environment variable holding the PostgreSQL admin URL for tests.
 pub const PG_URL_ENV: &str = "OCTAVIA_TEST_PG_URL";
@@ -44,16 +42,11 @@ impl TestStore {
                 let admin_url = std::env::var(PG_URL_ENV)
                     .unwrap_or_else(|_| panic!("{PG_URL_ENV} must be set to test PostgreSQL"));
                 let database = format!("octavia_test_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = sqlx::PgConnection::connect(&admin_url)
-                    .await
-                    .expect("connect to the PostgreSQL admin URL");
-                sqlx::query(&format!("CREATE DATABASE {database}"))
-                    .execute(&mut conn)
+                let url = admin::create_database(&admin_url, &database)
                     .await
                     .expect("create test database");
-                let _ = conn.close().await;
                 (
-                    with_database(&admin_url, &database),
+                    url,
                     Cleanup::Postgres {
                         admin_url,
                         database,
@@ -90,23 +83,6 @@ impl TestStore {
     }
 }
 
-/// Replace the database name in a PostgreSQL URL.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
-}
-
 impl Drop for TestStore {
     fn drop(&mut self) {
         if let Cleanup::Postgres {
@@ -114,30 +90,7 @@ impl Drop for TestStore {
             database,
         } = &self.cleanup
         {
-            let admin_url = admin_url.clone();
-            let database = database.clone();
-            // Drop runs in sync context (maybe inside a runtime): use a separate thread
-            // with its own small runtime.
-            let t = std::thread::spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(_) => return,
-                };
-                rt.block_on(async move {
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
-                        let _ = sqlx::query(&format!(
-                            "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
-                        ))
-                        .execute(&mut conn)
-                        .await;
-                        let _ = conn.close().await;
-                    }
-                });
-            });
-            let _ = t.join();
+            let _ = admin::drop_database_blocking(admin_url, database);
         }
     }
 }

@@ -39,7 +39,8 @@ pub enum WorkerError {
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// Lease owner name; unique per worker process (default: `<hostname>-<pid>`).
+    /// Lease owner name; unique per worker process across the control plane (the `octavia`
+    /// binaries use `<host>-<pid>`, `[DEFAULT] host` defaulting to the machine's hostname).
     pub worker_id: String,
     /// Lease length; renewed every third of it while a job runs.
     pub lease: Duration,
@@ -87,30 +88,9 @@ impl WorkerSettings {
         }
     }
 
-    /// `<hostname>-<pid>`, a worker id unique on this control plane.
-    pub fn default_worker_id() -> String {
-        let host = std::env::var("HOSTNAME")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .or_else(|| {
-                std::fs::read_to_string("/etc/hostname")
-                    .ok()
-                    .map(|h| h.trim().to_string())
-            })
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "worker".to_string());
-        format!("{host}-{}", std::process::id())
-    }
-
     /// How often a running job's lease is renewed.
     pub fn renew_interval(&self) -> Duration {
         self.lease / 3
-    }
-}
-
-impl Default for WorkerSettings {
-    fn default() -> Self {
-        Self::new(Self::default_worker_id())
     }
 }
 

@@ -86,23 +86,7 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some((admin, db)) = self.pg_cleanup.take() {
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build();
-                if let Ok(rt) = rt {
-                    rt.block_on(async {
-                        use sqlx::Connection;
-                        if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                            let _ =
-                                sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                                    .execute(&mut c)
-                                    .await;
-                        }
-                    });
-                }
-            })
-            .join();
+            let _ = octavia_db::admin::drop_database_blocking(&admin, &db);
         }
     }
 }
@@ -123,15 +107,8 @@ async fn start_server(engine: &str, args: &BenchArgs) -> anyhow::Result<Server> 
         _ => {
             let admin = args.pg_url.clone().context("no PostgreSQL URL")?;
             let db = format!("octavia_bench_{}", uuid::Uuid::new_v4().simple());
-            {
-                use sqlx::Connection;
-                let mut c = sqlx::PgConnection::connect(&admin).await?;
-                sqlx::query(&format!("CREATE DATABASE {db}"))
-                    .execute(&mut c)
-                    .await?;
-            }
-            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-            (format!("{base}/{db}"), Some((admin.clone(), db)))
+            let url = octavia_db::admin::create_database(&admin, &db).await?;
+            (url, Some((admin, db)))
         }
     };
     let config = format!(

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// Options of Octavia's `[DEFAULT]` section.
+    #[serde(rename = "DEFAULT")]
+    pub default: DefaultSection,
     /// The REST API.
     pub api_settings: ApiSettingsSection,
     /// The store.
@@ -44,6 +47,15 @@ pub enum AuthStrategy {
     Noauth,
     /// Keystone tokens (not implemented yet: refused at start-up).
     Keystone,
+}
+
+/// `[DEFAULT]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DefaultSection {
+    /// This host's name in the control plane (default: the machine's hostname). Workers own
+    /// job leases as `<host>-<pid>`.
+    pub host: Option<String>,
 }
 
 /// `[api_settings]`.
@@ -471,6 +483,14 @@ impl Config {
 
     /// Checks serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(host) = &self.default.host {
+            if host.trim().is_empty() || host.contains(char::is_whitespace) {
+                return Err(ConfigError::Invalid {
+                    option: "DEFAULT.host",
+                    reason: format!("'{host}' is not a host name"),
+                });
+            }
+        }
         let conn = &self.database.connection;
         if !(conn.starts_with("sqlite:")
             || conn.starts_with("postgres://")
@@ -796,6 +816,10 @@ mod tests {
         assert!(err.to_string().contains("bind_prot"), "{err}");
         let err = Config::parse("[database]\nconnection = \"mysql://x\"\n").unwrap_err();
         assert!(err.to_string().contains("database.connection"), "{err}");
+        let err = Config::parse("[DEFAULT]\nhost = \"\"\n").unwrap_err();
+        assert!(err.to_string().contains("DEFAULT.host"), "{err}");
+        let c = Config::parse("[DEFAULT]\nhost = \"ctl-1\"\n").unwrap();
+        assert_eq!(c.default.host.as_deref(), Some("ctl-1"));
         let err = Config::parse("[task_flow]\njobboard_expiration_time = \"soon\"\n").unwrap_err();
         assert!(
             err.to_string().contains("jobboard_expiration_time"),

@@ -65,6 +65,24 @@ pub fn api_settings(config: &Config) -> ApiSettings {
     }
 }
 
+/// This host's name in the control plane: `[DEFAULT] host`, else the kernel's host name.
+pub fn host(config: &Config) -> String {
+    config.default.host.clone().unwrap_or_else(|| {
+        let uname = rustix::system::uname();
+        let node = uname.nodename().to_string_lossy().trim().to_string();
+        if node.is_empty() {
+            "octavia".to_string()
+        } else {
+            node
+        }
+    })
+}
+
+/// The worker's job lease owner, unique on the control plane: `<host>-<pid>`.
+pub fn worker_id(config: &Config) -> String {
+    format!("{}-{}", host(config), std::process::id())
+}
+
 /// `WorkerSettings` from the configuration file.
 pub fn worker_settings(config: &Config) -> WorkerSettings {
     let t = &config.task_flow;
@@ -79,7 +97,7 @@ pub fn worker_settings(config: &Config) -> WorkerSettings {
             builds: u32::try_from(config.haproxy_amphora.build_rate_limit).ok(),
         },
         flow: flow_settings(config),
-        ..WorkerSettings::default()
+        ..WorkerSettings::new(worker_id(config))
     }
 }
 
@@ -290,4 +308,22 @@ pub fn health_settings(config: &Config) -> Option<HealthSettings> {
         heartbeat_interval: h.heartbeat_interval,
         ..HealthSettings::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_id_is_host_and_pid() {
+        let mut config = Config::default();
+        let pid = std::process::id();
+        assert!(!host(&config).is_empty());
+        assert_eq!(
+            worker_settings(&config).worker_id,
+            format!("{}-{pid}", host(&config))
+        );
+        config.default.host = Some("ctl-1".into());
+        assert_eq!(worker_settings(&config).worker_id, format!("ctl-1-{pid}"));
+    }
 }

@@ -4,11 +4,37 @@
 
 use std::time::{Duration, Instant};
 
+use octavia_db::{QuotaDefaults, Store, StoreOptions};
+use octavia_model::ProvisioningStatus;
+
 use crate::fleet::{
     amphorae, kill_namespace_processes, outage, probe_until_served, serving_lb, wait_online,
     wait_replaced, Prober,
 };
 use crate::lab::{can_run, namespaces_with, processes_with, Lab, Traffic};
+
+/// An operator's stray change of an amphora's status behind the control plane's back: another
+/// process writing the all-in-one's SQLite database.
+async fn set_amphora_status(lab: &Lab, amp: &str, status: ProvisioningStatus) {
+    let store = Store::connect(StoreOptions {
+        url: format!("sqlite://{}/octavia.db", lab.dir.path().display()),
+        max_connections: 1,
+        quota_defaults: QuotaDefaults::default(),
+    })
+    .await
+    .expect("open the store");
+    let id = amp.parse().expect("amphora id");
+    let mut amphora = store
+        .get_amphora_any(id)
+        .await
+        .expect("read the amphora")
+        .expect("the amphora exists");
+    amphora.status = status;
+    store
+        .save_amphora(&amphora)
+        .await
+        .expect("save the amphora");
+}
 
 async fn put_failover(lab: &Lab, path: &str, roles: &str) -> u16 {
     lab.http
@@ -357,18 +383,7 @@ async fn zombie_amphora_instance_is_removed() {
     wait_online(&lab, &lb).await;
     let (amp, _, compute) = amphorae(&lab, &lb).await[0].clone();
     assert_eq!(namespaces_with(&compute), vec![compute.clone()]);
-    {
-        use sqlx::Connection;
-        let url = format!("sqlite://{}/octavia.db", lab.dir.path().display());
-        let mut db = sqlx::SqliteConnection::connect(&url)
-            .await
-            .expect("open db");
-        sqlx::query("UPDATE amphora SET status = 'DELETED' WHERE id = ?")
-            .bind(&amp)
-            .execute(&mut db)
-            .await
-            .expect("mark deleted");
-    }
+    set_amphora_status(&lab, &amp, ProvisioningStatus::Deleted).await;
     // The instance goes, and the reaper says so (the log line follows the deletion).
     crate::support::eventually(
         "the zombie's namespace to be removed and the deletion logged",
@@ -415,18 +430,7 @@ async fn error_amphora_is_deleted_through_the_api() {
         409,
         "an ALLOCATED amphora is not deleted"
     );
-    {
-        use sqlx::Connection;
-        let url = format!("sqlite://{}/octavia.db", lab.dir.path().display());
-        let mut db = sqlx::SqliteConnection::connect(&url)
-            .await
-            .expect("open db");
-        sqlx::query("UPDATE amphora SET status = 'ERROR' WHERE id = ?")
-            .bind(&amp)
-            .execute(&mut db)
-            .await
-            .expect("mark error");
-    }
+    set_amphora_status(&lab, &amp, ProvisioningStatus::Error).await;
     assert_eq!(delete("admin").await, 204);
     crate::support::eventually("the amphora to be deleted", Duration::from_secs(20), || {
         let lab = &lab;
