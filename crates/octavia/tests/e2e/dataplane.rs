@@ -618,3 +618,163 @@ async fn tcp_persistence_and_l7_rules() {
         .expect("forbidden request");
     assert_eq!(rejected.0, 403, "REJECT answers 403: {rejected:?}");
 }
+
+/// `PUT /pools/{id}/members` replaces two members by a new one under continuous traffic:
+/// no request fails during the change, and afterwards only the new member answers
+/// (regression: the batch job found no flow and left every member in ERROR).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_batch_update_replaces_members_under_traffic() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("k", 12, 3, "").await;
+    let (lb, vip) = lab.create_lb("e2e-batch").await;
+    let listener = lab
+        .create(
+            &lb,
+            "/v2/lbaas/listeners",
+            "listener",
+            json!({"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80}),
+        )
+        .await;
+    let pool = lab
+        .create(
+            &lb,
+            "/v2/lbaas/pools",
+            "pool",
+            json!({"listener_id": listener, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}),
+        )
+        .await;
+    let members = format!("/v2/lbaas/pools/{pool}/members");
+    let member_body = |i: usize| {
+        let m = &lab.members[i];
+        json!({"address": m.ip, "protocol_port": m.port, "subnet_id": lab.subnet_id})
+    };
+    for i in 0..2 {
+        lab.create(&lb, &members, "member", member_body(i)).await;
+    }
+    let tally = Traffic::new(&vip, 80, "/").run(20).await;
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert_eq!(
+        tally.by_body.keys().cloned().collect::<Vec<_>>(),
+        ["member-1", "member-2"]
+    );
+
+    let bg = Background::start(Traffic::new(&vip, 80, "/"));
+    bg.wait_more(10).await;
+    lab.call(
+        Method::PUT,
+        &members,
+        Some(json!({"members": [member_body(2)]})),
+        202,
+    )
+    .await;
+    lab.wait_lb_active(&lb, Duration::from_secs(60)).await;
+    let listed = lab.call(Method::GET, &members, None, 200).await;
+    let listed = listed["members"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["address"], lab.members[2].ip.as_str());
+    assert_eq!(listed[0]["provisioning_status"], "ACTIVE");
+    let changed = Instant::now();
+    bg.wait_more(30).await;
+    let (ok, failures, seen) = bg.finish().await;
+    assert!(
+        failures.is_empty(),
+        "requests failed during the change: {failures:?}"
+    );
+    assert!(ok >= 40);
+    let after: Vec<&String> = seen
+        .iter()
+        .filter(|(at, _)| *at > changed)
+        .map(|(_, body)| body)
+        .collect();
+    assert!(after.len() >= 30, "{}", after.len());
+    assert!(
+        after.iter().all(|b| *b == "member-3"),
+        "after the batch update only the new member answers: {after:?}"
+    );
+    let tally = Traffic::new(&vip, 80, "/").run(20).await;
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+    assert_eq!(
+        tally.by_body.get("member-3"),
+        Some(&20),
+        "{:?}",
+        tally.by_body
+    );
+
+    lab.delete_cascade(&lb).await;
+    let left = lab.amphora_leftovers();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// A load balancer whose create failed is deleted, and leaves no namespace, veth, address or
+/// process behind: a VIP the network could not allocate (nothing built), and a create that
+/// failed after its amphora was built and plugged (regression: every delete of such a load
+/// balancer failed again, because reading its VIP allocated one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancers_whose_create_failed_are_deleted_without_leftovers() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new("l", 13, 1, "").await;
+
+    // The requested VIP address is a member server's: the network refuses it.
+    let taken = lab.members[0].ip.clone();
+    let v = lab
+        .call(
+            Method::POST,
+            "/v2/lbaas/loadbalancers",
+            Some(
+                json!({"loadbalancer": {"name": "taken-vip", "vip_subnet_id": lab.subnet_id,
+                                         "vip_address": taken}}),
+            ),
+            201,
+        )
+        .await;
+    let lb = v["loadbalancer"]["id"].as_str().expect("id").to_string();
+    wait_lb_status(&lab, &lb, "ERROR").await;
+    lab.delete_cascade(&lb).await;
+    let left = lab.amphora_leftovers();
+    assert!(left.is_empty(), "left behind: {left:?}");
+
+    // A create that fails at its last step, after the amphora was built and the VIP plugged.
+    lab.kill_control_plane();
+    lab.start_control_plane_with(&[(
+        "OCTAVIA_FAILPOINTS",
+        "create_load_balancer/update_amphorae=error",
+    )])
+    .await;
+    let v = lab
+        .call(
+            Method::POST,
+            "/v2/lbaas/loadbalancers",
+            Some(json!({"loadbalancer": {"name": "failed", "vip_subnet_id": lab.subnet_id}})),
+            201,
+        )
+        .await;
+    let lb = v["loadbalancer"]["id"].as_str().expect("id").to_string();
+    wait_lb_status(&lab, &lb, "ERROR").await;
+    lab.delete_cascade(&lb).await;
+    let left = lab.amphora_leftovers();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Poll until the load balancer's provisioning status is `want`.
+async fn wait_lb_status(lab: &Lab, lb: &str, want: &str) {
+    crate::support::eventually(
+        &format!("load balancer {lb} to be {want}"),
+        Duration::from_secs(60),
+        || async move {
+            let v = lab
+                .call(
+                    Method::GET,
+                    &format!("/v2/lbaas/loadbalancers/{lb}"),
+                    None,
+                    200,
+                )
+                .await;
+            (v["loadbalancer"]["provisioning_status"] == want).then_some(())
+        },
+    )
+    .await;
+}

@@ -650,7 +650,26 @@ hosts = ["host-a", "host-b"]
         for (pid, cmd) in processes_with(&netns_dir.display().to_string()) {
             out.push(format!("process {pid}: {cmd}"));
         }
+        out.extend(self.allocated_addresses());
         out
+    }
+
+    /// Addresses the network driver still holds for amphorae and VIPs on the tenant network
+    /// (the member servers' reservations left out).
+    pub fn allocated_addresses(&self) -> Vec<String> {
+        self.octavia(&["network", "show", &self.network])
+            .lines()
+            .filter(|l| l.starts_with("{\"id\""))
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|port| port["kind"]["type"] != "reserved")
+            .map(|port| {
+                format!(
+                    "address {} ({})",
+                    port["ip_address"].as_str().unwrap_or("?"),
+                    port["kind"]["type"].as_str().unwrap_or("?")
+                )
+            })
+            .collect()
     }
 }
 
