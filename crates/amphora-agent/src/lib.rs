@@ -15,6 +15,7 @@ pub mod netif;
 pub mod pingcheck;
 pub mod stats;
 pub mod tls;
+pub mod usage;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
