@@ -5,9 +5,11 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use amphora_proto::agent::{PROMETHEUS_EXPORTER_ADDR, PROMETHEUS_PROXY_ADDR};
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{AgentError, Result};
+use crate::prometheus::ExporterUrl;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +53,15 @@ pub struct AmphoraAgentSection {
     /// run on a shared host, as the tests do).
     #[serde(default = "default_allow_unprivileged_ping")]
     pub allow_unprivileged_ping: bool,
+    /// Where the Prometheus metrics proxy listens ("ip:port"): the backend of every
+    /// PROMETHEUS listener (`prometheus-exporter-internal`). An empty string disables the
+    /// proxy. Applies at the next start.
+    #[serde(default = "default_prometheus_proxy_bind")]
+    pub prometheus_proxy_bind: String,
+    /// The HAProxy Prometheus exporter the proxy reads (`http://host:port/path`), served by
+    /// the internal frontend of the rendered configuration. Applies at the next start.
+    #[serde(default = "default_prometheus_exporter_url")]
+    pub prometheus_exporter_url: String,
 }
 
 /// Lowest TLS protocol version the agent accepts.
@@ -172,12 +183,34 @@ impl AgentConfig {
                     .into(),
             ));
         }
+        let section = &self.amphora_agent;
+        if let Err(error) = self.prometheus_proxy_addr() {
+            return Err(AgentError::Config(format!(
+                "amphora_agent.prometheus_proxy_bind: {error}"
+            )));
+        }
+        if let Err(error) = ExporterUrl::parse(&section.prometheus_exporter_url) {
+            return Err(AgentError::Config(format!(
+                "amphora_agent.prometheus_exporter_url: {error}"
+            )));
+        }
         if self.health_manager.heartbeat_interval.is_zero() {
             return Err(AgentError::Config(
                 "health_manager.heartbeat_interval must be positive".into(),
             ));
         }
         Ok(())
+    }
+
+    /// Address the Prometheus metrics proxy binds; `None` when it is disabled (empty string).
+    pub fn prometheus_proxy_addr(&self) -> Result<Option<SocketAddr>, String> {
+        let text = self.amphora_agent.prometheus_proxy_bind.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse::<SocketAddr>()
+            .map(Some)
+            .map_err(|_| format!("invalid address {text:?} (want ip:port, IPv6 in brackets)"))
     }
 
     /// Address the HTTPS server binds.
@@ -191,6 +224,12 @@ impl AgentConfig {
 
 fn default_allow_unprivileged_ping() -> bool {
     true
+}
+fn default_prometheus_proxy_bind() -> String {
+    PROMETHEUS_PROXY_ADDR.to_owned()
+}
+fn default_prometheus_exporter_url() -> String {
+    format!("http://{PROMETHEUS_EXPORTER_ADDR}/metrics")
 }
 fn default_server_cert() -> PathBuf {
     PathBuf::from("/etc/octavia/certs/server.pem")
@@ -281,6 +320,14 @@ mod tests {
         .expect("valid config");
         assert_eq!(config.haproxy_amphora.bind_port, 9443);
         assert_eq!(
+            config.prometheus_proxy_addr(),
+            Ok(Some("127.0.0.1:9102".parse().expect("addr")))
+        );
+        assert_eq!(
+            config.amphora_agent.prometheus_exporter_url,
+            "http://127.0.0.1:9101/metrics"
+        );
+        assert_eq!(
             config.amphora_agent.agent_request_read_timeout,
             Duration::from_secs(30)
         );
@@ -316,5 +363,23 @@ mod tests {
         let zero =
             "[amphora_agent]\namphora_id = \"a\"\n[health_manager]\nheartbeat_interval = 0\n";
         assert!(AgentConfig::parse(zero).is_err());
+        for bad in [
+            "prometheus_proxy_bind = \"localhost\"",
+            "prometheus_proxy_bind = \"127.0.0.1\"",
+            "prometheus_exporter_url = \"https://127.0.0.1:9101/metrics\"",
+            "prometheus_exporter_url = \"127.0.0.1:9101\"",
+            "prometheus_exporter_url = \"\"",
+        ] {
+            let text = format!("[amphora_agent]\namphora_id = \"a\"\n{bad}\n");
+            assert!(AgentConfig::parse(&text).is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn an_empty_proxy_bind_disables_the_metrics_proxy() {
+        let text = "[amphora_agent]\namphora_id = \"a\"\nprometheus_proxy_bind = \"\"\n\
+                    prometheus_exporter_url = \"http://[::1]:19101/metrics\"\n";
+        let config = AgentConfig::parse(text).expect("valid config");
+        assert_eq!(config.prometheus_proxy_addr(), Ok(None));
     }
 }

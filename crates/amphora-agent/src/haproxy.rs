@@ -485,6 +485,19 @@ impl HaproxyManager {
             .unwrap_or_default()
     }
 
+    /// The processes of every running HAProxy: each master and its children (the worker, and
+    /// old workers still finishing their connections after a reload).
+    pub fn pids(&self) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for lb_id in self.load_balancers() {
+            if let Some(master) = self.master_pid(&lb_id) {
+                pids.push(master);
+                pids.extend(children(master));
+            }
+        }
+        pids
+    }
+
     /// All load balancers whose HAProxy runs.
     pub fn running(&self) -> BTreeSet<String> {
         self.load_balancers()
@@ -604,6 +617,49 @@ fn is_our_haproxy(pid: i32, config: &Path) -> bool {
     cmdline.split(|b| *b == 0).any(|arg| arg == wanted)
 }
 
+/// The child processes of `pid`: `/proc/<pid>/task/*/children`, or where the kernel has no
+/// such file, every process whose parent it is.
+fn children(pid: i32) -> Vec<i32> {
+    let parse = |text: &str| -> Vec<i32> {
+        text.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    let mut found = None;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+                found.get_or_insert_with(Vec::new).extend(parse(&text));
+            }
+        }
+    }
+    if let Some(children) = found {
+        return children;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&candidate| {
+            std::fs::read_to_string(format!("/proc/{candidate}/stat"))
+                .ok()
+                .and_then(|stat| parent_pid(&stat))
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// The parent pid in a `/proc/<pid>/stat` line (field 4, the second after the command name).
+fn parent_pid(stat: &str) -> Option<i32> {
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Whether `pid` runs (exists and is not a zombie).
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -642,6 +698,26 @@ mod tests {
                 ("l4".to_owned(), "HTTP")
             ]
         );
+    }
+
+    #[test]
+    fn parent_pid_follows_the_command_name() {
+        assert_eq!(parent_pid("42 (hap) x) S 7 42 42 0"), Some(7));
+        assert_eq!(parent_pid("42 (haproxy)"), None);
+    }
+
+    #[test]
+    fn children_of_this_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let me = i32::try_from(std::process::id()).expect("pid");
+        let found = children(me);
+        let _ = child.kill();
+        let _ = child.wait();
+        let pid = i32::try_from(child.id()).expect("pid");
+        assert!(found.contains(&pid), "{pid} not in {found:?}");
     }
 
     #[test]

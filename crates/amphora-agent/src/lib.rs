@@ -1,5 +1,6 @@
 //! The amphora agent: runs inside each amphora, serves Octavia's `/1.0` REST API over mutual
-//! TLS, drives one HAProxy master-worker per load balancer and sends signed v3 heartbeats.
+//! TLS, drives one HAProxy master-worker per load balancer, sends signed v3 heartbeats and
+//! serves the metrics proxy of PROMETHEUS listeners.
 //! It has no database and knows nothing of the controller beyond the wire formats.
 
 pub mod api;
@@ -13,8 +14,10 @@ pub mod host;
 pub mod limits;
 pub mod netif;
 pub mod pingcheck;
+pub mod prometheus;
 pub mod stats;
 pub mod tls;
+pub mod usage;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -106,11 +109,14 @@ impl Agent {
 }
 
 /// A started agent: its address and the tasks serving it. Dropping it stops the server, the
-/// supervisor and the heartbeat sender; HAProxy keeps serving.
+/// supervisor, the heartbeat sender and the metrics proxy; HAProxy keeps serving.
 #[derive(Debug)]
 pub struct RunningAgent {
     /// The address the HTTPS server listens on.
     pub local_addr: std::net::SocketAddr,
+    /// The address the Prometheus metrics proxy listens on; `None` when it is disabled or
+    /// could not bind.
+    pub metrics_proxy_addr: Option<std::net::SocketAddr>,
     /// The shared state.
     pub agent: Arc<Agent>,
     stop: watch::Sender<bool>,
@@ -128,7 +134,7 @@ impl RunningAgent {
     }
 
     /// Stops accepting connections, lets in-flight requests finish (at most `grace`), then
-    /// stops the supervisor and the heartbeat sender. HAProxy keeps serving.
+    /// stops the supervisor, the heartbeat sender and the metrics proxy. HAProxy keeps serving.
     pub async fn shutdown_gracefully(mut self, grace: Duration) {
         let _ = self.stop.send(true);
         if let Some(server) = self.server.take() {
@@ -157,8 +163,9 @@ impl Drop for RunningAgent {
 }
 
 /// Starts the agent: adopts or starts HAProxy for every configured load balancer, then serves
-/// the REST API, supervises HAProxy and sends heartbeats. `config_path` is where `PUT /config`
-/// stores a new configuration.
+/// the REST API, supervises HAProxy, sends heartbeats and serves the metrics proxy (which,
+/// when it cannot bind, is logged and left out). `config_path` is where `PUT /config` stores
+/// a new configuration.
 pub async fn start(config: AgentConfig, config_path: Option<PathBuf>) -> Result<RunningAgent> {
     let section = &config.amphora_agent;
     let pem = std::fs::read(&section.agent_server_cert)
@@ -201,6 +208,7 @@ pub async fn start(config: AgentConfig, config_path: Option<PathBuf>) -> Result<
         .map_err(|e| AgentError::Config(format!("listen: {e}")))?;
     let local_addr = axum::serve::Listener::local_addr(&tls_listener)
         .map_err(|e| AgentError::Config(format!("listen: {e}")))?;
+    let metrics_proxy = prometheus::spawn(&config, haproxy.clone()).await;
     let (heartbeat_tx, heartbeat_rx) = watch::channel(HeartbeatSettings::from_config(&config));
     let counters_path = hp.base_path.join("stats_counters.json");
     let timeout = section.agent_request_read_timeout;
@@ -233,11 +241,17 @@ pub async fn start(config: AgentConfig, config_path: Option<PathBuf>) -> Result<
     };
     let sender = tokio::spawn(heartbeat::run(haproxy, counters_path, heartbeat_rx));
     tracing::info!(%local_addr, "amphora agent listening");
+    let mut background = vec![supervisor, sender];
+    let metrics_proxy_addr = metrics_proxy.map(|(addr, task)| {
+        background.push(task);
+        addr
+    });
     Ok(RunningAgent {
         local_addr,
+        metrics_proxy_addr,
         agent,
         stop,
         server: Some(server),
-        background: vec![supervisor, sender],
+        background,
     })
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the amphora agent: mutual TLS, the real HAProxy (config validation,
 //! start, seamless reload under traffic, stop, delete), certificates, heartbeats on a loopback
-//! UDP socket, and the plug endpoints inside a network namespace the test creates.
+//! UDP socket, the plug endpoints inside a network namespace the test creates, and the metrics
+//! proxy of PROMETHEUS listeners over HAProxy's real exporter.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -315,6 +316,8 @@ amphora_id = "{id}"
 agent_request_read_timeout = 60
 # The tests' agents share the host's network namespace: leave its ping setting alone.
 allow_unprivileged_ping = false
+# ... and its port 9102: no metrics proxy (the test of the proxy sets its own).
+prometheus_proxy_bind = ""
 
 [haproxy_amphora]
 base_path = "{root}/lib"
@@ -502,6 +505,10 @@ async fn mutual_tls_is_required_and_server_certificate_rotates_live() {
     let running = amp.start().await;
     let addr = running.local_addr;
     let client = amp.pki.client();
+    assert_eq!(
+        running.metrics_proxy_addr, None,
+        "disabled by an empty bind"
+    );
 
     let root = client.get(addr, "/").await;
     assert_eq!(root.status, StatusCode::OK);
@@ -1599,4 +1606,274 @@ async fn ping_health_monitor_checks_members_with_the_agent_script() {
     want("answers", "PROCOK").await;
     want("unreachable", "PROCERR").await;
     drop(ns);
+}
+
+// ---------------------------------------------------------------------------------------------
+// the metrics proxy of PROMETHEUS listeners
+
+/// One plain HTTP/1.1 request; returns the status, the content type and the body.
+async fn plain_call(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+) -> anyhow::Result<(StatusCode, String, String)> {
+    let io = async {
+        let tcp = TcpStream::connect(addr).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "metrics.test")
+            .body(Full::new(Bytes::new()))?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok::<_, anyhow::Error>((
+            status,
+            content_type,
+            String::from_utf8_lossy(&body).into_owned(),
+        ))
+    };
+    tokio::time::timeout(Duration::from_secs(15), io)
+        .await
+        .context("timed out")?
+}
+
+/// Shaped like the renderer's for a load balancer with a PROMETHEUS listener: HAProxy's
+/// exporter on the internal frontend, an ordinary listener with one member, and the
+/// PROMETHEUS listener whose backend is the agent's metrics proxy.
+#[allow(clippy::too_many_arguments)]
+fn prometheus_config(
+    base: &Path,
+    ids: &LbIds,
+    exporter: u16,
+    port: u16,
+    backend: SocketAddr,
+    prometheus_listener: &str,
+    prometheus_port: u16,
+    proxy: SocketAddr,
+) -> String {
+    format!(
+        "global\n\
+         \x20   stats socket {base}/{lb}.sock mode 0666 level admin expose-fd listeners\n\
+         \x20   maxconn 1000\n\
+         defaults\n\
+         \x20   mode http\n\
+         \x20   timeout connect 5s\n\
+         \x20   timeout client 30s\n\
+         \x20   timeout server 30s\n\
+         frontend prometheus-exporter-internal-endpoint\n\
+         \x20   bind 127.0.0.1:{exporter}\n\
+         \x20   http-request use-service prometheus-exporter if {{ path /metrics }}\n\
+         \x20   http-request reject\n\
+         frontend {listener}\n\
+         \x20   bind 127.0.0.1:{port}\n\
+         \x20   default_backend {pool}:{listener}\n\
+         backend {pool}:{listener}\n\
+         \x20   server {m0} {backend} weight 1 check inter 200ms\n\
+         frontend {prometheus_listener}\n\
+         \x20   bind 127.0.0.1:{prometheus_port}\n\
+         \x20   default_backend prometheus-exporter-internal\n\
+         backend prometheus-exporter-internal\n\
+         \x20   server prometheus-exporter-internal-server {proxy}\n",
+        base = base.display(),
+        lb = ids.lb,
+        listener = ids.listener,
+        pool = ids.pool,
+        m0 = ids.members[0],
+    )
+}
+
+/// The value of an unlabelled sample.
+fn sample_value(body: &str, family: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(family)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The agent's proxy serves HAProxy's real exporter under Octavia's names, directly and
+/// through a PROMETHEUS listener's frontend, and answers 502 while HAProxy does not run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_proxy_serves_haproxy_metrics_under_octavia_names() {
+    if !haproxy_available() {
+        return;
+    }
+    let amp = Amphora::new(loopback(), "");
+    let _guard = amp.guard();
+    let exporter = free_port().await;
+    // Port 0: the agent reports the port it got, so parallel tests never collide.
+    let toml = std::fs::read_to_string(&amp.config_path).expect("config");
+    let toml = toml.replace(
+        "prometheus_proxy_bind = \"\"",
+        &format!(
+            "prometheus_proxy_bind = \"127.0.0.1:0\"\n\
+             prometheus_exporter_url = \"http://127.0.0.1:{exporter}/metrics\""
+        ),
+    );
+    assert!(toml.contains("127.0.0.1:0"));
+    std::fs::write(&amp.config_path, toml).expect("config");
+    let running = amp.start().await;
+    let addr = running.local_addr;
+    let proxy = running
+        .metrics_proxy_addr
+        .expect("the metrics proxy listens");
+    let client = amp.pki.client();
+
+    // No HAProxy yet: nothing to read.
+    let (status, _, _) = plain_call(proxy, Method::GET, "/metrics")
+        .await
+        .expect("proxy answers");
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+
+    let ids = LbIds::new();
+    let prometheus_listener = unique_id();
+    let port = free_port().await;
+    let prometheus_port = free_port().await;
+    let backend = backend().await;
+    let config = prometheus_config(
+        &amp.base(),
+        &ids,
+        exporter,
+        port,
+        backend,
+        &prometheus_listener,
+        prometheus_port,
+        proxy,
+    );
+    let upload = format!(
+        "/1.0/loadbalancer/{}/{}/haproxy",
+        amp.pki.amphora_id, ids.lb
+    );
+    let put = client.put(addr, &upload, config).await;
+    assert_eq!(put.status, StatusCode::ACCEPTED, "{:?}", put.body);
+    let start = client
+        .put(addr, &format!("/1.0/loadbalancer/{}/start", ids.lb), "")
+        .await;
+    assert_eq!(start.status, StatusCode::ACCEPTED, "{:?}", start.body);
+    let frontend: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    eventually(
+        Duration::from_secs(10),
+        "traffic through haproxy",
+        || async { http_get(frontend).await.ok() },
+    )
+    .await;
+
+    let (status, content_type, body) = eventually(
+        Duration::from_secs(10),
+        "metrics through the proxy",
+        || async {
+            plain_call(proxy, Method::GET, "/metrics")
+                .await
+                .ok()
+                .filter(|(status, _, _)| *status == StatusCode::OK)
+        },
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type, "text/plain; version=0.0.4");
+    for family in [
+        "octavia_listener_",
+        "octavia_pool_",
+        "octavia_member_",
+        "octavia_loadbalancer_current_connections",
+        "octavia_memory_pool_",
+        "# TYPE octavia_loadbalancer_cpu gauge",
+        "# TYPE octavia_loadbalancer_memory gauge",
+    ] {
+        assert!(body.contains(family), "no {family} in:\n{body}");
+    }
+    let leftover: Vec<&str> = body
+        .lines()
+        .filter(|l| {
+            l.starts_with("haproxy_")
+                || l.starts_with("# HELP haproxy_")
+                || l.starts_with("# TYPE haproxy_")
+        })
+        .collect();
+    assert!(leftover.is_empty(), "haproxy families left: {leftover:?}");
+    assert!(!body.contains("prometheus-exporter"), "{body}");
+    for label in [
+        format!("listener=\"{}\"", ids.listener),
+        format!("listener=\"{prometheus_listener}\""),
+        format!("pool=\"{}:{}\"", ids.pool, ids.listener),
+        format!("member=\"{}\"", ids.members[0]),
+    ] {
+        assert!(body.contains(&label), "no {label} in:\n{body}");
+    }
+    assert!(!body.contains("proxy=\""), "{body}");
+    for gauge in ["octavia_loadbalancer_cpu", "octavia_loadbalancer_memory"] {
+        let value = sample_value(&body, gauge).unwrap_or_else(|| panic!("no {gauge}"));
+        assert!((0.0..=100.0).contains(&value), "{gauge} {value}");
+    }
+
+    // The same through the PROMETHEUS listener, as a scraper sees it.
+    let listener_addr: SocketAddr = format!("127.0.0.1:{prometheus_port}")
+        .parse()
+        .expect("addr");
+    let (status, content_type, body) = plain_call(listener_addr, Method::GET, "/metrics")
+        .await
+        .expect("metrics through the listener");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(content_type, "text/plain; version=0.0.4");
+    assert!(body.contains(&format!("member=\"{}\"", ids.members[0])));
+
+    // `/` answers the same; other paths and methods do not.
+    let (status, _, body) = plain_call(proxy, Method::GET, "/").await.expect("GET /");
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("octavia_listener_"));
+    let (status, _, _) = plain_call(proxy, Method::POST, "/metrics")
+        .await
+        .expect("POST");
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let (status, _, _) = plain_call(proxy, Method::GET, "/other")
+        .await
+        .expect("GET /other");
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // HAProxy stopped: the exporter is gone, the proxy says so.
+    let stopped = client
+        .put(addr, &format!("/1.0/loadbalancer/{}/stop", ids.lb), "")
+        .await;
+    assert_eq!(stopped.status, StatusCode::ACCEPTED, "{:?}", stopped.body);
+    eventually(Duration::from_secs(10), "502 without haproxy", || async {
+        plain_call(proxy, Method::GET, "/metrics")
+            .await
+            .ok()
+            .filter(|(status, _, _)| *status == StatusCode::BAD_GATEWAY)
+    })
+    .await;
+
+    // The proxy stops with the agent.
+    running.shutdown();
+    eventually(Duration::from_secs(10), "proxy port closed", || async {
+        TcpStream::connect(proxy).await.is_err().then_some(())
+    })
+    .await;
+}
+
+/// A metrics proxy that cannot bind is left out; the agent starts and serves its API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_starts_when_the_metrics_proxy_cannot_bind() {
+    let taken = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let taken_addr = taken.local_addr().expect("addr");
+    let amp = Amphora::new(loopback(), "");
+    let toml = std::fs::read_to_string(&amp.config_path).expect("config");
+    let toml = toml.replace(
+        "prometheus_proxy_bind = \"\"",
+        &format!("prometheus_proxy_bind = \"{taken_addr}\""),
+    );
+    std::fs::write(&amp.config_path, toml).expect("config");
+    let running = amp.start().await;
+    assert_eq!(running.metrics_proxy_addr, None);
+    let root = amp.pki.client().get(running.local_addr, "/").await;
+    assert_eq!(root.status, StatusCode::OK);
+    running.shutdown();
+    drop(taken);
 }
