@@ -621,7 +621,9 @@ async fn tcp_persistence_and_l7_rules() {
 
 /// `PUT /pools/{id}/members` replaces two members by a new one under continuous traffic:
 /// no request fails during the change, and afterwards only the new member answers
-/// (regression: the batch job found no flow and left every member in ERROR).
+/// (regression: the batch job found no flow and left every member in ERROR). Then a
+/// PROMETHEUS listener serves the load balancer's metrics through the VIP (regression: it was
+/// accepted, went ERROR, and wedged every later job of its load balancer).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_batch_update_replaces_members_under_traffic() {
     if !can_run() {
@@ -701,6 +703,33 @@ async fn member_batch_update_replaces_members_under_traffic() {
         "{:?}",
         tally.by_body
     );
+
+    // A PROMETHEUS listener on the same load balancer serves its metrics under Octavia's
+    // names, through the agent's metrics proxy inside the amphora.
+    lab.create(
+        &lb,
+        "/v2/lbaas/listeners",
+        "listener",
+        json!({"loadbalancer_id": lb, "protocol": "PROMETHEUS", "protocol_port": 9100}),
+    )
+    .await;
+    let metrics = Traffic::new(&vip, 9100, "/metrics");
+    let (status, text) = metrics.one().await.expect("metrics answer");
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains(&format!(
+            "octavia_listener_bytes_in_total{{listener=\"{listener}\"}}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("pool=\"{pool}:{listener}\"")),
+        "{text}"
+    );
+    assert!(text.contains("octavia_loadbalancer_cpu "), "{text}");
+    assert!(!text.contains("haproxy_"), "{text}");
+    let tally = Traffic::new(&vip, 80, "/").run(5).await;
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
 
     lab.delete_cascade(&lb).await;
     let left = lab.amphora_leftovers();
