@@ -8,26 +8,15 @@ use axum::Extension;
 use octavia_api_types::l7policy::{L7PolicyPostBody, L7PolicyPutBody, L7PolicyResponse};
 use octavia_api_types::l7rule::{L7RulePostBody, L7RulePutBody, L7RuleResponse};
 use octavia_api_types::listener::check_pool_compatible;
-use octavia_model::{L7Policy, L7PolicyId, L7Rule, L7RuleId, Listener, ObjectKind};
+use octavia_model::{L7Policy, L7Rule, L7RuleId, Listener, ObjectKind};
 use octavia_render::support;
 
 use crate::app::{self, AppState, OriginalPath};
 use crate::auth::{rule, Caller, Policy};
 use crate::body::json_body;
 use crate::error::ApiError;
-use crate::{listener, listing};
-
-async fn fetch(s: &AppState, caller: &Caller, raw: &str) -> Result<L7Policy, ApiError> {
-    let id: L7PolicyId = app::parse_id("l7policy", raw)?;
-    let p = s
-        .ctx
-        .store
-        .get_l7policy(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("l7policy", raw))?;
-    caller.check_owner(&p.project_id)?;
-    Ok(p)
-}
+use crate::listing;
+use crate::resource;
 
 async fn check_redirect_pool(s: &AppState, l: &Listener, p: &L7Policy) -> Result<(), ApiError> {
     let Some(pid) = p.redirect_pool_id else {
@@ -48,28 +37,6 @@ async fn check_redirect_pool(s: &AppState, l: &Listener, p: &L7Policy) -> Result
     Ok(())
 }
 
-pub async fn list(
-    State(s): State<AppState>,
-    caller: Caller,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    Extension(path): Extension<OriginalPath>,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("l7policy", "get_all"))?;
-    let req = listing::parse(ObjectKind::L7Policy, q.as_deref(), &caller, &s.ctx.settings)?;
-    let items = s.ctx.store.list_l7policies(&req.query).await?;
-    let ids: Vec<String> = items.iter().map(|i| i.id.to_string()).collect();
-    let resp: Vec<L7PolicyResponse> = items.iter().map(Into::into).collect();
-    app::page(
-        "l7policies",
-        "l7policies_links",
-        &resp,
-        &ids,
-        &req,
-        &s.collection_url(&headers, &path),
-    )
-}
-
 pub async fn create(
     State(s): State<AppState>,
     caller: Caller,
@@ -79,7 +46,7 @@ pub async fn create(
     Policy::check(&caller, &rule("l7policy", "post"))?;
     let b: L7PolicyPostBody =
         json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let l = listener::fetch(&s, &caller, &b.l7policy.listener_id).await?;
+    let l = resource::fetch::<Listener>(&s, &caller, &b.l7policy.listener_id).await?;
     let project = b.l7policy.validate()?;
     Caller::child_project(project, &l.project_id)?;
     ApiError::provider_supports(None, support::l7policy(l.protocol))?;
@@ -88,22 +55,6 @@ pub async fn create(
     let (p, job) = s.ctx.store.create_l7policy(&p).await?;
     tracing::info!(l7policy_id = %p.id, job_id = %job, "l7 policy create accepted");
     app::single(StatusCode::CREATED, "l7policy", &L7PolicyResponse::from(&p))
-}
-
-pub async fn get(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("l7policy", "get_one"))?;
-    let p = fetch(&s, &caller, &id).await?;
-    app::single_fields(
-        StatusCode::OK,
-        "l7policy",
-        &L7PolicyResponse::from(&p),
-        &app::fields_of(q.as_deref()),
-    )
 }
 
 pub async fn update(
@@ -116,27 +67,15 @@ pub async fn update(
     Policy::check(&caller, &rule("l7policy", "put"))?;
     let b: L7PolicyPutBody =
         json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let old = fetch(&s, &caller, &id).await?;
+    let old = resource::fetch::<L7Policy>(&s, &caller, &id).await?;
     let new = b.l7policy.apply_checked(&old)?;
     if new.redirect_pool_id != old.redirect_pool_id {
-        let l = listener::fetch(&s, &caller, &old.listener_id.to_string()).await?;
+        let l = resource::fetch::<Listener>(&s, &caller, &old.listener_id.to_string()).await?;
         check_redirect_pool(&s, &l, &new).await?;
     }
     let (p, job) = s.ctx.store.update_l7policy(&new, old.updated_at).await?;
     tracing::info!(l7policy_id = %p.id, job_id = %job, "l7 policy update accepted");
     app::single(StatusCode::OK, "l7policy", &L7PolicyResponse::from(&p))
-}
-
-pub async fn delete(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("l7policy", "delete"))?;
-    let p = fetch(&s, &caller, &id).await?;
-    let job = s.ctx.store.delete_l7policy(p.id).await?;
-    tracing::info!(l7policy_id = %p.id, job_id = %job, "l7 policy delete accepted");
-    Ok(app::no_content())
 }
 
 async fn fetch_rule(
@@ -166,7 +105,7 @@ pub async fn list_rules(
     Extension(path): Extension<OriginalPath>,
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("l7rule", "get_all"))?;
-    let p = fetch(&s, &caller, &policy_id).await?;
+    let p = resource::fetch::<L7Policy>(&s, &caller, &policy_id).await?;
     let req = listing::parse(ObjectKind::L7Rule, q.as_deref(), &caller, &s.ctx.settings)?;
     let items = s.ctx.store.list_l7rules(p.id, &req.query).await?;
     let ids: Vec<String> = items.iter().map(|i| i.id.to_string()).collect();
@@ -190,7 +129,7 @@ pub async fn create_rule(
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("l7rule", "post"))?;
     let b: L7RulePostBody = json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let p = fetch(&s, &caller, &policy_id).await?;
+    let p = resource::fetch::<L7Policy>(&s, &caller, &policy_id).await?;
     let project = b.rule.validate()?;
     Caller::child_project(project, &p.project_id)?;
     let r = b.rule.into_model(p.project_id.clone(), p.id);
@@ -207,7 +146,7 @@ pub async fn get_rule(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("l7rule", "get_one"))?;
-    let p = fetch(&s, &caller, &policy_id).await?;
+    let p = resource::fetch::<L7Policy>(&s, &caller, &policy_id).await?;
     let r = fetch_rule(&s, &caller, &p, &id).await?;
     app::single_fields(
         StatusCode::OK,
@@ -226,7 +165,7 @@ pub async fn update_rule(
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("l7rule", "put"))?;
     let b: L7RulePutBody = json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let p = fetch(&s, &caller, &policy_id).await?;
+    let p = resource::fetch::<L7Policy>(&s, &caller, &policy_id).await?;
     let old = fetch_rule(&s, &caller, &p, &id).await?;
     let new = b.rule.apply_checked(&old)?;
     ApiError::provider_supports(None, support::l7rule(&new))?;
@@ -241,7 +180,7 @@ pub async fn delete_rule(
     Path((policy_id, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("l7rule", "delete"))?;
-    let p = fetch(&s, &caller, &policy_id).await?;
+    let p = resource::fetch::<L7Policy>(&s, &caller, &policy_id).await?;
     let r = fetch_rule(&s, &caller, &p, &id).await?;
     let job = s.ctx.store.delete_l7rule(r.id).await?;
     tracing::info!(l7rule_id = %r.id, job_id = %job, "l7 rule delete accepted");

@@ -21,6 +21,7 @@ pub mod misc;
 pub mod network;
 pub mod pool;
 pub mod quota;
+pub mod resource;
 pub mod settings;
 pub mod vip;
 
@@ -32,6 +33,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use octavia_model::{Amphora, HealthMonitor, L7Policy, Listener, LoadBalancer, Pool};
 use tower::ServiceExt;
 use tracing::Instrument;
 
@@ -97,11 +99,11 @@ fn routes() -> Router<AppState> {
         .route("/v3/projects/{id}", g(network::identity_refused))
         .route(
             "/v2/loadbalancers",
-            g(load_balancer::list).post(load_balancer::create),
+            g(resource::list::<LoadBalancer>).post(load_balancer::create),
         )
         .route(
             "/v2/loadbalancers/{id}",
-            g(load_balancer::get)
+            g(resource::get::<LoadBalancer>)
                 .put(load_balancer::update)
                 .delete(load_balancer::delete),
         )
@@ -112,18 +114,23 @@ fn routes() -> Router<AppState> {
             "/v2/loadbalancers/{id}/failover",
             axum::routing::put(load_balancer::failover),
         )
-        .route("/v2/listeners", g(listener::list).post(listener::create))
+        .route(
+            "/v2/listeners",
+            g(resource::list::<Listener>).post(listener::create),
+        )
         .route(
             "/v2/listeners/{id}",
-            g(listener::get)
+            g(resource::get::<Listener>)
                 .put(listener::update)
-                .delete(listener::delete),
+                .delete(resource::delete::<Listener>),
         )
         .route("/v2/listeners/{id}/stats", g(listener::stats))
-        .route("/v2/pools", g(pool::list).post(pool::create))
+        .route("/v2/pools", g(resource::list::<Pool>).post(pool::create))
         .route(
             "/v2/pools/{id}",
-            g(pool::get).put(pool::update).delete(pool::delete),
+            g(resource::get::<Pool>)
+                .put(pool::update)
+                .delete(resource::delete::<Pool>),
         )
         .route(
             "/v2/pools/{pool_id}/members",
@@ -135,20 +142,23 @@ fn routes() -> Router<AppState> {
         )
         .route(
             "/v2/healthmonitors",
-            g(health_monitor::list).post(health_monitor::create),
+            g(resource::list::<HealthMonitor>).post(health_monitor::create),
         )
         .route(
             "/v2/healthmonitors/{id}",
-            g(health_monitor::get)
+            g(resource::get::<HealthMonitor>)
                 .put(health_monitor::update)
-                .delete(health_monitor::delete),
+                .delete(resource::delete::<HealthMonitor>),
         )
-        .route("/v2/l7policies", g(l7policy::list).post(l7policy::create))
+        .route(
+            "/v2/l7policies",
+            g(resource::list::<L7Policy>).post(l7policy::create),
+        )
         .route(
             "/v2/l7policies/{id}",
-            g(l7policy::get)
+            g(resource::get::<L7Policy>)
                 .put(l7policy::update)
-                .delete(l7policy::delete),
+                .delete(resource::delete::<L7Policy>),
         )
         .route(
             "/v2/l7policies/{id}/rules",
@@ -176,10 +186,10 @@ fn routes() -> Router<AppState> {
             "/v2/providers/{provider}/availability_zone_capabilities",
             g(misc::availability_zone_capabilities),
         )
-        .route("/v2/octavia/amphorae", g(misc::list_amphorae))
+        .route("/v2/octavia/amphorae", g(resource::list::<Amphora>))
         .route(
             "/v2/octavia/amphorae/{id}",
-            g(misc::get_amphora).delete(misc::delete_amphora),
+            g(resource::get::<Amphora>).delete(misc::delete_amphora),
         )
         .route(
             "/v2/octavia/amphorae/{id}/failover",

@@ -1,36 +1,22 @@
 //! `/v2/lbaas/listeners`: CRUD and stats.
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::Extension;
 use octavia_api_types::listener::{
     check_cidrs_match_vips, check_pool_compatible, ListenerPostBody, ListenerPutBody,
     ListenerResponse,
 };
 use octavia_api_types::stats::StatsResponse;
-use octavia_model::{Listener, ListenerId, LoadBalancer, ObjectKind, PoolId};
+use octavia_model::{Listener, LoadBalancer, PoolId};
 use octavia_render::support;
 
-use crate::app::{self, AppState, OriginalPath};
+use crate::app::{self, AppState};
 use crate::auth::{rule, Caller, Policy};
 use crate::body::json_body;
 use crate::error::ApiError;
-use crate::{listing, load_balancer};
-
-/// Fetch a listener the caller may see.
-pub async fn fetch(s: &AppState, caller: &Caller, raw: &str) -> Result<Listener, ApiError> {
-    let id: ListenerId = app::parse_id("listener", raw)?;
-    let l = s
-        .ctx
-        .store
-        .get_listener(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("listener", raw))?;
-    caller.check_owner(&l.project_id)?;
-    Ok(l)
-}
+use crate::resource;
 
 async fn check_default_pool(
     s: &AppState,
@@ -65,28 +51,6 @@ fn check_allowed_cidrs(listener: &Listener, lb: &LoadBalancer) -> Result<(), Api
         .map_err(|detail| ApiError::BadRequest(format!("Validation failure: {detail}")))
 }
 
-pub async fn list(
-    State(s): State<AppState>,
-    caller: Caller,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    Extension(path): Extension<OriginalPath>,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("listener", "get_all"))?;
-    let req = listing::parse(ObjectKind::Listener, q.as_deref(), &caller, &s.ctx.settings)?;
-    let items = s.ctx.store.list_listeners(&req.query).await?;
-    let ids: Vec<String> = items.iter().map(|i| i.id.to_string()).collect();
-    let resp: Vec<ListenerResponse> = items.iter().map(Into::into).collect();
-    app::page(
-        "listeners",
-        "listeners_links",
-        &resp,
-        &ids,
-        &req,
-        &s.collection_url(&headers, &path),
-    )
-}
-
 pub async fn create(
     State(s): State<AppState>,
     caller: Caller,
@@ -96,7 +60,7 @@ pub async fn create(
     Policy::check(&caller, &rule("listener", "post"))?;
     let b: ListenerPostBody =
         json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let lb = load_balancer::fetch(&s, &caller, &b.listener.loadbalancer_id).await?;
+    let lb = resource::fetch::<LoadBalancer>(&s, &caller, &b.listener.loadbalancer_id).await?;
     let project = b.listener.validate(&s.validation)?;
     Caller::child_project(project, &lb.project_id)?;
     let l = b
@@ -110,22 +74,6 @@ pub async fn create(
     app::single(StatusCode::CREATED, "listener", &ListenerResponse::from(&l))
 }
 
-pub async fn get(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("listener", "get_one"))?;
-    let l = fetch(&s, &caller, &id).await?;
-    app::single_fields(
-        StatusCode::OK,
-        "listener",
-        &ListenerResponse::from(&l),
-        &app::fields_of(q.as_deref()),
-    )
-}
-
 pub async fn update(
     State(s): State<AppState>,
     caller: Caller,
@@ -136,7 +84,7 @@ pub async fn update(
     Policy::check(&caller, &rule("listener", "put"))?;
     let b: ListenerPutBody =
         json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let old = fetch(&s, &caller, &id).await?;
+    let old = resource::fetch::<Listener>(&s, &caller, &id).await?;
     b.listener.validate(&old)?;
     let mut new = old.clone();
     b.listener.apply(&mut new, &s.validation);
@@ -144,24 +92,13 @@ pub async fn update(
         check_default_pool(&s, &new, new.default_pool_id).await?;
     }
     if new.allowed_cidrs != old.allowed_cidrs {
-        let lb = load_balancer::fetch(&s, &caller, &new.load_balancer_id.to_string()).await?;
+        let lb =
+            resource::fetch::<LoadBalancer>(&s, &caller, &new.load_balancer_id.to_string()).await?;
         check_allowed_cidrs(&new, &lb)?;
     }
     let (l, job) = s.ctx.store.update_listener(&new, old.updated_at).await?;
     tracing::info!(listener_id = %l.id, job_id = %job, "listener update accepted");
     app::single(StatusCode::OK, "listener", &ListenerResponse::from(&l))
-}
-
-pub async fn delete(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("listener", "delete"))?;
-    let l = fetch(&s, &caller, &id).await?;
-    let job = s.ctx.store.delete_listener(l.id).await?;
-    tracing::info!(listener_id = %l.id, job_id = %job, "listener delete accepted");
-    Ok(app::no_content())
 }
 
 pub async fn stats(
@@ -170,7 +107,7 @@ pub async fn stats(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("listener", "get_stats"))?;
-    let l = fetch(&s, &caller, &id).await?;
+    let l = resource::fetch::<Listener>(&s, &caller, &id).await?;
     let st = s.ctx.store.listener_stats(l.id).await?;
     app::single(StatusCode::OK, "stats", &StatsResponse::from(&st))
 }

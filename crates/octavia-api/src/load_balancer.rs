@@ -4,59 +4,17 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use octavia_api_types::load_balancer::{
     LoadBalancerPostBody, LoadBalancerPutBody, LoadBalancerResponse,
 };
 use octavia_api_types::stats::StatsResponse;
-use octavia_model::{LoadBalancer, LoadBalancerId, ObjectKind, ProvisioningStatus};
+use octavia_model::LoadBalancer;
 
-use crate::app::{self, AppState, OriginalPath};
+use crate::app::{self, AppState};
 use crate::auth::{rule, Caller, Policy};
 use crate::body::json_body;
 use crate::error::ApiError;
-use crate::listing;
-
-/// Fetch a live (not DELETED) load balancer the caller may see.
-pub async fn fetch(s: &AppState, caller: &Caller, raw: &str) -> Result<LoadBalancer, ApiError> {
-    let id: LoadBalancerId = app::parse_id("load_balancer", raw)?;
-    let lb = s
-        .ctx
-        .store
-        .get_load_balancer(id)
-        .await?
-        .filter(|lb| lb.provisioning_status != ProvisioningStatus::Deleted)
-        .ok_or_else(|| ApiError::not_found("load_balancer", raw))?;
-    caller.check_owner(&lb.project_id)?;
-    Ok(lb)
-}
-
-pub async fn list(
-    State(s): State<AppState>,
-    caller: Caller,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    Extension(path): Extension<OriginalPath>,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("loadbalancer", "get_all"))?;
-    let req = listing::parse(
-        ObjectKind::LoadBalancer,
-        q.as_deref(),
-        &caller,
-        &s.ctx.settings,
-    )?;
-    let items = s.ctx.store.list_load_balancers(&req.query).await?;
-    let ids: Vec<String> = items.iter().map(|i| i.id.to_string()).collect();
-    let resp: Vec<LoadBalancerResponse> = items.iter().map(Into::into).collect();
-    app::page(
-        "loadbalancers",
-        "loadbalancers_links",
-        &resp,
-        &ids,
-        &req,
-        &s.collection_url(&headers, &path),
-    )
-}
+use crate::resource;
 
 pub async fn create(
     State(s): State<AppState>,
@@ -92,22 +50,6 @@ pub async fn create(
     )
 }
 
-pub async fn get(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("loadbalancer", "get_one"))?;
-    let lb = fetch(&s, &caller, &id).await?;
-    app::single_fields(
-        StatusCode::OK,
-        "loadbalancer",
-        &LoadBalancerResponse::from(&lb),
-        &app::fields_of(q.as_deref()),
-    )
-}
-
 pub async fn update(
     State(s): State<AppState>,
     caller: Caller,
@@ -118,7 +60,7 @@ pub async fn update(
     Policy::check(&caller, &rule("loadbalancer", "put"))?;
     let b: LoadBalancerPutBody =
         json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let old = fetch(&s, &caller, &id).await?;
+    let old = resource::fetch::<LoadBalancer>(&s, &caller, &id).await?;
     b.loadbalancer.validate()?;
     let mut new = old.clone();
     b.loadbalancer.apply(&mut new);
@@ -146,7 +88,7 @@ pub async fn delete(
         .unwrap_or_default()
         .iter()
         .any(|(k, v)| k == "cascade" && v.eq_ignore_ascii_case("true"));
-    let lb = fetch(&s, &caller, &id).await?;
+    let lb = resource::fetch::<LoadBalancer>(&s, &caller, &id).await?;
     let job = s.ctx.store.delete_load_balancer(lb.id, cascade).await?;
     tracing::info!(lb_id = %lb.id, job_id = %job, cascade, "load balancer delete accepted");
     Ok(app::no_content())
@@ -158,7 +100,7 @@ pub async fn status(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("loadbalancer", "get_status"))?;
-    let lb = fetch(&s, &caller, &id).await?;
+    let lb = resource::fetch::<LoadBalancer>(&s, &caller, &id).await?;
     let tree = s
         .ctx
         .store
@@ -185,7 +127,7 @@ pub async fn failover(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("loadbalancer", "put_failover"))?;
-    let lb = fetch(&s, &caller, &id).await?;
+    let lb = resource::fetch::<LoadBalancer>(&s, &caller, &id).await?;
     let job = s
         .ctx
         .store
@@ -202,7 +144,7 @@ pub async fn stats(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("loadbalancer", "get_stats"))?;
-    let lb = fetch(&s, &caller, &id).await?;
+    let lb = resource::fetch::<LoadBalancer>(&s, &caller, &id).await?;
     let st = s.ctx.store.load_balancer_stats(lb.id).await?;
     app::single(StatusCode::OK, "stats", &StatsResponse::from(&st))
 }

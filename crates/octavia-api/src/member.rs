@@ -15,7 +15,8 @@ use crate::app::{self, AppState, OriginalPath};
 use crate::auth::{rule, Caller, Policy};
 use crate::body::json_body;
 use crate::error::ApiError;
-use crate::{listing, pool};
+use crate::listing;
+use crate::resource;
 
 async fn fetch(s: &AppState, caller: &Caller, pool: &Pool, raw: &str) -> Result<Member, ApiError> {
     let id: MemberId = app::parse_id("member", raw)?;
@@ -39,7 +40,7 @@ pub async fn list(
     Extension(path): Extension<OriginalPath>,
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("member", "get_all"))?;
-    let pool = pool::fetch(&s, &caller, &pool_id).await?;
+    let pool = resource::fetch::<Pool>(&s, &caller, &pool_id).await?;
     let req = listing::parse(ObjectKind::Member, q.as_deref(), &caller, &s.ctx.settings)?;
     let items = s.ctx.store.list_members(pool.id, &req.query).await?;
     let ids: Vec<String> = items.iter().map(|i| i.id.to_string()).collect();
@@ -63,7 +64,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("member", "post"))?;
     let b: MemberPostBody = json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let pool = pool::fetch(&s, &caller, &pool_id).await?;
+    let pool = resource::fetch::<Pool>(&s, &caller, &pool_id).await?;
     let project = b.member.validate(&s.validation)?;
     Caller::child_project(project, &pool.project_id)?;
     let m = b.member.into_model(
@@ -83,7 +84,7 @@ pub async fn get(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("member", "get_one"))?;
-    let pool = pool::fetch(&s, &caller, &pool_id).await?;
+    let pool = resource::fetch::<Pool>(&s, &caller, &pool_id).await?;
     let m = fetch(&s, &caller, &pool, &id).await?;
     app::single_fields(
         StatusCode::OK,
@@ -102,7 +103,7 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("member", "put"))?;
     let b: MemberPutBody = json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let pool = pool::fetch(&s, &caller, &pool_id).await?;
+    let pool = resource::fetch::<Pool>(&s, &caller, &pool_id).await?;
     let old = fetch(&s, &caller, &pool, &id).await?;
     b.member.validate()?;
     let mut new = old.clone();
@@ -118,7 +119,7 @@ pub async fn delete(
     Path((pool_id, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("member", "delete"))?;
-    let pool = pool::fetch(&s, &caller, &pool_id).await?;
+    let pool = resource::fetch::<Pool>(&s, &caller, &pool_id).await?;
     let m = fetch(&s, &caller, &pool, &id).await?;
     let job = s.ctx.store.delete_member(m.id).await?;
     tracing::info!(member_id = %m.id, job_id = %job, "member delete accepted");
@@ -146,7 +147,7 @@ pub async fn batch(
     }
     let b: MemberBatchBody =
         json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let pool = pool::fetch(&s, &caller, &pool_id).await?;
+    let pool = resource::fetch::<Pool>(&s, &caller, &pool_id).await?;
     b.validate(&s.validation)?;
     let all = ListQuery {
         limit: None,

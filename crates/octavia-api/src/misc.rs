@@ -1,18 +1,16 @@
 //! Version document, providers, the admin amphora API and `/metrics`.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use octavia_api_types::amphora::AmphoraResponse;
+use axum::Json;
 use octavia_api_types::load_balancer::PROVIDERS;
 use octavia_api_types::provider;
-use octavia_model::{AmphoraId, ObjectKind};
+use octavia_model::AmphoraId;
 
 use crate::app::{self, AppState, OriginalPath};
 use crate::auth::{rule, Caller, Policy};
 use crate::error::ApiError;
-use crate::listing;
 
 /// `GET /` (no auth).
 pub async fn versions(State(s): State<AppState>, headers: HeaderMap) -> Response {
@@ -74,50 +72,6 @@ pub async fn availability_zone_capabilities(
         "availability_zone_capabilities": provider::amphora_availability_zone_capabilities()
     }))
     .into_response())
-}
-
-pub async fn list_amphorae(
-    State(s): State<AppState>,
-    caller: Caller,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    Extension(path): Extension<OriginalPath>,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("amphora", "get_all"))?;
-    let req = listing::parse(ObjectKind::Amphora, q.as_deref(), &caller, &s.ctx.settings)?;
-    let items = s.ctx.store.list_amphorae(&req.query).await?;
-    let ids: Vec<String> = items.iter().map(|i| i.id.to_string()).collect();
-    let resp: Vec<AmphoraResponse> = items.iter().map(Into::into).collect();
-    app::page(
-        "amphorae",
-        "amphorae_links",
-        &resp,
-        &ids,
-        &req,
-        &s.collection_url(&headers, &path),
-    )
-}
-
-pub async fn get_amphora(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("amphora", "get_one"))?;
-    let aid: AmphoraId = app::parse_id("amphora", &id)?;
-    let a = s
-        .ctx
-        .store
-        .get_amphora(aid)
-        .await?
-        .ok_or_else(|| ApiError::not_found("amphora", &id))?;
-    app::single_fields(
-        StatusCode::OK,
-        "amphora",
-        &AmphoraResponse::from(&a),
-        &app::fields_of(q.as_deref()),
-    )
 }
 
 /// `PUT /v2/octavia/amphorae/{id}/failover` (admin): replace the amphora. 202; 404 for an

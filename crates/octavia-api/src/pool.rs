@@ -1,55 +1,19 @@
 //! `/v2/lbaas/pools`: CRUD.
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::Extension;
 use octavia_api_types::listener::check_pool_compatible;
 use octavia_api_types::pool::{PoolPostBody, PoolPutBody, PoolResponse};
-use octavia_model::{ListenerId, ObjectKind, Pool, PoolId};
+use octavia_model::{Listener, ListenerId, LoadBalancer, Pool};
 use octavia_render::support;
 
-use crate::app::{self, AppState, OriginalPath};
+use crate::app::{self, AppState};
 use crate::auth::{rule, Caller, Policy};
 use crate::body::json_body;
 use crate::error::ApiError;
-use crate::{listener, listing, load_balancer};
-
-/// Fetch a pool the caller may see.
-pub async fn fetch(s: &AppState, caller: &Caller, raw: &str) -> Result<Pool, ApiError> {
-    let id: PoolId = app::parse_id("pool", raw)?;
-    let p = s
-        .ctx
-        .store
-        .get_pool(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("pool", raw))?;
-    caller.check_owner(&p.project_id)?;
-    Ok(p)
-}
-
-pub async fn list(
-    State(s): State<AppState>,
-    caller: Caller,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    Extension(path): Extension<OriginalPath>,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("pool", "get_all"))?;
-    let req = listing::parse(ObjectKind::Pool, q.as_deref(), &caller, &s.ctx.settings)?;
-    let items = s.ctx.store.list_pools(&req.query).await?;
-    let ids: Vec<String> = items.iter().map(|i| i.id.to_string()).collect();
-    let resp: Vec<PoolResponse> = items.iter().map(Into::into).collect();
-    app::page(
-        "pools",
-        "pools_links",
-        &resp,
-        &ids,
-        &req,
-        &s.collection_url(&headers, &path),
-    )
-}
+use crate::resource;
 
 pub async fn create(
     State(s): State<AppState>,
@@ -61,12 +25,12 @@ pub async fn create(
     let b: PoolPostBody = json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
     // The parents first: a caller who may not touch them learns nothing about the body.
     let listener = match &b.pool.listener_id {
-        Some(lid) => Some(listener::fetch(&s, &caller, lid).await?),
+        Some(lid) => Some(resource::fetch::<Listener>(&s, &caller, lid).await?),
         None => None,
     };
     let lb = match (&listener, &b.pool.loadbalancer_id) {
-        (Some(l), _) => load_balancer::fetch(&s, &caller, &l.load_balancer_id.to_string()).await?,
-        (None, Some(lb_id)) => load_balancer::fetch(&s, &caller, lb_id).await?,
+        (Some(l), _) => resource::fetch::<LoadBalancer>(&s, &caller, &l.load_balancer_id.to_string()).await?,
+        (None, Some(lb_id)) => resource::fetch::<LoadBalancer>(&s, &caller, lb_id).await?,
         (None, None) => {
             return Err(ApiError::BadRequest(
                 "Invalid input for field/attribute loadbalancer_id. Either loadbalancer_id or listener_id must be specified".to_string(),
@@ -102,22 +66,6 @@ pub async fn create(
     app::single(StatusCode::CREATED, "pool", &PoolResponse::from(&pool))
 }
 
-pub async fn get(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("pool", "get_one"))?;
-    let p = fetch(&s, &caller, &id).await?;
-    app::single_fields(
-        StatusCode::OK,
-        "pool",
-        &PoolResponse::from(&p),
-        &app::fields_of(q.as_deref()),
-    )
-}
-
 pub async fn update(
     State(s): State<AppState>,
     caller: Caller,
@@ -127,7 +75,7 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("pool", "put"))?;
     let b: PoolPutBody = json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let old = fetch(&s, &caller, &id).await?;
+    let old = resource::fetch::<Pool>(&s, &caller, &id).await?;
     b.pool.validate(&old)?;
     let mut new = old.clone();
     b.pool.apply(&mut new);
@@ -135,16 +83,4 @@ pub async fn update(
     let (p, job) = s.ctx.store.update_pool(&new, old.updated_at).await?;
     tracing::info!(pool_id = %p.id, job_id = %job, "pool update accepted");
     app::single(StatusCode::OK, "pool", &PoolResponse::from(&p))
-}
-
-pub async fn delete(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("pool", "delete"))?;
-    let p = fetch(&s, &caller, &id).await?;
-    let job = s.ctx.store.delete_pool(p.id).await?;
-    tracing::info!(pool_id = %p.id, job_id = %job, "pool delete accepted");
-    Ok(app::no_content())
 }
