@@ -154,7 +154,7 @@ async fn write(
     let n = records.len() as u64;
     let start = Instant::now();
     let mut result = store.record_heartbeats(records).await;
-    if let Err(DbError::Retryable(_)) = result {
+    if result.as_ref().is_err_and(DbError::is_retryable) {
         result = store.record_heartbeats(records).await;
     }
     let elapsed = start.elapsed();
