@@ -168,9 +168,9 @@ impl Store {
         let mut h = self.pool.acquire().await?;
         let mut c = h.conn();
         ensure_exists(&mut c, parent_kind, &parent).await?;
-        let column = T::KIND.parent_column().ok_or_else(|| {
-            DbError::Internal(format!("{} has no parent", T::KIND.display_name()))
-        })?;
+        let column = T::KIND
+            .parent_column()
+            .ok_or_else(|| DbError::Internal(format!("{} has no parent", T::KIND.as_str())))?;
         T::list(&mut c, q, vec![(column, sid(parent))]).await
     }
 

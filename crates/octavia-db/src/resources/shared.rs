@@ -270,7 +270,7 @@ where
 {
     let parent = kind
         .parent_column()
-        .ok_or_else(|| DbError::Internal(format!("{} has no parent", kind.display_name())))?;
+        .ok_or_else(|| DbError::Internal(format!("{} has no parent", kind.as_str())))?;
     let row: Option<(String, String, Option<Timestamp>)> = c
         .fetch_optional(
             &format!(
@@ -402,7 +402,7 @@ pub(crate) async fn lock_object(
         K::LoadBalancer | K::Amphora => {
             return Err(DbError::Internal(format!(
                 "{} is not below a load balancer",
-                kind.display_name()
+                kind.as_str()
             )))
         }
     };
