@@ -110,16 +110,14 @@ impl From<TypesError> for ApiError {
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
-            DbError::NotFound { kind, id } => Self::not_found(kind, id),
+            DbError::NotFound { kind, id } => Self::NotFound(format!("{kind} {id} not found.")),
             DbError::Conflict(m) => Self::Conflict(m),
             DbError::QuotaExceeded(m) => {
                 Self::Forbidden(format!("Quota has been met for resources: {m}"))
             }
             DbError::Invalid(m) => Self::BadRequest(m),
-            DbError::Retryable(m) => {
-                Self::Unavailable(format!("database temporarily unavailable: {m}"))
-            }
-            DbError::Other(m) => Self::Internal(format!("database error: {m}")),
+            e @ DbError::Retryable(_) => Self::Unavailable(e.to_string()),
+            e @ (DbError::Other(_) | DbError::Internal(_)) => Self::Internal(e.to_string()),
         }
     }
 }
@@ -148,6 +146,9 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests {
+    use octavia_db::{DriverError, RecordKind};
+    use octavia_model::ObjectKind;
+
     use super::*;
 
     #[test]
@@ -155,7 +156,7 @@ mod tests {
         let cases: Vec<(DbError, u16)> = vec![
             (
                 DbError::NotFound {
-                    kind: "pool",
+                    kind: ObjectKind::Pool.into(),
                     id: "x".into(),
                 },
                 404,
@@ -163,19 +164,31 @@ mod tests {
             (DbError::Conflict("c".into()), 409),
             (DbError::QuotaExceeded("pool".into()), 403),
             (DbError::Invalid("bad marker".into()), 400),
-            (DbError::Retryable("busy".into()), 503),
-            (DbError::Other("x".into()), 500),
+            (DbError::Retryable(DriverError::PoolTimedOut), 503),
+            (DbError::Other(DriverError::RowNotFound), 500),
+            (DbError::Internal("x".into()), 500),
         ];
         for (e, code) in cases {
             assert_eq!(ApiError::from(e).status().as_u16(), code);
         }
-        assert_eq!(
-            ApiError::from(DbError::NotFound {
-                kind: "load_balancer",
-                id: "abc".into()
-            })
-            .to_string(),
-            "Load Balancer abc not found."
-        );
+        for (kind, message) in [
+            (
+                ObjectKind::LoadBalancer.into(),
+                "Load Balancer abc not found.",
+            ),
+            (ObjectKind::L7Policy.into(), "L7 Policy abc not found."),
+            (
+                ObjectKind::HealthMonitor.into(),
+                "Health Monitor abc not found.",
+            ),
+            (ObjectKind::Amphora.into(), "Amphora abc not found."),
+            (RecordKind::Quota, "Quota abc not found."),
+        ] {
+            let e = DbError::NotFound {
+                kind,
+                id: "abc".into(),
+            };
+            assert_eq!(ApiError::from(e).to_string(), message);
+        }
     }
 }

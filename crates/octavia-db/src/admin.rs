@@ -9,7 +9,6 @@
 
 use sqlx::Connection;
 
-use crate::db::map_err;
 use crate::DbError;
 
 /// Create the database `name`; returns the URL of the new database (`admin_url` with its
@@ -20,7 +19,7 @@ pub async fn create_database(admin_url: &str, name: &str) -> Result<String, DbEr
     let created = sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
         .await
-        .map_err(map_err);
+        .map_err(DbError::from);
     let _ = conn.close().await;
     created?;
     Ok(database_url(admin_url, name))
@@ -33,7 +32,7 @@ pub async fn drop_database(admin_url: &str, name: &str) -> Result<(), DbError> {
     let dropped = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut conn)
         .await
-        .map_err(map_err);
+        .map_err(DbError::from);
     let _ = conn.close().await;
     dropped.map(|_| ())
 }
@@ -46,11 +45,11 @@ pub fn drop_database_blocking(admin_url: &str, name: &str) -> Result<(), DbError
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| DbError::Other(format!("cannot start a runtime: {e}")))?
+            .map_err(|e| DbError::Internal(format!("cannot start a runtime: {e}")))?
             .block_on(drop_database(&admin_url, &name))
     })
     .join()
-    .unwrap_or_else(|_| Err(DbError::Other("drop_database panicked".into())))
+    .unwrap_or_else(|_| Err(DbError::Internal("drop_database panicked".into())))
 }
 
 /// `url` with its database replaced by `name` (query parameters kept).
@@ -93,7 +92,7 @@ async fn admin_connection(admin_url: &str) -> Result<sqlx::PgConnection, DbError
     }
     sqlx::PgConnection::connect(admin_url)
         .await
-        .map_err(map_err)
+        .map_err(DbError::from)
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::db::{args, map_err, DbPool, SqliteWriter};
+use crate::db::{args, DbPool, Serial, SqliteWriter};
 use crate::pgpool::PgPool;
-use crate::{DbError, Engine, Result, StoreOptions};
+use crate::{DbError, Result, StoreOptions};
 
 /// One migration: version, name, SQL script.
 type Migration = (i64, &'static str, &'static str);
@@ -51,9 +51,6 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
 /// How long a request waits for a PostgreSQL connection (a free slot and the connect).
 const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Advisory lock key serialising migrations across processes on PostgreSQL.
-const MIGRATION_LOCK_KEY: i64 = 0x006f_6374_6176_6961;
-
 pub(crate) async fn open(opts: &StoreOptions) -> Result<DbPool> {
     let url = opts.url.as_str();
     let max = opts.max_connections.max(1);
@@ -80,16 +77,15 @@ pub(crate) async fn open(opts: &StoreOptions) -> Result<DbPool> {
         // of their own, so its page cache stays valid (no other connection writes) and
         // waiting writers hold no read connection. `:memory:` has only its one.
         let (pool, writes) = if memory {
-            let pool = single.connect_with(o).await.map_err(map_err)?;
+            let pool = single.connect_with(o).await?;
             (pool.clone(), pool)
         } else {
             let readers = SqlitePoolOptions::new()
                 .max_connections(max)
                 .test_before_acquire(false)
                 .connect_with(o.clone())
-                .await
-                .map_err(map_err)?;
-            let writer = single.connect_with(o).await.map_err(map_err)?;
+                .await?;
+            let writer = single.connect_with(o).await?;
             (readers, writer)
         };
         tracing::debug!(url = %url, "opened sqlite store");
@@ -100,7 +96,7 @@ pub(crate) async fn open(opts: &StoreOptions) -> Result<DbPool> {
         let options = sqlx::postgres::PgConnectOptions::from_str(url)
             .map_err(|e| DbError::Invalid(format!("invalid database url: {e}")))?;
         let pool = PgPool::new(options, max, PG_ACQUIRE_TIMEOUT);
-        drop(pool.acquire().await.map_err(map_err)?);
+        drop(pool.acquire().await?);
         tracing::debug!("opened postgresql store");
         Ok(DbPool::Postgres(pool))
     } else {
@@ -115,17 +111,8 @@ pub(crate) async fn open(opts: &StoreOptions) -> Result<DbPool> {
 pub(crate) async fn migrate(pool: &DbPool) -> Result<()> {
     let mut tx = pool.begin().await?;
     let mut c = tx.conn();
-    let list = match c.engine() {
-        Engine::Sqlite => SQLITE_MIGRATIONS,
-        Engine::Postgres => {
-            c.execute(
-                "SELECT pg_advisory_xact_lock($1)",
-                args![MIGRATION_LOCK_KEY],
-            )
-            .await?;
-            POSTGRES_MIGRATIONS
-        }
-    };
+    c.serialize(Serial::Migrations).await?;
+    let list = c.pick(SQLITE_MIGRATIONS, POSTGRES_MIGRATIONS);
     c.raw(
         "CREATE TABLE IF NOT EXISTS octavia_schema_migrations (version BIGINT PRIMARY KEY, \
          name VARCHAR(255) NOT NULL, applied_at TIMESTAMP NOT NULL)",

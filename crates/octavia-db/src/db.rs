@@ -3,13 +3,16 @@
 //! Every query is written once, with `$1, $2, ...` placeholders (understood by both
 //! engines), and bound from a list of [`Arg`]s. [`Conn`] is a borrowed connection of
 //! either engine (from the pool or inside a [`Tx`]); its methods match on the engine
-//! and run the same text on the concrete sqlx types.
+//! and run the same text on the concrete sqlx types. Where the SQL itself differs, the
+//! rest of the crate asks a [`Conn`] for it (`pick`, `for_update`,
+//! `for_update_skip_locked`, `text_sort_key`, `serialize`, `native`): nothing outside this
+//! module matches on the engine.
 
 use std::fmt::Display;
 
 use octavia_model::Timestamp;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{FromRow, Sqlite, Transaction};
 
@@ -129,39 +132,127 @@ pub(crate) enum Conn<'c> {
     Postgres(&'c mut PgLease),
 }
 
+/// Run `$body` (an expression using the driver connection `$e`, awaited inside) on either
+/// engine; a PostgreSQL statement is bracketed by the lease's start/finish marks.
+macro_rules! on_conn {
+    ($conn:expr, |$e:ident| $body:expr) => {{
+        let r = match $conn {
+            Conn::Sqlite(c) => {
+                let $e = &mut **c;
+                $body
+            }
+            Conn::Postgres(l) => {
+                let $e = l.start();
+                let r = $body;
+                l.finish(&r);
+                r
+            }
+        };
+        r.map_err(DbError::from)
+    }};
+}
+
+/// What a transaction serialises on with other processes. PostgreSQL takes a
+/// transaction-level advisory lock; SQLite needs nothing, its write transactions already
+/// hold the database lock (`BEGIN IMMEDIATE`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Serial<'a> {
+    /// Applying migrations.
+    Migrations,
+    /// Counting running jobs and claiming one (capped claims).
+    Claims,
+    /// Checking and using one project's quota (the load balancer lock does not cover
+    /// writes to different load balancers of the same project).
+    Quota(&'a str),
+}
+
+/// Advisory lock key serialising migrations across processes on PostgreSQL.
+const MIGRATION_LOCK_KEY: i64 = 0x006f_6374_6176_6961;
+/// Advisory lock key serialising capped claims on PostgreSQL.
+const CLAIM_LOCK_KEY: i64 = 0x006f_6374_6163_6c6d;
+
+/// The driver connection under a [`Conn`], for statements that bind arrays (heartbeat
+/// batches), which [`Arg`] does not carry. Inside a transaction only: a statement cut short
+/// there is rolled back with the transaction.
+pub(crate) enum Native<'c> {
+    Sqlite(&'c mut SqliteConnection),
+    Postgres(&'c mut PgConnection),
+}
+
+/// The engine-specific parts of SQL. Every branch on the engine outside the dispatch
+/// itself goes through these methods: [`Conn::pick`] for text, the named fragments built on
+/// it, [`Conn::serialize`] for the one engine-specific statement, [`Conn::native`] for the
+/// batch statements.
 impl Conn<'_> {
-    pub(crate) fn engine(&self) -> Engine {
+    /// `sqlite` on SQLite, `postgres` on PostgreSQL.
+    pub(crate) fn pick<T>(&self, sqlite: T, postgres: T) -> T {
         match self {
-            Conn::Sqlite(_) => Engine::Sqlite,
-            Conn::Postgres(_) => Engine::Postgres,
+            Conn::Sqlite(_) => sqlite,
+            Conn::Postgres(_) => postgres,
         }
     }
 
     /// `" FOR UPDATE"` on PostgreSQL, nothing on SQLite (whose write transactions
     /// already hold the database lock from `BEGIN IMMEDIATE`).
     pub(crate) fn for_update(&self) -> &'static str {
+        self.pick("", " FOR UPDATE")
+    }
+
+    /// `" FOR UPDATE SKIP LOCKED"` on PostgreSQL (rows another transaction holds are
+    /// passed over), nothing on SQLite.
+    pub(crate) fn for_update_skip_locked(&self) -> &'static str {
+        self.pick("", " FOR UPDATE SKIP LOCKED")
+    }
+
+    /// A text expression that sorts the same on both engines (bytewise, NULL first).
+    pub(crate) fn text_sort_key(&self, e: &str) -> String {
+        self.pick(
+            format!("COALESCE({e}, '')"),
+            format!("(COALESCE({e}, '') COLLATE \"C\")"),
+        )
+    }
+
+    /// Serialise the rest of the transaction with other processes doing the same ([`Serial`]).
+    pub(crate) async fn serialize(&mut self, on: Serial<'_>) -> Result<()> {
+        if let Conn::Sqlite(_) = self {
+            return Ok(());
+        }
+        match on {
+            Serial::Migrations => {
+                self.execute(
+                    "SELECT pg_advisory_xact_lock($1)",
+                    args![MIGRATION_LOCK_KEY],
+                )
+                .await
+            }
+            Serial::Claims => {
+                self.execute("SELECT pg_advisory_xact_lock($1)", args![CLAIM_LOCK_KEY])
+                    .await
+            }
+            Serial::Quota(project) => {
+                self.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('octavia-quota:' || $1))",
+                    args![project],
+                )
+                .await
+            }
+        }
+        .map(|_| ())
+    }
+
+    /// The driver connection, for statements that bind arrays ([`Native`]).
+    pub(crate) fn native(&mut self) -> Native<'_> {
         match self {
-            Conn::Sqlite(_) => "",
-            Conn::Postgres(_) => " FOR UPDATE",
+            Conn::Sqlite(c) => Native::Sqlite(c),
+            Conn::Postgres(l) => Native::Postgres(l.raw()),
         }
     }
 
     pub(crate) async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64> {
-        let r = match self {
-            Conn::Sqlite(c) => bind_args!(sqlx::query(sql), args)
-                .execute(&mut **c)
-                .await
-                .map(|r| r.rows_affected()),
-            Conn::Postgres(l) => {
-                let r = bind_args!(sqlx::query(sql), args)
-                    .execute(l.start())
-                    .await
-                    .map(|r| r.rows_affected());
-                l.finish(&r);
-                r
-            }
-        };
-        r.map_err(map_err)
+        on_conn!(self, |e| bind_args!(sqlx::query(sql), args)
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected()))
     }
 
     pub(crate) async fn fetch_all<R: AnyRow>(
@@ -169,21 +260,9 @@ impl Conn<'_> {
         sql: &str,
         args: Vec<Arg>,
     ) -> Result<Vec<R>> {
-        let r = match self {
-            Conn::Sqlite(c) => {
-                bind_args!(sqlx::query_as::<_, R>(sql), args)
-                    .fetch_all(&mut **c)
-                    .await
-            }
-            Conn::Postgres(l) => {
-                let r = bind_args!(sqlx::query_as::<_, R>(sql), args)
-                    .fetch_all(l.start())
-                    .await;
-                l.finish(&r);
-                r
-            }
-        };
-        r.map_err(map_err)
+        on_conn!(self, |e| bind_args!(sqlx::query_as::<_, R>(sql), args)
+            .fetch_all(e)
+            .await)
     }
 
     pub(crate) async fn fetch_optional<R: AnyRow>(
@@ -191,21 +270,9 @@ impl Conn<'_> {
         sql: &str,
         args: Vec<Arg>,
     ) -> Result<Option<R>> {
-        let r = match self {
-            Conn::Sqlite(c) => {
-                bind_args!(sqlx::query_as::<_, R>(sql), args)
-                    .fetch_optional(&mut **c)
-                    .await
-            }
-            Conn::Postgres(l) => {
-                let r = bind_args!(sqlx::query_as::<_, R>(sql), args)
-                    .fetch_optional(l.start())
-                    .await;
-                l.finish(&r);
-                r
-            }
-        };
-        r.map_err(map_err)
+        on_conn!(self, |e| bind_args!(sqlx::query_as::<_, R>(sql), args)
+            .fetch_optional(e)
+            .await)
     }
 
     /// A single `BIGINT` (e.g. `COUNT(*)`).
@@ -216,15 +283,7 @@ impl Conn<'_> {
 
     /// Run a script of several statements without arguments.
     pub(crate) async fn raw(&mut self, sql: &str) -> Result<()> {
-        let r = match self {
-            Conn::Sqlite(c) => sqlx::raw_sql(sql).execute(&mut **c).await.map(|_| ()),
-            Conn::Postgres(l) => {
-                let r = sqlx::raw_sql(sql).execute(l.start()).await.map(|_| ());
-                l.finish(&r);
-                r
-            }
-        };
-        r.map_err(map_err)
+        on_conn!(self, |e| sqlx::raw_sql(sql).execute(e).await.map(|_| ()))
     }
 }
 
@@ -263,8 +322,8 @@ impl Tx {
 
     pub(crate) async fn commit(self) -> Result<()> {
         match self {
-            Tx::Sqlite(t, _writer) => t.commit().await.map_err(map_err),
-            Tx::Postgres(l) => l.commit().await.map_err(map_err),
+            Tx::Sqlite(t, _writer) => Ok(t.commit().await?),
+            Tx::Postgres(l) => Ok(l.commit().await?),
         }
     }
 }
@@ -279,8 +338,8 @@ impl DbPool {
 
     pub(crate) async fn acquire(&self) -> Result<Held> {
         match self {
-            DbPool::Sqlite(p, _) => p.acquire().await.map(Held::Sqlite).map_err(map_err),
-            DbPool::Postgres(p) => p.acquire().await.map(Held::Postgres).map_err(map_err),
+            DbPool::Sqlite(p, _) => Ok(Held::Sqlite(p.acquire().await?)),
+            DbPool::Postgres(p) => Ok(Held::Postgres(p.acquire().await?)),
         }
     }
 
@@ -290,53 +349,52 @@ impl DbPool {
                 // The lock first: waiting writers hold no connection. The holder then waits
                 // at most for a reader to finish (`:memory:`) or for nothing at all.
                 let guard = writer.lock.clone().lock_owned().await;
-                let conn = writer.conn.acquire().await.map_err(map_err)?;
-                Transaction::begin(conn, Some("BEGIN IMMEDIATE".into()))
-                    .await
-                    .map(|t| Tx::Sqlite(t, guard))
-                    .map_err(map_err)
+                let conn = writer.conn.acquire().await?;
+                let t = Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await?;
+                Ok(Tx::Sqlite(t, guard))
             }
-            DbPool::Postgres(p) => p.begin().await.map(Tx::Postgres).map_err(map_err),
+            DbPool::Postgres(p) => Ok(Tx::Postgres(p.begin().await?)),
         }
     }
 }
 
-/// Classify a driver error: busy/serialization/connection → Retryable, unique → Conflict.
-pub(crate) fn map_err(e: sqlx::Error) -> DbError {
-    match &e {
-        sqlx::Error::Database(db) => {
-            if db.is_unique_violation() {
-                return DbError::Conflict("record already exists".to_string());
-            }
-            if db.is_foreign_key_violation() {
-                return DbError::Invalid("a referenced object does not exist".to_string());
-            }
-            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
-            let retryable = match code.as_str() {
-                // SQLite: BUSY, LOCKED and their extended codes (low byte 5 / 6).
-                c if c
-                    .parse::<i32>()
-                    .map(|n| n & 0xff == 5 || n & 0xff == 6)
-                    .unwrap_or(false) =>
-                {
-                    true
+/// Classify a driver error: busy/serialization/connection → Retryable, unique → Conflict,
+/// foreign key → Invalid, anything else → Other.
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        let retryable = match &e {
+            sqlx::Error::Database(db) => {
+                if db.is_unique_violation() {
+                    return DbError::Conflict("record already exists".to_string());
                 }
-                // PostgreSQL: serialization failure, deadlock, lock not available,
-                // shutdown / connection failures.
-                "40001" | "40P01" | "55P03" => true,
-                c => ends_session(c),
-            };
-            if retryable {
-                DbError::Retryable(db.message().to_string())
-            } else {
-                DbError::Other(db.message().to_string())
+                if db.is_foreign_key_violation() {
+                    return DbError::Invalid("a referenced object does not exist".to_string());
+                }
+                match db.code().as_deref() {
+                    // SQLite: BUSY, LOCKED and their extended codes (low byte 5 / 6).
+                    Some(c)
+                        if c.parse::<i32>()
+                            .is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6) =>
+                    {
+                        true
+                    }
+                    // PostgreSQL: serialization failure, deadlock, lock not available,
+                    // shutdown / connection failures.
+                    Some("40001" | "40P01" | "55P03") => true,
+                    c => ends_session(c.unwrap_or_default()),
+                }
             }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::WorkerCrashed => true,
+            _ => false,
+        };
+        if retryable {
+            DbError::Retryable(e)
+        } else {
+            DbError::Other(e)
         }
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::WorkerCrashed => DbError::Retryable(e.to_string()),
-        _ => DbError::Other(e.to_string()),
     }
 }
 
@@ -365,5 +423,5 @@ pub(crate) fn test_pg_url() -> Option<String> {
 
 /// A stored value that does not parse back (corrupt row).
 pub(crate) fn corrupt(what: &str, e: impl Display) -> DbError {
-    DbError::Other(format!("corrupt {what} in database: {e}"))
+    DbError::Internal(format!("corrupt {what} in database: {e}"))
 }

@@ -1,11 +1,45 @@
 //! Errors of the store; variants exist where callers branch.
 
+use std::fmt;
+
+use octavia_model::ObjectKind;
+
+/// The error of the database driver (sqlx), kept as the source of [`DbError::Retryable`]
+/// and [`DbError::Other`]; named here so callers need not depend on the driver.
+pub use sqlx::Error as DriverError;
+
+/// What a [`DbError::NotFound`] did not find: an object of the model, or a record that is
+/// no object a job can target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A load balancer, listener, ..., amphora.
+    Object(ObjectKind),
+    /// A project's quota row.
+    Quota,
+}
+
+impl From<ObjectKind> for RecordKind {
+    fn from(kind: ObjectKind) -> Self {
+        Self::Object(kind)
+    }
+}
+
+/// Octavia's name in user-facing messages (`Load Balancer`, `L7 Policy`, `Quota`).
+impl fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Object(kind) => kind.display_name(),
+            Self::Quota => "Quota",
+        })
+    }
+}
+
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// The object (or a parent named in the request) does not exist.
     #[error("{kind} {id} not found")]
-    NotFound { kind: &'static str, id: String },
+    NotFound { kind: RecordKind, id: String },
     /// The write conflicts with the current state (locked LB, duplicate, in use).
     /// The message is user-facing, in Octavia's words.
     #[error("{0}")]
@@ -17,9 +51,37 @@ pub enum DbError {
     #[error("{0}")]
     Invalid(String),
     /// A transient failure (busy database, serialization failure, lost connection).
-    #[error("database temporarily unavailable: {0}")]
-    Retryable(String),
-    /// Anything else from the driver.
+    #[error("database temporarily unavailable: {}", driver_message(.0))]
+    Retryable(#[source] DriverError),
+    /// Any other failure the driver reported.
+    #[error("database error: {}", driver_message(.0))]
+    Other(#[source] DriverError),
+    /// A stored value that does not read back, or a broken invariant of the store itself.
     #[error("database error: {0}")]
-    Other(String),
+    Internal(String),
+}
+
+impl DbError {
+    /// `kind` `id` not found.
+    pub(crate) fn not_found(kind: impl Into<RecordKind>, id: impl ToString) -> Self {
+        Self::NotFound {
+            kind: kind.into(),
+            id: id.to_string(),
+        }
+    }
+
+    /// Whether trying again may succeed (busy database, serialization failure, lost
+    /// connection).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Retryable(_))
+    }
+}
+
+/// What the database said (without the driver's "error returned from database" prefix), or
+/// the driver's own message.
+fn driver_message(e: &DriverError) -> String {
+    match e {
+        DriverError::Database(db) => db.message().to_string(),
+        other => other.to_string(),
+    }
 }

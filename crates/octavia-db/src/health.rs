@@ -7,16 +7,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::db::{corrupt, Native as Exec};
+use crate::rows::parse;
+use crate::schema::Table;
+use crate::{DbError, Result, Store};
 use octavia_model::health::{
     apply_changes, heartbeat_status, listener_count, HealthReport, LbHealthView, LbState,
     ListenerCount, ListenerState, MemberState, PoolState,
 };
 use octavia_model::*;
-use sqlx::postgres::PgConnection;
-use sqlx::sqlite::SqliteConnection;
-
-use crate::db::{corrupt, map_err, Tx};
-use crate::{Result, Store};
 
 /// One decoded heartbeat, ready for the store.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,12 +119,6 @@ impl StatsAcc {
     }
 }
 
-/// The engine-specific executor of the handful of batch statements.
-enum Exec<'a> {
-    Sqlite(&'a mut SqliteConnection),
-    Postgres(&'a mut PgConnection),
-}
-
 /// The read side of a batch, in one statement. `{ids}` is the amphora id set; `{agg}`,
 /// `{arr}`, `{obj}` are the engine's JSON functions; `{c0}`/`{c1}` wrap PostgreSQL's
 /// `json_agg` (NULL for no rows) in a COALESCE, and on SQLite in `json()` so the scalar
@@ -176,6 +169,7 @@ struct Snapshot {
     m: Vec<(String, String, String)>,
 }
 
+/// The engine-specific batch statements.
 impl Exec<'_> {
     /// Everything the status rules need for the amphorae `ids`, read in one statement that
     /// returns one JSON document (one row, so the driver's per-row cost is paid once).
@@ -197,8 +191,7 @@ impl Exec<'_> {
                 sqlx::query_scalar(&q)
                     .bind(json)
                     .fetch_one(&mut **c)
-                    .await
-                    .map_err(map_err)?
+                    .await?
             }
             Exec::Postgres(c) => {
                 let q = SNAPSHOT_SQL
@@ -209,21 +202,18 @@ impl Exec<'_> {
                     .replace("{c0}", "COALESCE(")
                     .replace("{c1}", ", '[]'::json)")
                     .replace("{text}", "::text");
-                sqlx::query_scalar(&q)
-                    .bind(ids)
-                    .fetch_one(&mut **c)
-                    .await
-                    .map_err(map_err)?
+                sqlx::query_scalar(&q).bind(ids).fetch_one(&mut **c).await?
             }
         };
         serde_json::from_str(&text).map_err(|e| corrupt("heartbeat snapshot", e))
     }
 
-    /// `UPDATE <table> SET operating_status = status WHERE id IN ids`.
-    async fn set_status(&mut self, table: &str, status: &str, ids: &[String]) -> Result<u64> {
+    /// `UPDATE <table of kind> SET operating_status = status WHERE id IN ids`.
+    async fn set_status(&mut self, kind: ObjectKind, status: &str, ids: &[String]) -> Result<u64> {
         if ids.is_empty() {
             return Ok(0);
         }
+        let table = kind.table();
         match self {
             Exec::Sqlite(c) => {
                 let q = format!(
@@ -237,7 +227,7 @@ impl Exec<'_> {
                     .execute(&mut **c)
                     .await
                     .map(|r| r.rows_affected())
-                    .map_err(map_err)
+                    .map_err(DbError::from)
             }
             Exec::Postgres(c) => {
                 let q =
@@ -248,7 +238,7 @@ impl Exec<'_> {
                     .execute(&mut **c)
                     .await
                     .map(|r| r.rows_affected())
-                    .map_err(map_err)
+                    .map_err(DbError::from)
             }
         }
     }
@@ -274,8 +264,7 @@ impl Exec<'_> {
                 )
                 .bind(json)
                 .execute(&mut **c)
-                .await
-                .map_err(map_err)?;
+                .await?;
             }
             Exec::Postgres(c) => {
                 let ids: Vec<&str> = rows.iter().map(|(a, _)| a.as_str()).collect();
@@ -289,8 +278,7 @@ impl Exec<'_> {
                 .bind(ids)
                 .bind(ts)
                 .execute(&mut **c)
-                .await
-                .map_err(map_err)?;
+                .await?;
             }
         }
         Ok(())
@@ -344,11 +332,7 @@ impl Exec<'_> {
                      FROM json_each($1) WHERE true \
                      ON CONFLICT (listener_id, amphora_id) DO UPDATE SET {set}"
                 );
-                sqlx::query(&q)
-                    .bind(json)
-                    .execute(&mut **c)
-                    .await
-                    .map_err(map_err)?;
+                sqlx::query(&q).bind(json).execute(&mut **c).await?;
             }
             Exec::Postgres(c) => {
                 let col = |f: fn(&ListenerStatistics) -> i64| -> Vec<i64> {
@@ -368,19 +352,11 @@ impl Exec<'_> {
                     .bind(col(|s| s.total_connections))
                     .bind(col(|s| s.request_errors))
                     .execute(&mut **c)
-                    .await
-                    .map_err(map_err)?;
+                    .await?;
             }
         }
         Ok(())
     }
-}
-
-fn parse<T: std::str::FromStr>(what: &str, s: &str) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    s.parse().map_err(|e| corrupt(what, e))
 }
 
 impl Store {
@@ -395,10 +371,9 @@ impl Store {
             return Ok(out);
         }
         let mut tx = self.pool.begin().await?;
-        let mut ex = match &mut tx {
-            Tx::Sqlite(t, _) => Exec::Sqlite(t),
-            Tx::Postgres(l) => Exec::Postgres(l.raw()),
-        };
+        let mut c = tx.conn();
+        // The batch statements bind arrays: the engine's own connection runs them.
+        let mut ex = c.native();
 
         // 1. Amphorae → load balancers.
         let amp_ids: Vec<String> = batch
@@ -577,14 +552,17 @@ impl Store {
                     .push(lb.to_string());
             }
         }
-        for (table, by_status) in ["member", "pool", "listener", "load_balancer"]
-            .into_iter()
-            .zip(writes.iter_mut())
-        {
+        let kinds = [
+            ObjectKind::Member,
+            ObjectKind::Pool,
+            ObjectKind::Listener,
+            ObjectKind::LoadBalancer,
+        ];
+        for (kind, by_status) in kinds.into_iter().zip(writes.iter_mut()) {
             for (status, ids) in by_status.iter_mut() {
                 ids.sort();
                 out.status_writes +=
-                    usize::try_from(ex.set_status(table, status, ids).await?).unwrap_or(usize::MAX);
+                    usize::try_from(ex.set_status(kind, status, ids).await?).unwrap_or(usize::MAX);
             }
         }
         tx.commit().await?;

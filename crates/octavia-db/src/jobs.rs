@@ -1,15 +1,14 @@
-//! The job queue: claim with a lease, renew, record step progress, finish.
+//! The job queue: insert, claim with a lease, renew, record step progress, finish (and
+//! settle, in the same transaction), inspect.
 
 use std::time::Duration;
 
 use octavia_model::*;
 
-use crate::db::{args, corrupt, id, Conn};
+use crate::db::{args, corrupt, id, Conn, Serial};
+use crate::resources::shared::insert_job;
 use crate::rows::{parse, to_json};
-use crate::{ClaimedJob, ClassCaps, DbError, Engine, JobRecord, Result, Store};
-
-/// Advisory lock key serialising capped claims on PostgreSQL.
-const CLAIM_LOCK_KEY: i64 = 0x006f_6374_6163_6c6d;
+use crate::{ClaimedJob, ClassCaps, DbError, JobRecord, Result, Store};
 
 fn lease_until(lease: Duration) -> Result<Timestamp> {
     let d = chrono::Duration::from_std(lease)
@@ -27,9 +26,10 @@ fn spec(s: &str) -> Result<JobSpec> {
     serde_json::from_str(s).map_err(|e| corrupt("job spec", e))
 }
 
-/// `'create_load_balancer', ...`: the build kinds as SQL literals (constants, not input).
+/// `'create_load_balancer', ...`: the kinds of the jobs that build amphorae
+/// ([`JobSpec::build_kinds`]) as SQL literals (constants, not input).
 fn build_kinds_sql() -> String {
-    crate::BUILD_JOB_KINDS
+    JobSpec::build_kinds()
         .iter()
         .map(|k| format!("'{k}'"))
         .collect::<Vec<_>>()
@@ -42,85 +42,6 @@ type ClaimRow = (String, String, String, i32, String, i32, Timestamp);
 
 fn queue_order(r: &ClaimRow) -> (i32, Timestamp, &str) {
     (r.5, r.6, r.0.as_str())
-}
-
-/// Take the most urgent job that may run now: a RUNNING job whose lease expired (its
-/// worker died) or the head of a class's queue, classes at their cap and, when the build
-/// cap is reached, build jobs left out. Every lookup is an index seek (migration 0003), so
-/// the cost does not grow with the backlog.
-pub(crate) async fn claim(
-    store: &Store,
-    worker: &str,
-    lease: Duration,
-    caps: &ClassCaps,
-) -> Result<Option<ClaimedJob>> {
-    let t = now();
-    let until = lease_until(lease)?;
-    let mut tx = store.pool.begin().await?;
-    let mut c = tx.conn();
-    let (open, builds_full) = open_classes(&mut c, caps, t).await?;
-    if open.is_empty() {
-        return Ok(None);
-    }
-    // Both filters are inlined constants: the partial index `idx_job_queue_nobuild` is
-    // only chosen when the query repeats its predicate.
-    let nobuild = if builds_full {
-        format!(" AND kind NOT IN ({})", build_kinds_sql())
-    } else {
-        String::new()
-    };
-    let lock = match c.engine() {
-        Engine::Postgres => " FOR UPDATE SKIP LOCKED",
-        Engine::Sqlite => "",
-    };
-    let open_priorities = open
-        .iter()
-        .map(|k| k.priority().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    // Expired leases: at most one row per job that was running, whatever the backlog.
-    let mut best: Option<ClaimRow> = c
-        .fetch_optional(&expired_sql(&open_priorities, &nobuild, lock), args![t])
-        .await?;
-    // Queue heads, most urgent class first: the first class with a queued job beats every
-    // later class, so at most one head is taken.
-    for class in &open {
-        if best.as_ref().is_some_and(|b| b.5 < class.priority()) {
-            break;
-        }
-        let head: Option<ClaimRow> = c
-            .fetch_optional(&head_sql(&nobuild, lock), args![class.priority()])
-            .await?;
-        if let Some(head) = head {
-            if best
-                .as_ref()
-                .is_none_or(|b| queue_order(&head) < queue_order(b))
-            {
-                best = Some(head);
-            }
-            break;
-        }
-    }
-    let Some((jid, class, sp, attempt, done, _, _)) = best else {
-        return Ok(None);
-    };
-    c.execute(
-        "UPDATE job SET state = 'RUNNING', lease_owner = $1, lease_expires_at = $2, \
-         attempt = attempt + 1, started_at = COALESCE(started_at, $3), updated_at = $3 \
-         WHERE id = $4",
-        args![worker, until, t, &jid],
-    )
-    .await?;
-    tx.commit().await?;
-    let job = ClaimedJob {
-        id: parse("job id", &jid)?,
-        class: parse("job class", &class)?,
-        spec: spec(&sp)?,
-        attempt: attempt + 1,
-        completed_steps: steps(&done)?,
-    };
-    tracing::debug!(job_id = %job.id, worker, attempt = job.attempt, kind = %job.spec.kind(), "claimed job");
-    Ok(Some(job))
 }
 
 /// The most urgent RUNNING job of the `open` priorities whose lease ended before `$1`.
@@ -155,12 +76,9 @@ async fn open_classes(
     if classes.iter().all(|k| cap_of(*k).is_none()) && caps.builds.is_none() {
         return Ok((classes, false));
     }
-    if c.engine() == Engine::Postgres {
-        // Counting and claiming must not interleave between workers, or two could
-        // both take the last slot of a class.
-        c.execute("SELECT pg_advisory_xact_lock($1)", args![CLAIM_LOCK_KEY])
-            .await?;
-    }
+    // Counting and claiming must not interleave between workers, or two could both take
+    // the last slot of a class.
+    c.serialize(Serial::Claims).await?;
     let running: Vec<(String, i64)> = c
         .fetch_all(
             "SELECT class, COUNT(*) FROM job WHERE state = 'RUNNING' AND \
@@ -194,27 +112,34 @@ async fn open_classes(
     Ok((classes, builds_full))
 }
 
-pub(crate) async fn renew(
-    store: &Store,
+/// Owner-checked end of a RUNNING job, inside the caller's transaction; `false` when
+/// `worker` no longer owns it.
+async fn end_job(
+    c: &mut Conn<'_>,
     job: JobId,
     worker: &str,
-    lease: Duration,
+    state: JobState,
+    error: Option<&str>,
 ) -> Result<bool> {
-    let until = lease_until(lease)?;
-    let mut tx = store.pool.begin().await?;
-    let mut c = tx.conn();
+    let t = now();
     let n = c
         .execute(
-            "UPDATE job SET lease_expires_at = $1, updated_at = $2 WHERE id = $3 AND \
-             lease_owner = $4 AND state = 'RUNNING'",
-            args![until, now(), id(job), worker],
+            "UPDATE job SET state = $1, error = $2, finished_at = $3, updated_at = $3 \
+             WHERE id = $4 AND lease_owner = $5 AND state = 'RUNNING'",
+            args![
+                state.as_str(),
+                error.map(str::to_string),
+                t,
+                id(job),
+                worker
+            ],
         )
         .await?;
-    tx.commit().await?;
     Ok(n == 1)
 }
 
-pub(crate) async fn record_step(
+/// Append `step` to the step list `column` of a job `worker` owns; `false` otherwise.
+async fn record_step(
     store: &Store,
     job: JobId,
     worker: &str,
@@ -242,78 +167,220 @@ pub(crate) async fn record_step(
     Ok(true)
 }
 
-pub(crate) async fn finish(
-    store: &Store,
-    job: JobId,
-    worker: &str,
-    state: JobState,
-    error: Option<&str>,
-) -> Result<bool> {
-    if !matches!(state, JobState::Done | JobState::Failed) {
-        return Err(DbError::Invalid(format!(
-            "a job can only finish as DONE or FAILED, not {}",
-            state.as_str()
-        )));
+impl Store {
+    /// Insert a job outside any object write (health manager, operator commands).
+    pub async fn enqueue_job(&self, job: &NewJob) -> Result<JobId> {
+        let mut tx = self.begin_job().await?;
+        let id = insert_job(&mut tx.conn(), job.class, &job.spec).await?;
+        tx.commit().await?;
+        Ok(id)
     }
-    let t = now();
-    let mut tx = store.pool.begin().await?;
-    let mut c = tx.conn();
-    let n = c
-        .execute(
-            "UPDATE job SET state = $1, error = $2, finished_at = $3, updated_at = $3 \
-             WHERE id = $4 AND lease_owner = $5 AND state = 'RUNNING'",
-            args![
-                state.as_str(),
-                error.map(str::to_string),
-                t,
-                id(job),
-                worker
-            ],
-        )
-        .await?;
-    tx.commit().await?;
-    Ok(n == 1)
-}
 
-/// End a job and settle its objects in one transaction, owner-checked: a crash leaves
-/// either both written or neither (the job is then resumed and completes again).
-pub(crate) async fn complete(
-    store: &Store,
-    job: JobId,
-    worker: &str,
-    spec: &JobSpec,
-    error: Option<&str>,
-) -> Result<bool> {
-    let t = now();
-    let state = match error {
-        None => JobState::Done,
-        Some(_) => JobState::Failed,
-    };
-    let mut tx = store.pool.begin().await?;
-    let mut c = tx.conn();
-    let n = c
-        .execute(
-            "UPDATE job SET state = $1, error = $2, finished_at = $3, updated_at = $3 \
-             WHERE id = $4 AND lease_owner = $5 AND state = 'RUNNING'",
-            args![
-                state.as_str(),
-                error.map(str::to_string),
-                t,
-                id(job),
-                worker
-            ],
+    /// Take the most urgent job that may run now: a RUNNING job whose lease expired (its
+    /// worker died) or the head of a class's queue, classes at their cap and, when the build
+    /// cap is reached, build jobs left out. Every lookup is an index seek (migration 0003), so
+    /// the cost does not grow with the backlog.
+    ///
+    /// The claim: lowest class priority, then oldest; PostgreSQL reads the candidates
+    /// `FOR UPDATE SKIP LOCKED`. Sets owner, lease expiry, attempt+1, state RUNNING.
+    pub async fn claim_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+        caps: &ClassCaps,
+    ) -> Result<Option<ClaimedJob>> {
+        let t = now();
+        let until = lease_until(lease)?;
+        let mut tx = self.pool.begin().await?;
+        let mut c = tx.conn();
+        let (open, builds_full) = open_classes(&mut c, caps, t).await?;
+        if open.is_empty() {
+            return Ok(None);
+        }
+        // Both filters are inlined constants: the partial index `idx_job_queue_nobuild` is
+        // only chosen when the query repeats its predicate.
+        let nobuild = if builds_full {
+            format!(" AND kind NOT IN ({})", build_kinds_sql())
+        } else {
+            String::new()
+        };
+        let lock = c.for_update_skip_locked();
+        let open_priorities = open
+            .iter()
+            .map(|k| k.priority().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Expired leases: at most one row per job that was running, whatever the backlog.
+        let mut best: Option<ClaimRow> = c
+            .fetch_optional(&expired_sql(&open_priorities, &nobuild, lock), args![t])
+            .await?;
+        // Queue heads, most urgent class first: the first class with a queued job beats every
+        // later class, so at most one head is taken.
+        for class in &open {
+            if best.as_ref().is_some_and(|b| b.5 < class.priority()) {
+                break;
+            }
+            let head: Option<ClaimRow> = c
+                .fetch_optional(&head_sql(&nobuild, lock), args![class.priority()])
+                .await?;
+            if let Some(head) = head {
+                if best
+                    .as_ref()
+                    .is_none_or(|b| queue_order(&head) < queue_order(b))
+                {
+                    best = Some(head);
+                }
+                break;
+            }
+        }
+        let Some((jid, class, sp, attempt, done, _, _)) = best else {
+            return Ok(None);
+        };
+        c.execute(
+            "UPDATE job SET state = 'RUNNING', lease_owner = $1, lease_expires_at = $2, \
+             attempt = attempt + 1, started_at = COALESCE(started_at, $3), updated_at = $3 \
+             WHERE id = $4",
+            args![worker, until, t, &jid],
         )
         .await?;
-    if n != 1 {
-        // Another worker owns it now: nothing is written (the transaction rolls back).
-        return Ok(false);
+        tx.commit().await?;
+        let job = ClaimedJob {
+            id: parse("job id", &jid)?,
+            class: parse("job class", &class)?,
+            spec: spec(&sp)?,
+            attempt: attempt + 1,
+            completed_steps: steps(&done)?,
+        };
+        tracing::debug!(job_id = %job.id, worker, attempt = job.attempt, kind = %job.spec.kind(), "claimed job");
+        Ok(Some(job))
     }
-    match error {
-        None => crate::settle::apply_success(&mut c, spec).await?,
-        Some(_) => crate::settle::apply_failure(&mut c, spec).await?,
+
+    /// Extend the lease; `false` if this worker no longer owns the job.
+    pub async fn renew_lease(&self, id: JobId, worker_id: &str, lease: Duration) -> Result<bool> {
+        let until = lease_until(lease)?;
+        let mut tx = self.pool.begin().await?;
+        let mut c = tx.conn();
+        let n = c
+            .execute(
+                "UPDATE job SET lease_expires_at = $1, updated_at = $2 WHERE id = $3 AND \
+                 lease_owner = $4 AND state = 'RUNNING'",
+                args![until, now(), crate::db::id(id), worker_id],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(n == 1)
     }
-    tx.commit().await?;
-    Ok(true)
+
+    /// Append `step` to the completed steps (owner-checked; `false` = lease lost).
+    pub async fn record_step_done(&self, id: JobId, worker_id: &str, step: &str) -> Result<bool> {
+        record_step(self, id, worker_id, step, "completed_steps").await
+    }
+
+    /// Append `step` to the reverted steps (owner-checked).
+    pub async fn record_step_reverted(
+        &self,
+        id: JobId,
+        worker_id: &str,
+        step: &str,
+    ) -> Result<bool> {
+        record_step(self, id, worker_id, step, "reverted_steps").await
+    }
+
+    /// Finish: DONE, or FAILED with the error. Owner-checked.
+    pub async fn finish_job(
+        &self,
+        id: JobId,
+        worker_id: &str,
+        state: JobState,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        if !matches!(state, JobState::Done | JobState::Failed) {
+            return Err(DbError::Invalid(format!(
+                "a job can only finish as DONE or FAILED, not {}",
+                state.as_str()
+            )));
+        }
+        let mut tx = self.pool.begin().await?;
+        let ended = end_job(&mut tx.conn(), id, worker_id, state, error).await?;
+        tx.commit().await?;
+        Ok(ended)
+    }
+
+    /// End the job the way its flow ended and settle its objects (§2.4) in one
+    /// transaction: `error` `None` → DONE and [`Store::settle_success`]; `Some` → FAILED
+    /// with the error and [`Store::settle_failure`]. Owner-checked: `false`, with nothing
+    /// written, when this worker no longer owns the job (a crash leaves either both
+    /// written or neither; the job is then resumed and completes again).
+    pub async fn complete_job(
+        &self,
+        id: JobId,
+        worker_id: &str,
+        spec: &JobSpec,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        let state = match error {
+            None => JobState::Done,
+            Some(_) => JobState::Failed,
+        };
+        let mut tx = self.pool.begin().await?;
+        let mut c = tx.conn();
+        if !end_job(&mut c, id, worker_id, state, error).await? {
+            // Another worker owns it now: nothing is written (the transaction rolls back).
+            return Ok(false);
+        }
+        match error {
+            None => crate::settle::apply_success(&mut c, spec).await?,
+            Some(_) => crate::settle::apply_failure(&mut c, spec).await?,
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn get_job(&self, id: JobId) -> Result<Option<JobRecord>> {
+        let mut h = self.pool.acquire().await?;
+        let mut c = h.conn();
+        let row: Option<JobRow> = c
+            .fetch_optional(
+                &format!("SELECT {JOB_COLUMNS} FROM job WHERE id = $1"),
+                args![crate::db::id(id)],
+            )
+            .await?;
+        row.map(record).transpose()
+    }
+
+    /// Jobs that lock `load_balancer` (or every job), oldest first: operators and tests
+    /// follow a load balancer's history through them.
+    pub async fn list_jobs(&self, load_balancer: Option<LoadBalancerId>) -> Result<Vec<JobRecord>> {
+        let mut h = self.pool.acquire().await?;
+        let mut c = h.conn();
+        let (cond, args) = match load_balancer {
+            Some(lb) => ("WHERE load_balancer_id = $1 ", args![id(lb)]),
+            None => ("", vec![]),
+        };
+        let rows: Vec<JobRow> = c
+            .fetch_all(
+                &format!("SELECT {JOB_COLUMNS} FROM job {cond}ORDER BY created_at, id"),
+                args,
+            )
+            .await?;
+        rows.into_iter().map(record).collect()
+    }
+
+    /// Count of jobs by (class, state), for metrics.
+    pub async fn job_counts(&self) -> Result<Vec<(JobClass, String, JobState, i64)>> {
+        let mut h = self.pool.acquire().await?;
+        let mut c = h.conn();
+        let rows: Vec<(String, String, String, i64)> = c
+            .fetch_all(
+                "SELECT class, kind, state, COUNT(*) FROM job GROUP BY class, kind, state \
+                 ORDER BY class, kind, state",
+                vec![],
+            )
+            .await?;
+        rows.into_iter()
+            .map(|(k, kind, s, n)| Ok((parse("job class", &k)?, kind, parse("job state", &s)?, n)))
+            .collect()
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -352,62 +419,6 @@ fn record(r: JobRow) -> Result<JobRecord> {
         started_at: r.started_at,
         finished_at: r.finished_at,
     })
-}
-
-pub(crate) async fn get(store: &Store, job: JobId) -> Result<Option<JobRecord>> {
-    let mut h = store.pool.acquire().await?;
-    let mut c = h.conn();
-    let row: Option<JobRow> = c
-        .fetch_optional(
-            &format!("SELECT {JOB_COLUMNS} FROM job WHERE id = $1"),
-            args![id(job)],
-        )
-        .await?;
-    row.map(record).transpose()
-}
-
-/// Jobs of one load balancer (or all), oldest first.
-pub(crate) async fn list(
-    store: &Store,
-    load_balancer: Option<LoadBalancerId>,
-) -> Result<Vec<JobRecord>> {
-    let mut h = store.pool.acquire().await?;
-    let mut c = h.conn();
-    let rows: Vec<JobRow> = match load_balancer {
-        Some(lb) => {
-            c.fetch_all(
-                &format!(
-                    "SELECT {JOB_COLUMNS} FROM job WHERE load_balancer_id = $1 \
-                     ORDER BY created_at, id"
-                ),
-                args![id(lb)],
-            )
-            .await?
-        }
-        None => {
-            c.fetch_all(
-                &format!("SELECT {JOB_COLUMNS} FROM job ORDER BY created_at, id"),
-                vec![],
-            )
-            .await?
-        }
-    };
-    rows.into_iter().map(record).collect()
-}
-
-pub(crate) async fn counts(store: &Store) -> Result<Vec<(JobClass, String, JobState, i64)>> {
-    let mut h = store.pool.acquire().await?;
-    let mut c = h.conn();
-    let rows: Vec<(String, String, String, i64)> = c
-        .fetch_all(
-            "SELECT class, kind, state, COUNT(*) FROM job GROUP BY class, kind, state \
-             ORDER BY class, kind, state",
-            vec![],
-        )
-        .await?;
-    rows.into_iter()
-        .map(|(k, kind, s, n)| Ok((parse("job class", &k)?, kind, parse("job state", &s)?, n)))
-        .collect()
 }
 
 #[cfg(test)]

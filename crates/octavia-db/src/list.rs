@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 
 use crate::db::{Arg, Conn};
 use crate::query::{Column, ColumnType, FilterValue, ListQuery, SortDir};
-use crate::{DbError, Engine, Result};
+use crate::{DbError, Result};
 
 /// Where a listable kind lives and how its rows are selected (alias `x` is the main table).
 pub(crate) struct Source {
@@ -60,12 +60,9 @@ fn find_col(src: &Source, name: &str) -> Option<Column> {
 }
 
 /// The expression a column sorts and pages by: NULL-free, same order on both engines.
-fn sort_expr(engine: Engine, col: Column, e: &str) -> String {
+fn sort_expr(c: &Conn<'_>, col: Column, e: &str) -> String {
     match col.ty {
-        ColumnType::Text => match engine {
-            Engine::Postgres => format!("(COALESCE({e}, '') COLLATE \"C\")"),
-            Engine::Sqlite => format!("COALESCE({e}, '')"),
-        },
+        ColumnType::Text => c.text_sort_key(e),
         ColumnType::Int => format!("CAST(COALESCE({e}, -2147483648) AS BIGINT)"),
         ColumnType::Bool => format!("COALESCE({e}, FALSE)"),
         ColumnType::Timestamp => format!("COALESCE({e}, '0001-01-01 00:00:00')"),
@@ -109,22 +106,22 @@ fn in_list(b: &mut Binds, vals: &[String]) -> String {
         .join(", ")
 }
 
-/// Run a list query over `src`; `extra` adds `expr = value` conditions (parent ids).
+/// Run a list query over `src`; `extra` adds `column = value` conditions on the main table
+/// (parent ids).
 pub(crate) async fn list_rows<R: crate::db::AnyRow>(
     c: &mut Conn<'_>,
     src: &Source,
     q: &ListQuery,
     extra: Vec<(&'static str, Arg)>,
 ) -> Result<Vec<R>> {
-    let engine = c.engine();
     let mut b = Binds::default();
     let mut conds: Vec<String> = Vec::new();
     if let Some(w) = src.base_where {
         conds.push(w.to_string());
     }
-    for (e, a) in extra {
+    for (column, a) in extra {
         let p = b.push(a);
-        conds.push(format!("{e} = {p}"));
+        conds.push(format!("x.{column} = {p}"));
     }
     if let Some(p) = &q.project_id {
         let ph = b.push(Arg::Text(Some(p.clone())));
@@ -184,7 +181,7 @@ pub(crate) async fn list_rows<R: crate::db::AnyRow>(
     for d in src.default_sort {
         if !keys.iter().any(|(c, _)| c.name == *d) {
             let col = find_col(src, d)
-                .ok_or_else(|| DbError::Other(format!("sort default {d} not in catalogue")))?;
+                .ok_or_else(|| DbError::Internal(format!("sort default {d} not in catalogue")))?;
             keys.push((col, SortDir::Asc));
         }
     }
@@ -195,9 +192,9 @@ pub(crate) async fn list_rows<R: crate::db::AnyRow>(
     };
     let exprs: Vec<(String, String, SortDir)> = keys
         .iter()
-        .map(|(c, d)| {
-            let raw = col_expr(src, c.name);
-            (sort_expr(engine, *c, &raw), raw, flip(*d))
+        .map(|(col, d)| {
+            let raw = col_expr(src, col.name);
+            (sort_expr(c, *col, &raw), raw, flip(*d))
         })
         .collect();
 
@@ -218,7 +215,7 @@ pub(crate) async fn list_rows<R: crate::db::AnyRow>(
             .enumerate()
             .map(|(i, (_, raw, _))| {
                 let col = keys[i].0;
-                format!("{} AS m{i}", sort_expr(engine, col, raw))
+                format!("{} AS m{i}", sort_expr(c, col, raw))
             })
             .collect();
         from = format!(

@@ -1,194 +1,235 @@
-//! Reads: one query for the rows plus one for the derived fields of the whole batch.
+//! Reads: one query for the rows plus one for the derived fields of the whole batch, and
+//! the generic reads every resource shares (by id, a page, the children of a parent, a
+//! write read back).
+
+use std::fmt::Display;
+use std::future::Future;
 
 use octavia_model::*;
 
-use crate::db::{args, id, Arg, Conn};
+use crate::db::{args, id, id as sid, AnyRow, Arg, Conn};
 use crate::list::list_rows;
 use crate::rows::*;
-use crate::{ListQuery, LoadBalancerTree, Result};
+use crate::schema::Table;
+use crate::{DbError, ListQuery, LoadBalancerTree, Result, Store};
 
-async fn fill_tags_members(c: &mut Conn<'_>, v: &mut [Member]) -> Result<()> {
-    let ids: Vec<String> = v.iter().map(|x| x.id.to_string()).collect();
+/// A kind of object the store reads: its row type, and how a page of rows becomes model
+/// objects with their derived fields.
+pub(crate) trait Load: Sized + Send {
+    /// The kind (where it is read from: [`source`]; not-found messages).
+    const KIND: ObjectKind;
+    /// The row a query returns.
+    type Row: AnyRow;
+
+    /// The model object of one row (its own columns).
+    fn from_row(row: Self::Row) -> Result<Self>;
+
+    /// Fill the derived fields the rows do not carry (tags, child ids), for a whole page in
+    /// one query.
+    fn fill(c: &mut Conn<'_>, v: &mut [Self]) -> impl Future<Output = Result<()>> + Send;
+
+    /// Objects matching `cond` (alias `x`), derived fields filled.
+    fn load(
+        c: &mut Conn<'_>,
+        cond: &str,
+        args: Vec<Arg>,
+    ) -> impl Future<Output = Result<Vec<Self>>> + Send {
+        async move {
+            let src = source(Some(Self::KIND));
+            let sql = format!("SELECT {} FROM {} WHERE {cond}", src.select, src.from);
+            let rows: Vec<Self::Row> = c.fetch_all(&sql, args).await?;
+            Self::from_rows(c, rows).await
+        }
+    }
+
+    /// One page of a list query (`extra`: `column = value` conditions on the main table),
+    /// derived fields filled.
+    fn list(
+        c: &mut Conn<'_>,
+        q: &ListQuery,
+        extra: Vec<(&'static str, Arg)>,
+    ) -> impl Future<Output = Result<Vec<Self>>> + Send {
+        async move {
+            let rows: Vec<Self::Row> = list_rows(c, &source(Some(Self::KIND)), q, extra).await?;
+            Self::from_rows(c, rows).await
+        }
+    }
+
+    /// The model objects of `rows`, derived fields filled.
+    fn from_rows(
+        c: &mut Conn<'_>,
+        rows: Vec<Self::Row>,
+    ) -> impl Future<Output = Result<Vec<Self>>> + Send {
+        async move {
+            let mut v = rows
+                .into_iter()
+                .map(Self::from_row)
+                .collect::<Result<Vec<Self>>>()?;
+            Self::fill(c, &mut v).await?;
+            Ok(v)
+        }
+    }
+}
+
+/// The condition of a read by id (`$1`): live rows only.
+pub(crate) fn by_id(kind: ObjectKind) -> String {
+    match kind.live() {
+        Some(live) => format!("x.id = $1 AND {live}"),
+        None => "x.id = $1".to_string(),
+    }
+}
+
+/// The tags of `v`, the only derived field of members, health monitors and L7 rules.
+async fn fill_tags<T>(
+    c: &mut Conn<'_>,
+    v: &mut [T],
+    id: impl Fn(&T) -> String,
+    tags: impl Fn(&mut T) -> &mut Vec<String>,
+) -> Result<()> {
+    let ids: Vec<String> = v.iter().map(id).collect();
     let ch = tags_of(c, &ids).await?;
     for (x, i) in v.iter_mut().zip(ids.iter()) {
-        x.tags = pick(&ch, i, "t");
+        *tags(x) = pick(&ch, i, "t");
     }
     Ok(())
+}
+
+async fn fill_tags_members(c: &mut Conn<'_>, v: &mut [Member]) -> Result<()> {
+    fill_tags(c, v, |x| x.id.to_string(), |x| &mut x.tags).await
 }
 
 async fn fill_tags_hms(c: &mut Conn<'_>, v: &mut [HealthMonitor]) -> Result<()> {
-    let ids: Vec<String> = v.iter().map(|x| x.id.to_string()).collect();
-    let ch = tags_of(c, &ids).await?;
-    for (x, i) in v.iter_mut().zip(ids.iter()) {
-        x.tags = pick(&ch, i, "t");
-    }
-    Ok(())
+    fill_tags(c, v, |x| x.id.to_string(), |x| &mut x.tags).await
 }
 
 async fn fill_tags_rules(c: &mut Conn<'_>, v: &mut [L7Rule]) -> Result<()> {
-    let ids: Vec<String> = v.iter().map(|x| x.id.to_string()).collect();
-    let ch = tags_of(c, &ids).await?;
-    for (x, i) in v.iter_mut().zip(ids.iter()) {
-        x.tags = pick(&ch, i, "t");
+    fill_tags(c, v, |x| x.id.to_string(), |x| &mut x.tags).await
+}
+
+/// Nothing to fill: load balancers carry their derived fields on the row (migration 0002),
+/// amphorae have none.
+async fn no_fill<T>(_c: &mut Conn<'_>, _v: &mut [T]) -> Result<()> {
+    Ok(())
+}
+
+/// `Load` of each model type: `Model: Row, fill;`.
+macro_rules! load {
+    ($($model:ident: $row:ty, $fill:path;)*) => {$(
+        impl Load for $model {
+            const KIND: ObjectKind = ObjectKind::$model;
+            type Row = $row;
+
+            fn from_row(row: $row) -> Result<$model> {
+                row.into_model()
+            }
+
+            async fn fill(c: &mut Conn<'_>, v: &mut [$model]) -> Result<()> {
+                $fill(c, v).await
+            }
+        }
+    )*};
+}
+
+load! {
+    LoadBalancer: LbRow, no_fill;
+    Listener: ListenerRow, fill_listeners;
+    Pool: PoolRow, fill_pools;
+    Member: MemberRow, fill_tags_members;
+    HealthMonitor: HmRow, fill_tags_hms;
+    L7Policy: L7PolicyRow, fill_l7policies;
+    L7Rule: L7RuleRow, fill_tags_rules;
+    Amphora: AmphoraRow, no_fill;
+}
+
+impl Store {
+    /// The object `id` of kind `T` (live rows only).
+    pub(crate) async fn get<T: Load>(&self, id: impl Display) -> Result<Option<T>> {
+        let mut h = self.pool.acquire().await?;
+        let mut c = h.conn();
+        let v = T::load(&mut c, &by_id(T::KIND), args![sid(id)]).await?;
+        Ok(v.into_iter().next())
+    }
+
+    /// One page of objects of kind `T`.
+    pub(crate) async fn list<T: Load>(&self, q: &ListQuery) -> Result<Vec<T>> {
+        let mut h = self.pool.acquire().await?;
+        let mut c = h.conn();
+        T::list(&mut c, q, vec![]).await
+    }
+
+    /// One page of the children of `parent` (of `parent_kind`; NotFound unless it exists):
+    /// objects of kind `T` whose parent column names it.
+    pub(crate) async fn list_children<T: Load>(
+        &self,
+        parent_kind: ObjectKind,
+        parent: impl Display,
+        q: &ListQuery,
+    ) -> Result<Vec<T>> {
+        let mut h = self.pool.acquire().await?;
+        let mut c = h.conn();
+        ensure_exists(&mut c, parent_kind, &parent).await?;
+        let column = T::KIND
+            .parent_column()
+            .ok_or_else(|| DbError::Internal(format!("{} has no parent", T::KIND.as_str())))?;
+        T::list(&mut c, q, vec![(column, sid(parent))]).await
+    }
+
+    /// What a write just stored: `id` read back with the job that will settle it.
+    pub(crate) async fn read_back<T: Load>(
+        &self,
+        id: impl Display,
+        job: JobId,
+    ) -> Result<(T, JobId)> {
+        match self.get::<T>(&id).await? {
+            Some(v) => Ok((v, job)),
+            None => Err(DbError::not_found(T::KIND, id)),
+        }
+    }
+}
+
+/// NotFound unless the live object `id` of `kind` exists.
+pub(crate) async fn ensure_exists(
+    c: &mut Conn<'_>,
+    kind: ObjectKind,
+    id: impl Display,
+) -> Result<()> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM {} x WHERE {}",
+        kind.table(),
+        by_id(kind)
+    );
+    if c.count(&sql, args![sid(&id)]).await? == 0 {
+        return Err(DbError::not_found(kind, id));
     }
     Ok(())
 }
-
-/// Load balancers matching `cond` (alias `x`), derived fields included: one query.
-pub(crate) async fn lbs(c: &mut Conn<'_>, cond: &str, args: Vec<Arg>) -> Result<Vec<LoadBalancer>> {
-    let sql = format!("SELECT {LB_SELECT} FROM {LB_FROM} WHERE {cond}");
-    let rows: Vec<LbRow> = c.fetch_all(&sql, args).await?;
-    rows.into_iter().map(LbRow::into_model).collect()
-}
-
-/// One page of load balancers, derived fields included: one query.
-pub(crate) async fn list_lbs(
-    c: &mut Conn<'_>,
-    q: &ListQuery,
-    extra: Vec<(&'static str, Arg)>,
-) -> Result<Vec<LoadBalancer>> {
-    let src = source(Some(ObjectKind::LoadBalancer));
-    let rows: Vec<LbRow> = list_rows(c, &src, q, extra).await?;
-    rows.into_iter().map(LbRow::into_model).collect()
-}
-
-async fn no_fill(_c: &mut Conn<'_>, _v: &mut [Amphora]) -> Result<()> {
-    Ok(())
-}
-
-macro_rules! loaders {
-    ($load:ident, $list:ident, $model:ty, $row:ty, $select:expr, $from:expr, $kind:expr, $fill:path) => {
-        /// Rows matching `cond` (alias `x`), derived fields filled.
-        pub(crate) async fn $load(
-            c: &mut Conn<'_>,
-            cond: &str,
-            args: Vec<Arg>,
-        ) -> Result<Vec<$model>> {
-            let sql = format!("SELECT {} FROM {} WHERE {}", $select, $from, cond);
-            let rows: Vec<$row> = c.fetch_all(&sql, args).await?;
-            let mut v = rows
-                .into_iter()
-                .map(|r| r.into_model())
-                .collect::<Result<Vec<$model>>>()?;
-            $fill(c, &mut v).await?;
-            Ok(v)
-        }
-
-        /// One page of a list query, derived fields filled.
-        pub(crate) async fn $list(
-            c: &mut Conn<'_>,
-            q: &ListQuery,
-            extra: Vec<(&'static str, Arg)>,
-        ) -> Result<Vec<$model>> {
-            let rows: Vec<$row> = list_rows(c, &source(Some($kind)), q, extra).await?;
-            let mut v = rows
-                .into_iter()
-                .map(|r| r.into_model())
-                .collect::<Result<Vec<$model>>>()?;
-            $fill(c, &mut v).await?;
-            Ok(v)
-        }
-    };
-}
-
-loaders!(
-    listeners,
-    list_listeners,
-    Listener,
-    ListenerRow,
-    LISTENER_SELECT,
-    "listener x",
-    ObjectKind::Listener,
-    fill_listeners
-);
-loaders!(
-    pools,
-    list_pools,
-    Pool,
-    PoolRow,
-    POOL_SELECT,
-    POOL_FROM,
-    ObjectKind::Pool,
-    fill_pools
-);
-loaders!(
-    members,
-    list_members,
-    Member,
-    MemberRow,
-    MEMBER_SELECT,
-    "member x",
-    ObjectKind::Member,
-    fill_tags_members
-);
-loaders!(
-    hms,
-    list_hms,
-    HealthMonitor,
-    HmRow,
-    HM_SELECT,
-    "health_monitor x",
-    ObjectKind::HealthMonitor,
-    fill_tags_hms
-);
-loaders!(
-    l7policies,
-    list_l7policies,
-    L7Policy,
-    L7PolicyRow,
-    L7POLICY_SELECT,
-    "l7policy x",
-    ObjectKind::L7Policy,
-    fill_l7policies
-);
-loaders!(
-    l7rules,
-    list_l7rules,
-    L7Rule,
-    L7RuleRow,
-    L7RULE_SELECT,
-    "l7rule x",
-    ObjectKind::L7Rule,
-    fill_tags_rules
-);
-loaders!(
-    amphorae,
-    list_amphorae,
-    Amphora,
-    AmphoraRow,
-    AMPHORA_SELECT,
-    "amphora x",
-    ObjectKind::Amphora,
-    no_fill
-);
 
 /// The load balancer (unless DELETED) and everything below it.
 pub(crate) async fn tree(c: &mut Conn<'_>, lb: LoadBalancerId) -> Result<Option<LoadBalancerTree>> {
     let lbid = lb.to_string();
-    let Some(load_balancer) = lbs(
-        c,
-        "x.id = $1 AND x.provisioning_status <> 'DELETED'",
-        args![&lbid],
-    )
-    .await?
-    .into_iter()
-    .next() else {
+    let Some(load_balancer) = LoadBalancer::load(c, &by_id(ObjectKind::LoadBalancer), args![&lbid])
+        .await?
+        .into_iter()
+        .next()
+    else {
         return Ok(None);
     };
     let by_age = " ORDER BY x.created_at, x.id";
-    let listeners = listeners(c, &format!("x.load_balancer_id = $1{by_age}"), args![&lbid]).await?;
-    let pools = pools(c, &format!("x.load_balancer_id = $1{by_age}"), args![&lbid]).await?;
+    let on_lb = format!("x.load_balancer_id = $1{by_age}");
+    let listeners = Listener::load(c, &on_lb, args![&lbid]).await?;
+    let pools = Pool::load(c, &on_lb, args![&lbid]).await?;
     let in_pools = "x.pool_id IN (SELECT id FROM pool WHERE load_balancer_id = $1)";
-    let members = members(c, &format!("{in_pools}{by_age}"), args![&lbid]).await?;
-    let health_monitors = hms(c, &format!("{in_pools}{by_age}"), args![&lbid]).await?;
-    let l7policies = l7policies(
+    let members = Member::load(c, &format!("{in_pools}{by_age}"), args![&lbid]).await?;
+    let health_monitors =
+        HealthMonitor::load(c, &format!("{in_pools}{by_age}"), args![&lbid]).await?;
+    let l7policies = L7Policy::load(
         c,
         "x.listener_id IN (SELECT id FROM listener WHERE load_balancer_id = $1) \
          ORDER BY x.listener_id, x.position, x.id",
         args![&lbid],
     )
     .await?;
-    let l7rules = l7rules(
+    let l7rules = L7Rule::load(
         c,
         &format!(
             "x.l7policy_id IN (SELECT p.id FROM l7policy p JOIN listener l ON \
@@ -235,43 +276,4 @@ pub(crate) async fn stats(
         total_connections,
         request_errors,
     })
-}
-
-/// Upsert an amphora row with every column as given.
-pub(crate) async fn save_amphora(c: &mut Conn<'_>, a: &Amphora) -> Result<()> {
-    c.execute(
-        "INSERT INTO amphora (id, load_balancer_id, compute_id, lb_network_ip, vrrp_ip, ha_ip, \
-         vrrp_port_id, ha_port_id, cert_expiration, cert_busy, role, status, vrrp_interface, \
-         vrrp_id, vrrp_priority, cached_zone, image_id, compute_flavor, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20) ON CONFLICT (id) DO UPDATE SET load_balancer_id = $2, compute_id = $3, \
-         lb_network_ip = $4, vrrp_ip = $5, ha_ip = $6, vrrp_port_id = $7, ha_port_id = $8, \
-         cert_expiration = $9, cert_busy = $10, role = $11, status = $12, vrrp_interface = $13, \
-         vrrp_id = $14, vrrp_priority = $15, cached_zone = $16, image_id = $17, \
-         compute_flavor = $18, created_at = $19, updated_at = $20",
-        vec![
-            id(a.id),
-            crate::db::opt_id(a.load_balancer_id),
-            Arg::from(&a.compute_id),
-            Arg::from(&a.lb_network_ip),
-            Arg::from(&a.vrrp_ip),
-            Arg::from(&a.ha_ip),
-            Arg::from(&a.vrrp_port_id),
-            Arg::from(&a.ha_port_id),
-            Arg::from(a.cert_expiration),
-            Arg::from(a.cert_busy),
-            Arg::from(a.role.map(|r| r.as_str().to_string())),
-            Arg::from(a.status.as_str()),
-            Arg::from(&a.vrrp_interface),
-            Arg::from(a.vrrp_id),
-            Arg::from(a.vrrp_priority),
-            Arg::from(&a.cached_zone),
-            Arg::from(&a.image_id),
-            Arg::from(&a.compute_flavor),
-            Arg::from(a.created_at),
-            Arg::from(a.updated_at),
-        ],
-    )
-    .await?;
-    Ok(())
 }

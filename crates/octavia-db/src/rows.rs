@@ -9,6 +9,7 @@ use octavia_model::*;
 use crate::db::{corrupt, Arg, Conn};
 use crate::list::Source;
 use crate::query::{columns, QUOTA_COLUMNS};
+use crate::schema::Table;
 use crate::Result;
 
 pub(crate) fn parse<T: FromStr>(what: &str, s: &str) -> Result<T>
@@ -575,63 +576,45 @@ impl AmphoraRow {
 
 // ------------------------------------------------------------------ sources
 
+/// Where a list query reads: an object kind, or the quotas (`None`).
 pub(crate) fn source(kind: Option<ObjectKind>) -> Source {
     use ObjectKind as K;
-    let (table, from, select, tags, base_where, project_cond): (
-        &'static str,
-        &'static str,
-        &'static str,
-        bool,
-        Option<&'static str>,
-        &'static str,
-    ) = match kind {
-        Some(K::LoadBalancer) => (
-            "load_balancer",
-            LB_FROM,
-            LB_SELECT,
-            true,
-            Some("x.provisioning_status <> 'DELETED'"),
-            "x.project_id = {}",
-        ),
-        Some(K::Listener) => ("listener", "listener x", LISTENER_SELECT, true, None, "x.project_id = {}"),
-        Some(K::Pool) => ("pool", POOL_FROM, POOL_SELECT, true, None, "x.project_id = {}"),
-        Some(K::Member) => ("member", "member x", MEMBER_SELECT, true, None, "x.project_id = {}"),
-        Some(K::HealthMonitor) => (
-            "health_monitor",
-            "health_monitor x",
-            HM_SELECT,
-            true,
-            None,
-            "x.project_id = {}",
-        ),
-        Some(K::L7Policy) => ("l7policy", "l7policy x", L7POLICY_SELECT, true, None, "x.project_id = {}"),
-        Some(K::L7Rule) => ("l7rule", "l7rule x", L7RULE_SELECT, true, None, "x.project_id = {}"),
-        Some(K::Amphora) => (
-            "amphora",
-            "amphora x",
-            AMPHORA_SELECT,
-            false,
-            Some("x.status <> 'DELETED'"),
-            "EXISTS (SELECT 1 FROM load_balancer pl WHERE pl.id = x.load_balancer_id AND pl.project_id = {})",
-        ),
-        None => ("quotas", "quotas x", QUOTA_SELECT, false, None, "x.project_id = {}"),
+    let Some(kind) = kind else {
+        return Source {
+            table: "quotas",
+            from: "quotas x",
+            select: QUOTA_SELECT,
+            columns: QUOTA_COLUMNS,
+            tags: false,
+            base_where: None,
+            default_sort: &["project_id"],
+            project_cond: "x.project_id = {}",
+        };
+    };
+    let (from, select) = match kind {
+        K::LoadBalancer => (LB_FROM, LB_SELECT),
+        K::Listener => ("listener x", LISTENER_SELECT),
+        K::Pool => (POOL_FROM, POOL_SELECT),
+        K::Member => ("member x", MEMBER_SELECT),
+        K::HealthMonitor => ("health_monitor x", HM_SELECT),
+        K::L7Policy => ("l7policy x", L7POLICY_SELECT),
+        K::L7Rule => ("l7rule x", L7RULE_SELECT),
+        K::Amphora => ("amphora x", AMPHORA_SELECT),
     };
     Source {
-        table,
+        table: kind.table(),
         from,
         select,
-        columns: match kind {
-            Some(k) => columns(k),
-            None => QUOTA_COLUMNS,
-        },
-        tags,
-        base_where,
-        default_sort: if kind.is_some() {
-            &["created_at", "id"]
+        columns: columns(kind),
+        tags: kind != K::Amphora,
+        base_where: kind.live(),
+        default_sort: &["created_at", "id"],
+        project_cond: if kind == K::Amphora {
+            "EXISTS (SELECT 1 FROM load_balancer pl WHERE pl.id = x.load_balancer_id AND \
+             pl.project_id = {})"
         } else {
-            &["project_id"]
+            "x.project_id = {}"
         },
-        project_cond,
     }
 }
 

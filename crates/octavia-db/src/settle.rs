@@ -3,21 +3,11 @@
 use octavia_model::*;
 
 use crate::db::{args, Conn};
-use crate::write::{renumber_policies, set_status, LB_CHILDREN_STATUS};
+use crate::resources::l7::renumber_policies;
+use crate::resources::load_balancer::LB_CHILDREN_STATUS;
+use crate::resources::shared::{set_parents, set_status};
+use crate::schema::Table;
 use crate::{Result, Store};
-
-fn table(kind: ObjectKind) -> &'static str {
-    match kind {
-        ObjectKind::LoadBalancer => "load_balancer",
-        ObjectKind::Listener => "listener",
-        ObjectKind::Pool => "pool",
-        ObjectKind::Member => "member",
-        ObjectKind::HealthMonitor => "health_monitor",
-        ObjectKind::L7Policy => "l7policy",
-        ObjectKind::L7Rule => "l7rule",
-        ObjectKind::Amphora => "amphora",
-    }
-}
 
 /// ACTIVE, plus operating status ONLINE/OFFLINE by `enabled` for the kinds whose
 /// "mark active" tasks set it (health monitor, L7 policy, L7 rule).
@@ -29,7 +19,7 @@ async fn mark_active(c: &mut Conn<'_>, kind: ObjectKind, id: &str) -> Result<()>
                     "UPDATE {} SET provisioning_status = 'ACTIVE', operating_status = \
                      CASE WHEN enabled THEN 'ONLINE' ELSE 'OFFLINE' END, updated_at = $1 \
                      WHERE id = $2",
-                    table(kind)
+                    kind.table()
                 ),
                 args![now(), id],
             )
@@ -37,7 +27,7 @@ async fn mark_active(c: &mut Conn<'_>, kind: ObjectKind, id: &str) -> Result<()>
         }
         ObjectKind::Amphora => {}
         _ => {
-            set_status(c, table(kind), id, ProvisioningStatus::Active).await?;
+            set_status(c, kind, id, ProvisioningStatus::Active).await?;
         }
     }
     Ok(())
@@ -142,7 +132,7 @@ async fn hard_delete(c: &mut Conn<'_>, kind: ObjectKind, id: &str) -> Result<()>
             c.execute("DELETE FROM tags WHERE resource_id = $1", args![id])
                 .await?;
             c.execute(
-                &format!("DELETE FROM {} WHERE id = $1", table(kind)),
+                &format!("DELETE FROM {} WHERE id = $1", kind.table()),
                 args![id],
             )
             .await?;
@@ -199,41 +189,24 @@ async fn hard_delete(c: &mut Conn<'_>, kind: ObjectKind, id: &str) -> Result<()>
     Ok(())
 }
 
-/// Parents named in the lock set → ACTIVE (the LB only when `lb_too`).
-async fn release_parents(c: &mut Conn<'_>, locks: &LockSet, lb_too: bool) -> Result<()> {
-    if let Some(p) = locks.l7policy_id {
-        set_status(c, "l7policy", &p.to_string(), ProvisioningStatus::Active).await?;
+impl Store {
+    /// A job succeeded (reference §2.4): create/update → target ACTIVE (HM, L7 policy and
+    /// rule also operating ONLINE if enabled else OFFLINE); delete → children hard-deleted,
+    /// LB soft-deleted (DELETED, cascade removes children); parents in `spec.locks` → ACTIVE.
+    /// LB create also marks its sub-objects ACTIVE. HM delete resets members to NO_MONITOR.
+    pub async fn settle_success(&self, spec: &JobSpec) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        apply_success(&mut tx.conn(), spec).await?;
+        tx.commit().await
     }
-    if let Some(p) = locks.pool_id {
-        set_status(c, "pool", &p.to_string(), ProvisioningStatus::Active).await?;
-    }
-    for l in &locks.listener_ids {
-        set_status(c, "listener", &l.to_string(), ProvisioningStatus::Active).await?;
-    }
-    if lb_too {
-        if let Some(lb) = locks.load_balancer_id {
-            set_status(
-                c,
-                "load_balancer",
-                &lb.to_string(),
-                ProvisioningStatus::Active,
-            )
-            .await?;
-        }
-    }
-    Ok(())
-}
 
-pub(crate) async fn success(store: &Store, spec: &JobSpec) -> Result<()> {
-    let mut tx = store.pool.begin().await?;
-    apply_success(&mut tx.conn(), spec).await?;
-    tx.commit().await
-}
-
-pub(crate) async fn failure(store: &Store, spec: &JobSpec) -> Result<()> {
-    let mut tx = store.pool.begin().await?;
-    apply_failure(&mut tx.conn(), spec).await?;
-    tx.commit().await
+    /// A job failed after reverting: target → ERROR; parents → ACTIVE; for LB-level jobs
+    /// (target kind LoadBalancer) the LB → ERROR.
+    pub async fn settle_failure(&self, spec: &JobSpec) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        apply_failure(&mut tx.conn(), spec).await?;
+        tx.commit().await
+    }
 }
 
 /// Settle the objects of a job that succeeded, inside the caller's write transaction.
@@ -272,12 +245,18 @@ pub(crate) async fn apply_success(c: &mut Conn<'_>, spec: &JobSpec) -> Result<()
             }
         }
         (Action::Create | Action::Failover, ObjectKind::LoadBalancer) => {
-            set_status(c, "load_balancer", &target, ProvisioningStatus::Active).await?;
+            set_status(
+                c,
+                ObjectKind::LoadBalancer,
+                &target,
+                ProvisioningStatus::Active,
+            )
+            .await?;
             mark_subobjects_active(c, &target).await?;
         }
         (_, kind) => mark_active(c, kind, &target).await?,
     }
-    release_parents(c, &spec.locks, lb_too).await?;
+    set_parents(c, &spec.locks, ProvisioningStatus::Active, lb_too).await?;
     tracing::debug!(job = %spec, "settled job as succeeded");
     Ok(())
 }
@@ -296,7 +275,7 @@ pub(crate) async fn apply_failure(c: &mut Conn<'_>, spec: &JobSpec) -> Result<()
                     .chain(m.updated.iter())
                     .chain(m.deleted.iter())
                 {
-                    set_status(c, "member", &id.to_string(), ProvisioningStatus::Error).await?;
+                    set_status(c, ObjectKind::Member, id, ProvisioningStatus::Error).await?;
                 }
             }
         }
@@ -309,7 +288,7 @@ pub(crate) async fn apply_failure(c: &mut Conn<'_>, spec: &JobSpec) -> Result<()
             .await?;
         }
         (action, kind) => {
-            set_status(c, table(kind), &target, ProvisioningStatus::Error).await?;
+            set_status(c, kind, &target, ProvisioningStatus::Error).await?;
             if action == Action::Delete && kind == ObjectKind::LoadBalancer && spec.cascade {
                 // Children the cascade had marked for deletion are left in ERROR too.
                 for sql in LB_CHILDREN_STATUS {
@@ -320,9 +299,15 @@ pub(crate) async fn apply_failure(c: &mut Conn<'_>, spec: &JobSpec) -> Result<()
             }
         }
     }
-    release_parents(c, &spec.locks, !lb_level).await?;
+    set_parents(c, &spec.locks, ProvisioningStatus::Active, !lb_level).await?;
     if lb_level {
-        set_status(c, "load_balancer", &target, ProvisioningStatus::Error).await?;
+        set_status(
+            c,
+            ObjectKind::LoadBalancer,
+            &target,
+            ProvisioningStatus::Error,
+        )
+        .await?;
     }
     tracing::debug!(job = %spec, "settled job as failed");
     Ok(())

@@ -10,9 +10,9 @@
 
 use octavia_model::*;
 
-use crate::db::{args, id, Conn};
+use crate::db::{args, id};
+use crate::resources::amphora::failover_amphora_in;
 use crate::rows::parse;
-use crate::write::{commit_job, failover_amphora_in};
 use crate::{DbError, Result, Store};
 
 /// What one sweep did.
@@ -174,15 +174,13 @@ impl Store {
         amphora: AmphoraId,
         before: Timestamp,
     ) -> Result<Option<(AmphoraId, Option<LoadBalancerId>, JobId)>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_job().await?;
         let mut c = tx.conn();
-        let mut sql = String::from(
+        let sql = format!(
             "SELECT amphora_id FROM amphora_health \
-             WHERE amphora_id = $1 AND busy = $2 AND last_update < $3",
+             WHERE amphora_id = $1 AND busy = $2 AND last_update < $3{}",
+            c.for_update_skip_locked()
         );
-        if matches!(c, Conn::Postgres(_)) {
-            sql.push_str(" FOR UPDATE SKIP LOCKED");
-        }
         let row: Option<(String,)> = c
             .fetch_optional(&sql, args![id(amphora), false, before])
             .await?;
@@ -194,18 +192,8 @@ impl Store {
             args![true, id(amphora)],
         )
         .await?;
-        let job = failover_amphora_in(&mut c, amphora, JobClass::Failover).await?;
-        let lb: Option<(Option<String>,)> = c
-            .fetch_optional(
-                "SELECT load_balancer_id FROM amphora WHERE id = $1",
-                args![id(amphora)],
-            )
-            .await?;
-        let lb = match lb.and_then(|(l,)| l) {
-            Some(l) => Some(parse("load balancer id", &l)?),
-            None => None,
-        };
-        commit_job(self, tx).await?;
+        let (lb, job) = failover_amphora_in(&mut c, amphora, JobClass::Failover).await?;
+        tx.commit().await?;
         Ok(Some((amphora, lb, job)))
     }
 }

@@ -44,7 +44,7 @@ impl FlowError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Driver(e) => e.is_retryable(),
-            Self::Db(e) => matches!(e, DbError::Retryable(_)),
+            Self::Db(e) => e.is_retryable(),
             _ => false,
         }
     }

@@ -170,20 +170,63 @@ impl Counters {
         }
     }
 
-    /// The counter of a reject reason (as used in the metric label).
-    pub(crate) fn reject(&self, reason: &'static str, n: u64) {
+    /// Count `n` heartbeats rejected for `reason` (counter and metric).
+    pub(crate) fn reject(&self, reason: Reject, n: u64) {
         let c = match reason {
-            "bad_hmac" => &self.bad_hmac,
-            "bad_zlib" => &self.bad_zlib,
-            "bad_json" => &self.bad_json,
-            "too_short" => &self.too_short,
-            "unknown_amphora" => &self.unknown_amphora,
-            "no_load_balancer" => &self.no_load_balancer,
-            "too_slow" => &self.too_slow,
-            _ => &self.db_error,
+            Reject::BadHmac => &self.bad_hmac,
+            Reject::BadZlib => &self.bad_zlib,
+            Reject::BadJson => &self.bad_json,
+            Reject::TooShort => &self.too_short,
+            Reject::UnknownAmphora => &self.unknown_amphora,
+            Reject::NoLoadBalancer => &self.no_load_balancer,
+            Reject::TooSlow => &self.too_slow,
+            Reject::DbError => &self.db_error,
         };
         c.fetch_add(n, Ordering::Relaxed);
-        metrics::counter!("octavia_heartbeats_rejected_total", "reason" => reason).increment(n);
+        metrics::counter!("octavia_heartbeats_rejected_total", "reason" => reason.label())
+            .increment(n);
+    }
+}
+
+/// Why heartbeats were dropped or written late: the `reason` label of
+/// `octavia_heartbeats_rejected_total`, one counter of [`Counters`] each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reject {
+    TooShort,
+    BadHmac,
+    BadZlib,
+    BadJson,
+    UnknownAmphora,
+    NoLoadBalancer,
+    TooSlow,
+    DbError,
+}
+
+impl Reject {
+    /// The metric label (and rate-limited log key).
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::TooShort => "too_short",
+            Self::BadHmac => "bad_hmac",
+            Self::BadZlib => "bad_zlib",
+            Self::BadJson => "bad_json",
+            Self::UnknownAmphora => "unknown_amphora",
+            Self::NoLoadBalancer => "no_load_balancer",
+            Self::TooSlow => "too_slow",
+            Self::DbError => "db_error",
+        }
+    }
+}
+
+impl From<&amphora_proto::heartbeat::HeartbeatError> for Reject {
+    fn from(e: &amphora_proto::heartbeat::HeartbeatError) -> Self {
+        use amphora_proto::heartbeat::HeartbeatError as E;
+        match e {
+            E::TooShort { .. } => Self::TooShort,
+            E::BadHmac => Self::BadHmac,
+            E::BadZlib(_) => Self::BadZlib,
+            E::BadJson(_) => Self::BadJson,
+        }
     }
 }
 

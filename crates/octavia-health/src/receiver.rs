@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::ratelog::RateLog;
 use crate::writer::Item;
-use crate::{report, Counters, HealthError, HealthSettings};
+use crate::{report, Counters, HealthError, HealthSettings, Reject};
 
 /// Creates the socket (receive buffer from `sock_rlimit`) and binds it.
 pub(crate) fn bind(settings: &HealthSettings) -> Result<UdpSocket, HealthError> {
@@ -64,9 +64,10 @@ pub(crate) async fn run(
         let msg = match decode(&buf[..n], &keys) {
             Ok(msg) => msg,
             Err(e) => {
-                let reason = e.reason();
+                let reason = Reject::from(&e);
                 counters.reject(reason, 1);
-                if let Some(suppressed) = log.allow(reason) {
+                if let Some(suppressed) = log.allow(reason.label()) {
+                    let reason = reason.label();
                     tracing::warn!(%peer, reason, error = %e, len = n, suppressed, "heartbeat rejected");
                 }
                 continue;
@@ -75,8 +76,8 @@ pub(crate) async fn run(
         counters.decoded.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(%peer, amphora_id = %msg.id, seq = msg.seq, "heartbeat received");
         let Some(rec) = report::record(&msg, octavia_model::now()) else {
-            counters.reject("unknown_amphora", 1);
-            if let Some(suppressed) = log.allow("unknown_amphora") {
+            counters.reject(Reject::UnknownAmphora, 1);
+            if let Some(suppressed) = log.allow(Reject::UnknownAmphora.label()) {
                 tracing::warn!(%peer, amphora_id = %msg.id, suppressed, "heartbeat from an id that is not an amphora id");
             }
             continue;
@@ -84,7 +85,7 @@ pub(crate) async fn run(
         match tx.try_send(Item { rec, at }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                counters.reject("too_slow", 1);
+                counters.reject(Reject::TooSlow, 1);
                 if let Some(suppressed) = log.allow("queue_full") {
                     tracing::warn!(suppressed, "heartbeat writer queue full, heartbeat dropped");
                 }

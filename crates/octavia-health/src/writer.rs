@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::ratelog::RateLog;
-use crate::{Counters, HealthSettings, ZombieSink, ZOMBIE_REPORT_INTERVAL};
+use crate::{Counters, HealthSettings, Reject, ZombieSink, ZOMBIE_REPORT_INTERVAL};
 use octavia_model::AmphoraId;
 
 /// A decoded heartbeat waiting for the writer, with its arrival instant.
@@ -136,7 +136,7 @@ fn take_records(
         })
         .collect();
     if slow > 0 {
-        counters.reject("too_slow", slow);
+        counters.reject(Reject::TooSlow, slow);
         tracing::warn!(
             count = slow,
             "heartbeats processed too slowly, health timestamps not refreshed"
@@ -154,7 +154,7 @@ async fn write(
     let n = records.len() as u64;
     let start = Instant::now();
     let mut result = store.record_heartbeats(records).await;
-    if let Err(DbError::Retryable(_)) = result {
+    if result.as_ref().is_err_and(DbError::is_retryable) {
         result = store.record_heartbeats(records).await;
     }
     let elapsed = start.elapsed();
@@ -180,11 +180,11 @@ async fn write(
             Some(out)
         }
         Err(e) => {
-            counters.reject("db_error", n);
+            counters.reject(Reject::DbError, n);
             let allowed = log
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .allow("db_error");
+                .allow(Reject::DbError.label());
             if let Some(suppressed) = allowed {
                 tracing::warn!(error = %e, size = n, suppressed, "heartbeat batch not written");
             }
@@ -204,12 +204,12 @@ fn account(
     for (ids, reason, what) in [
         (
             &out.unknown_amphorae,
-            "unknown_amphora",
+            Reject::UnknownAmphora,
             "heartbeat from an unknown or deleted amphora",
         ),
         (
             &out.without_load_balancer,
-            "no_load_balancer",
+            Reject::NoLoadBalancer,
             "heartbeat from an amphora without a load balancer",
         ),
     ] {
@@ -223,7 +223,7 @@ fn account(
             .count() as u64;
         dropped += n;
         counters.reject(reason, n);
-        if let Some(suppressed) = log.allow(reason) {
+        if let Some(suppressed) = log.allow(reason.label()) {
             tracing::warn!(amphora_id = %ids[0], count = n, suppressed, "{what}");
         }
     }

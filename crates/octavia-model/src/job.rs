@@ -118,6 +118,18 @@ pub enum ObjectKind {
 }
 
 impl ObjectKind {
+    /// Every kind.
+    pub const ALL: [ObjectKind; 8] = [
+        Self::LoadBalancer,
+        Self::Listener,
+        Self::Pool,
+        Self::Member,
+        Self::HealthMonitor,
+        Self::L7Policy,
+        Self::L7Rule,
+        Self::Amphora,
+    ];
+
     /// Snake-case name, used in job kinds and logs.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -129,6 +141,20 @@ impl ObjectKind {
             Self::L7Policy => "l7policy",
             Self::L7Rule => "l7rule",
             Self::Amphora => "amphora",
+        }
+    }
+
+    /// Octavia's name of the kind in user-facing messages (`Load Balancer 42 not found.`).
+    pub fn display_name(&self) -> &'static str {
+        match self {
+            Self::LoadBalancer => "Load Balancer",
+            Self::Listener => "Listener",
+            Self::Pool => "Pool",
+            Self::Member => "Member",
+            Self::HealthMonitor => "Health Monitor",
+            Self::L7Policy => "L7 Policy",
+            Self::L7Rule => "L7 Rule",
+            Self::Amphora => "Amphora",
         }
     }
 }
@@ -146,6 +172,15 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action.
+    pub const ALL: [Action; 5] = [
+        Self::Create,
+        Self::Update,
+        Self::Delete,
+        Self::Failover,
+        Self::BatchUpdate,
+    ];
+
     /// Snake-case name, used in job kinds and logs.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -155,6 +190,20 @@ impl Action {
             Self::Failover => "failover",
             Self::BatchUpdate => "batch_update",
         }
+    }
+
+    /// Whether a job of this action on a `target` of that kind builds amphorae: creating a
+    /// load balancer, failing over a load balancer or an amphora. Such jobs count against
+    /// the build cap whatever their class.
+    pub fn builds_amphorae(self, target: ObjectKind) -> bool {
+        matches!(
+            (self, target),
+            (Self::Create, ObjectKind::LoadBalancer)
+                | (
+                    Self::Failover,
+                    ObjectKind::LoadBalancer | ObjectKind::Amphora
+                )
+        )
     }
 }
 
@@ -173,6 +222,16 @@ pub struct LockSet {
     /// L7 policy moved to PENDING_UPDATE (L7 rule writes).
     #[serde(default)]
     pub l7policy_id: Option<L7PolicyId>,
+}
+
+impl LockSet {
+    /// Only the load balancer `id` locked.
+    pub fn load_balancer(id: LoadBalancerId) -> Self {
+        Self {
+            load_balancer_id: Some(id),
+            ..Default::default()
+        }
+    }
 }
 
 /// Members touched by a batch update.
@@ -203,9 +262,44 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// A job on `target_id` (of kind `target_kind`) holding `locks`; no cascade, no member
+    /// batch, no amphora.
+    pub fn new(action: Action, target_kind: ObjectKind, target_id: Uuid, locks: LockSet) -> Self {
+        Self {
+            action,
+            target_kind,
+            target_id,
+            locks,
+            cascade: false,
+            members: None,
+            amphora_id: None,
+        }
+    }
+
     /// The job kind stored in the `job.kind` column, e.g. `create_load_balancer`.
     pub fn kind(&self) -> String {
-        format!("{}_{}", self.action.as_str(), self.target_kind.as_str())
+        Self::kind_of(self.action, self.target_kind)
+    }
+
+    /// The job kind of `action` on a target of kind `target`.
+    pub fn kind_of(action: Action, target: ObjectKind) -> String {
+        format!("{}_{}", action.as_str(), target.as_str())
+    }
+
+    /// Whether this job builds amphorae ([`Action::builds_amphorae`]).
+    pub fn builds_amphorae(&self) -> bool {
+        self.action.builds_amphorae(self.target_kind)
+    }
+
+    /// The kinds of the jobs that build amphorae, actions in [`Action::ALL`] order, then
+    /// targets in [`ObjectKind::ALL`] order.
+    pub fn build_kinds() -> Vec<String> {
+        Action::ALL
+            .iter()
+            .flat_map(|a| ObjectKind::ALL.iter().map(move |k| (*a, *k)))
+            .filter(|(a, k)| a.builds_amphorae(*k))
+            .map(|(a, k)| Self::kind_of(a, k))
+            .collect()
     }
 }
 
@@ -249,5 +343,24 @@ mod tests {
         assert_eq!(spec.kind(), "create_listener");
         let v = serde_json::to_value(&spec).unwrap();
         assert_eq!(serde_json::from_value::<JobSpec>(v).unwrap(), spec);
+    }
+
+    #[test]
+    fn load_balancer_creates_and_failovers_build_amphorae() {
+        assert_eq!(
+            JobSpec::build_kinds(),
+            [
+                "create_load_balancer",
+                "failover_load_balancer",
+                "failover_amphora"
+            ]
+        );
+        let spec = JobSpec::new(
+            Action::Update,
+            ObjectKind::LoadBalancer,
+            Uuid::new_v4(),
+            LockSet::default(),
+        );
+        assert!(!spec.builds_amphorae());
     }
 }

@@ -1,0 +1,13 @@
+//! The store's repository, one module per resource. Each holds that resource's reads and
+//! writes as one `impl Store` block; what their writes share (the job transaction, the
+//! load balancer and subtree locks, statuses, tags, quotas, the job insert) is `shared`.
+
+pub(crate) mod amphora;
+mod health_monitor;
+pub(crate) mod l7;
+pub(crate) mod listener;
+pub(crate) mod load_balancer;
+mod member;
+mod pool;
+mod quota;
+pub(crate) mod shared;

@@ -1,0 +1,38 @@
+//! The store suite: every case runs on SQLite and (when configured) PostgreSQL. One module
+//! per concern; the fixtures they share are in `common`.
+
+/// Generate one `#[tokio::test]` per engine for each case of the calling module.
+macro_rules! engine_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(octavia_db::Engine::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if !octavia_db::testing::engines().contains(&octavia_db::Engine::Postgres) {
+                        eprintln!("OCTAVIA_TEST_PG_URL not set: PostgreSQL case not run");
+                        return;
+                    }
+                    super::$name(octavia_db::Engine::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+mod amphorae;
+mod common;
+mod jobs;
+mod lifecycle;
+mod lists;
+mod locking;
+mod quotas;
+mod settlement;
+mod stale;
