@@ -141,7 +141,10 @@ pub fn fields_of(raw_query: Option<&str>) -> Vec<String> {
 }
 
 /// Parse a path id; anything that is not a UUID cannot exist → 404.
-pub fn parse_id<T: std::str::FromStr>(kind: &str, raw: &str) -> Result<T, ApiError> {
+pub fn parse_id<T: std::str::FromStr>(
+    kind: octavia_model::ObjectKind,
+    raw: &str,
+) -> Result<T, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found(kind, raw))
 }
 

@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use octavia_api_types::TypesError;
 use octavia_db::DbError;
+use octavia_model::ObjectKind;
 
 /// Everything a handler can fail with; each variant has one HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -77,24 +78,8 @@ impl ApiError {
     }
 
     /// `<Resource> <id> not found.` as Octavia words it.
-    pub fn not_found(kind: &str, id: impl std::fmt::Display) -> Self {
-        Self::NotFound(format!("{} {id} not found.", display_kind(kind)))
-    }
-}
-
-/// Octavia's display names of resource kinds.
-fn display_kind(kind: &str) -> &str {
-    match kind {
-        "load_balancer" | "loadbalancer" | "LoadBalancer" => "Load Balancer",
-        "listener" | "Listener" => "Listener",
-        "pool" | "Pool" => "Pool",
-        "member" | "Member" => "Member",
-        "health_monitor" | "healthmonitor" | "HealthMonitor" => "Health Monitor",
-        "l7policy" | "L7Policy" => "L7 Policy",
-        "l7rule" | "L7Rule" => "L7 Rule",
-        "amphora" | "Amphora" => "Amphora",
-        "quota" | "Quota" => "Quota",
-        other => other,
+    pub fn not_found(kind: ObjectKind, id: impl std::fmt::Display) -> Self {
+        Self::NotFound(format!("{} {id} not found.", kind.display_name()))
     }
 }
 

@@ -27,7 +27,7 @@ async fn check_redirect_pool(s: &AppState, l: &Listener, p: &L7Policy) -> Result
         .store
         .get_pool(pid)
         .await?
-        .ok_or_else(|| ApiError::not_found("pool", pid))?;
+        .ok_or_else(|| ApiError::not_found(ObjectKind::Pool, pid))?;
     if pool.load_balancer_id != l.load_balancer_id {
         return Err(ApiError::BadRequest(format!(
             "Invalid input for field/attribute redirect_pool_id. Pool {pid} is not on the listener's load balancer"
@@ -84,14 +84,14 @@ async fn fetch_rule(
     policy: &L7Policy,
     raw: &str,
 ) -> Result<L7Rule, ApiError> {
-    let id: L7RuleId = app::parse_id("l7rule", raw)?;
+    let id: L7RuleId = app::parse_id(ObjectKind::L7Rule, raw)?;
     let r = s
         .ctx
         .store
         .get_l7rule(id)
         .await?
         .filter(|r| r.l7policy_id == policy.id)
-        .ok_or_else(|| ApiError::not_found("l7rule", raw))?;
+        .ok_or_else(|| ApiError::not_found(ObjectKind::L7Rule, raw))?;
     caller.check_owner(&r.project_id)?;
     Ok(r)
 }

@@ -9,7 +9,7 @@ use octavia_api_types::listener::{
     ListenerResponse,
 };
 use octavia_api_types::stats::StatsResponse;
-use octavia_model::{Listener, LoadBalancer, PoolId};
+use octavia_model::{Listener, LoadBalancer, ObjectKind, PoolId};
 use octavia_render::support;
 
 use crate::app::{self, AppState};
@@ -29,7 +29,7 @@ async fn check_default_pool(
         .store
         .get_pool(pid)
         .await?
-        .ok_or_else(|| ApiError::not_found("pool", pid))?;
+        .ok_or_else(|| ApiError::not_found(ObjectKind::Pool, pid))?;
     if pool.load_balancer_id != listener.load_balancer_id {
         return Err(ApiError::BadRequest(format!(
             "Invalid input for field/attribute default_pool_id. Pool {pid} is not on load balancer {}",

@@ -8,7 +8,7 @@ use octavia_api_types::load_balancer::{
     LoadBalancerPostBody, LoadBalancerPutBody, LoadBalancerResponse,
 };
 use octavia_api_types::stats::StatsResponse;
-use octavia_model::LoadBalancer;
+use octavia_model::{LoadBalancer, ObjectKind};
 
 use crate::app::{self, AppState};
 use crate::auth::{rule, Caller, Policy};
@@ -106,7 +106,7 @@ pub async fn status(
         .store
         .load_balancer_tree(lb.id)
         .await?
-        .ok_or_else(|| ApiError::not_found("load_balancer", &id))?;
+        .ok_or_else(|| ApiError::not_found(ObjectKind::LoadBalancer, &id))?;
     let doc = octavia_api_types::status::build(
         &tree.load_balancer,
         &tree.listeners,

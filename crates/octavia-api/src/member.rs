@@ -19,14 +19,14 @@ use crate::listing;
 use crate::resource;
 
 async fn fetch(s: &AppState, caller: &Caller, pool: &Pool, raw: &str) -> Result<Member, ApiError> {
-    let id: MemberId = app::parse_id("member", raw)?;
+    let id: MemberId = app::parse_id(ObjectKind::Member, raw)?;
     let m = s
         .ctx
         .store
         .get_member(id)
         .await?
         .filter(|m| m.pool_id == pool.id)
-        .ok_or_else(|| ApiError::not_found("member", raw))?;
+        .ok_or_else(|| ApiError::not_found(ObjectKind::Member, raw))?;
     caller.check_owner(&m.project_id)?;
     Ok(m)
 }

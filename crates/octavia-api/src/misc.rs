@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use octavia_api_types::load_balancer::PROVIDERS;
 use octavia_api_types::provider;
-use octavia_model::AmphoraId;
+use octavia_model::{AmphoraId, ObjectKind};
 
 use crate::app::{self, AppState, OriginalPath};
 use crate::auth::{rule, Caller, Policy};
@@ -83,7 +83,7 @@ pub async fn failover_amphora(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("amphora", "put_failover"))?;
-    let aid: AmphoraId = app::parse_id("amphora", &id)?;
+    let aid: AmphoraId = app::parse_id(ObjectKind::Amphora, &id)?;
     let job = s
         .ctx
         .store
@@ -102,7 +102,7 @@ pub async fn delete_amphora(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("amphora", "delete"))?;
-    let aid: AmphoraId = app::parse_id("amphora", &id)?;
+    let aid: AmphoraId = app::parse_id(ObjectKind::Amphora, &id)?;
     let job = s.ctx.store.delete_amphora(aid).await?;
     tracing::info!(amphora_id = %aid, job_id = %job, "amphora delete requested");
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -117,7 +117,7 @@ pub async fn update_amphora_config(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("amphora", "put_config"))?;
-    let aid: AmphoraId = app::parse_id("amphora", &id)?;
+    let aid: AmphoraId = app::parse_id(ObjectKind::Amphora, &id)?;
     let job = s.ctx.store.update_amphora_config(aid).await?;
     tracing::info!(amphora_id = %aid, job_id = %job, "amphora configuration update requested");
     Ok(StatusCode::ACCEPTED.into_response())

@@ -60,11 +60,10 @@ pub trait Resource: Sized + Send + Sync + 'static {
 
 /// One object the caller may see: 404 if there is none, 403 if it is another project's.
 pub async fn fetch<R: Resource>(s: &AppState, caller: &Caller, raw: &str) -> Result<R, ApiError> {
-    let kind = R::KIND.as_str();
-    let id: R::Id = app::parse_id(kind, raw)?;
+    let id: R::Id = app::parse_id(R::KIND, raw)?;
     let object = R::load(&s.ctx.store, id)
         .await?
-        .ok_or_else(|| ApiError::not_found(kind, raw))?;
+        .ok_or_else(|| ApiError::not_found(R::KIND, raw))?;
     if let Some(project) = object.project() {
         caller.check_owner(project)?;
     }

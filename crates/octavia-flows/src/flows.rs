@@ -111,6 +111,19 @@ mod tests {
         ));
     }
 
+    /// The store counts the jobs that build amphorae against the build cap
+    /// (`JobSpec::builds_amphorae`): exactly the flows that have a build step.
+    #[test]
+    fn the_jobs_the_store_counts_as_builds_are_the_flows_that_build() {
+        for action in Action::ALL {
+            for kind in ObjectKind::ALL {
+                let spec = spec(action, kind);
+                let builds = steps_for(&spec).is_ok_and(|steps| steps.contains(&BuildAmphora));
+                assert_eq!(builds, spec.builds_amphorae(), "{}", spec.kind());
+            }
+        }
+    }
+
     #[test]
     fn load_balancer_create_steps_are_in_build_order() {
         let f = flow_for(&spec(Action::Create, ObjectKind::LoadBalancer)).unwrap();
