@@ -231,6 +231,53 @@ impl Api {
         (lb, listener, pool)
     }
 
+    /// An ACTIVE tree of every kind: load balancer, HTTP listener, pool, one member, an HTTP
+    /// health monitor, a REJECT policy and a PATH rule.
+    async fn full_tree(&self, name: &str) -> Tree {
+        let (lb, listener, pool) = self.lb_listener_pool(name).await;
+        let members = format!("/v2/lbaas/pools/{pool}/members");
+        let member = self
+            .create_child(
+                &members,
+                "member",
+                json!({"address": "10.0.0.20", "protocol_port": 80}),
+            )
+            .await;
+        let hm = self
+            .create_child(
+                "/v2/lbaas/healthmonitors",
+                "healthmonitor",
+                json!({"pool_id": pool, "type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 2}),
+            )
+            .await;
+        let policy = self
+            .create_child(
+                "/v2/lbaas/l7policies",
+                "l7policy",
+                json!({"listener_id": listener, "action": "REJECT"}),
+            )
+            .await;
+        let rules = format!("/v2/lbaas/l7policies/{policy}/rules");
+        let rule = self
+            .create_child(
+                &rules,
+                "rule",
+                json!({"type": "PATH", "compare_type": "STARTS_WITH", "value": "/x"}),
+            )
+            .await;
+        Tree {
+            lb,
+            listener,
+            pool,
+            members,
+            member,
+            hm,
+            policy,
+            rules,
+            rule,
+        }
+    }
+
     /// `(address, protocol_port, weight, provisioning_status)` of every member of `pool`.
     async fn members_of(&self, pool: &str) -> Vec<(String, i64, i64, String)> {
         let r = self
@@ -260,6 +307,19 @@ impl Api {
         v.sort();
         v
     }
+}
+
+/// The ids (and member/rule collection paths) of [`Api::full_tree`].
+struct Tree {
+    lb: String,
+    listener: String,
+    pool: String,
+    members: String,
+    member: String,
+    hm: String,
+    policy: String,
+    rules: String,
+    rule: String,
 }
 
 fn fault_names(r: &Reply, needle: &str) {
@@ -1297,37 +1357,17 @@ async fn vip_is_checked_against_the_network_service() {
 async fn writes_check_ownership_before_the_body() {
     for engine in engines() {
         let api = Api::new(engine).await;
-        let (lb, listener, pool) = api.lb_listener_pool("owned").await;
-        let members = format!("/v2/lbaas/pools/{pool}/members");
-        let member = api
-            .create_child(
-                &members,
-                "member",
-                json!({"address": "10.0.0.20", "protocol_port": 80}),
-            )
-            .await;
-        let hm = api
-            .create_child(
-                "/v2/lbaas/healthmonitors",
-                "healthmonitor",
-                json!({"pool_id": pool, "type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 2}),
-            )
-            .await;
-        let policy = api
-            .create_child(
-                "/v2/lbaas/l7policies",
-                "l7policy",
-                json!({"listener_id": listener, "action": "REJECT"}),
-            )
-            .await;
-        let rules = format!("/v2/lbaas/l7policies/{policy}/rules");
-        let rule = api
-            .create_child(
-                &rules,
-                "rule",
-                json!({"type": "PATH", "compare_type": "STARTS_WITH", "value": "/x"}),
-            )
-            .await;
+        let Tree {
+            lb,
+            listener,
+            pool,
+            members,
+            member,
+            hm,
+            policy,
+            rules,
+            rule,
+        } = api.full_tree("owned").await;
         let before = api.snapshot().await;
         let long = "x".repeat(300);
         for (method, path, body, owner_status) in [
@@ -1519,34 +1559,19 @@ async fn allowed_cidrs_must_match_a_vip_ip_version() {
 async fn what_the_data_plane_cannot_serve_is_refused_with_501() {
     for engine in engines() {
         let api = Api::new(engine).await;
-        let (lb, listener, pool) = api.lb_listener_pool("support").await;
+        let Tree {
+            lb,
+            pool,
+            hm,
+            rules,
+            rule,
+            ..
+        } = api.full_tree("support").await;
         let tcp = api
             .create_child(
                 "/v2/lbaas/listeners",
                 "listener",
                 json!({"loadbalancer_id": lb, "protocol": "TCP", "protocol_port": 5432}),
-            )
-            .await;
-        let hm = api
-            .create_child(
-                "/v2/lbaas/healthmonitors",
-                "healthmonitor",
-                json!({"pool_id": pool, "type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 2}),
-            )
-            .await;
-        let policy = api
-            .create_child(
-                "/v2/lbaas/l7policies",
-                "l7policy",
-                json!({"listener_id": listener, "action": "REJECT"}),
-            )
-            .await;
-        let rules = format!("/v2/lbaas/l7policies/{policy}/rules");
-        let rule = api
-            .create_child(
-                &rules,
-                "rule",
-                json!({"type": "PATH", "compare_type": "STARTS_WITH", "value": "/x"}),
             )
             .await;
         let before = api.snapshot().await;
