@@ -440,6 +440,26 @@ mod tests {
     }
 
     #[test]
+    fn put_patches_and_first_refusal() {
+        let mut n = 1;
+        patch(&mut n, None);
+        assert_eq!(n, 1);
+        patch(&mut n, Some(2));
+        assert_eq!(n, 2);
+        let mut tags = vec!["a".to_string()];
+        patch_or_default(&mut tags, None);
+        assert_eq!(tags.len(), 1);
+        patch_or_default(&mut tags, Some(None));
+        assert!(tags.is_empty());
+        assert_eq!(non_null(&Some(Some("x".to_string()))), Some("x"));
+        assert_eq!(non_null::<String>(&Some(None)), None);
+        let refused =
+            refuse_not_implemented(&[("a", false, "m"), ("b", true, "n"), ("c", true, "o")]);
+        assert_eq!(refused, Err(TypesError::not_implemented("b", "n")));
+        assert_eq!(refuse_not_implemented(&[("a", false, "m")]), Ok(()));
+    }
+
+    #[test]
     fn project_alias_and_mismatch() {
         let a = "a".to_string();
         let b = "b".to_string();

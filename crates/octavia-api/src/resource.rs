@@ -1,9 +1,9 @@
 //! What every collection shares, written once: fetching one object the caller may see, and
 //! the handlers of `GET` (a page, one object), `POST`, `PUT` and plain `DELETE`, for the
 //! top-level collections ([`Collection`]) and for those under an object of another
-//! ([`Child`]: members, L7 rules). The handlers fix the order of the checks: policy, then the
-//! body's JSON, then the objects the path names (404, then ownership: 403); what a resource
-//! judges of the body comes after (its [`Creatable`], [`CreatableChild`] or [`Updatable`]
+//! ([`Child`]: members, L7 rules). The handlers fix the order of the checks: policy, then (on
+//! writes) the body's JSON, then the objects the path names (404, then ownership: 403); what a
+//! resource judges of the body comes after (its [`Creatable`], [`CreatableChild`] or [`Updatable`]
 //! impl: Octavia's validation, 400, then what the provider serves, 501). Each resource
 //! describes itself with these traits; its module keeps only what differs.
 
