@@ -248,6 +248,58 @@ pub fn check_tags(tags: Option<&[String]>) -> Result<(), TypesError> {
     Ok(())
 }
 
+/// The length rules of the fields most resources share: name and description at most 255
+/// characters (`None`: absent, or a resource without the field), each tag at most 255.
+pub fn check_names(
+    name: Option<&str>,
+    description: Option<&str>,
+    tags: Option<&[String]>,
+) -> Result<(), TypesError> {
+    check_opt_len("name", name, 255)?;
+    check_opt_len("description", description, 255)?;
+    check_tags(tags)
+}
+
+/// The value of a nullable `PUT` field, borrowed: `None` when absent or `null`.
+pub fn non_null<T: std::ops::Deref>(v: &Option<Option<T>>) -> Option<&T::Target> {
+    v.as_ref()?.as_deref()
+}
+
+/// A list field that is given and not empty.
+pub fn non_empty<T>(v: &Option<Vec<T>>) -> bool {
+    v.as_ref().is_some_and(|v| !v.is_empty())
+}
+
+/// 501 for the first of `fields` that the body gives: `(field, given, message)`, in the
+/// order they are checked.
+pub fn refuse_not_implemented(fields: &[(&str, bool, &str)]) -> Result<(), TypesError> {
+    match fields.iter().find(|(_, given, _)| *given) {
+        Some((field, _, message)) => Err(TypesError::not_implemented(*field, *message)),
+        None => Ok(()),
+    }
+}
+
+/// A TLS certificate reference field, for [`refuse_not_implemented`].
+pub fn tls_ref(field: &str, given: bool) -> (&str, bool, &'static str) {
+    (
+        field,
+        given,
+        "TLS certificate references are not implemented yet",
+    )
+}
+
+/// `PUT`: a field the body gives replaces the stored value.
+pub fn patch<T>(slot: &mut T, given: Option<T>) {
+    if let Some(v) = given {
+        *slot = v;
+    }
+}
+
+/// `PUT` of a field whose `null` means its type's default (`false`, empty).
+pub fn patch_or_default<T: Default>(slot: &mut T, given: Option<Option<T>>) {
+    patch(slot, given.map(Option::unwrap_or_default));
+}
+
 /// Parse an IP address field.
 pub fn parse_ip(field: &str, value: &str) -> Result<IpAddr, TypesError> {
     value
@@ -385,6 +437,26 @@ mod tests {
         assert!(admin_state(None, true));
         assert!(!admin_state(Some(None), true));
         assert!(admin_state(Some(Some(true)), false));
+    }
+
+    #[test]
+    fn put_patches_and_first_refusal() {
+        let mut n = 1;
+        patch(&mut n, None);
+        assert_eq!(n, 1);
+        patch(&mut n, Some(2));
+        assert_eq!(n, 2);
+        let mut tags = vec!["a".to_string()];
+        patch_or_default(&mut tags, None);
+        assert_eq!(tags.len(), 1);
+        patch_or_default(&mut tags, Some(None));
+        assert!(tags.is_empty());
+        assert_eq!(non_null(&Some(Some("x".to_string()))), Some("x"));
+        assert_eq!(non_null::<String>(&Some(None)), None);
+        let refused =
+            refuse_not_implemented(&[("a", false, "m"), ("b", true, "n"), ("c", true, "o")]);
+        assert_eq!(refused, Err(TypesError::not_implemented("b", "n")));
+        assert_eq!(refuse_not_implemented(&[("a", false, "m")]), Ok(()));
     }
 
     #[test]

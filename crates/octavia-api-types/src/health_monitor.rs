@@ -11,8 +11,8 @@ use octavia_model::{
 };
 
 use crate::common::{
-    admin_state, check_len, check_opt_len, check_range, check_tags, check_uuid, fmt_opt_time,
-    fmt_time, input_project, nullable, or_empty,
+    admin_state, check_len, check_names, check_range, check_uuid, fmt_opt_time, fmt_time,
+    input_project, non_null, nullable, or_empty, patch, patch_or_default,
 };
 use crate::{IdRef, TypesError, ValidationSettings};
 
@@ -210,8 +210,7 @@ impl HealthMonitorPost {
                 domain_name: self.domain_name.as_deref(),
             },
         )?;
-        check_opt_len("name", self.name.as_deref(), 255)?;
-        check_tags(self.tags.as_deref())?;
+        check_names(self.name.as_deref(), None, self.tags.as_deref())?;
         input_project(self.project_id.as_ref(), self.tenant_id.as_ref())
     }
 
@@ -307,48 +306,35 @@ impl HealthMonitorPut {
                 domain_name: None,
             },
         )?;
-        if let Some(Some(n)) = &self.name {
-            check_len("name", n, 255)?;
-        }
-        check_tags(self.tags.as_deref())?;
+        check_names(non_null(&self.name), None, self.tags.as_deref())?;
         let http = is_http(t);
         let mut hm = current.clone();
-        if let Some(d) = self.delay {
-            hm.delay = d as i32;
-        }
-        if let Some(d) = self.timeout {
-            hm.timeout = d as i32;
-        }
-        if let Some(r) = self.max_retries {
-            hm.rise_threshold = r as i32;
-        }
-        if let Some(r) = self.max_retries_down {
-            hm.fall_threshold = r.map(|r| r as i32).unwrap_or(3);
-        }
-        if let Some(v) = self.http_method {
-            hm.http_method = v.or(http.then_some(HttpMethod::Get));
-        }
-        if let Some(v) = self.url_path {
-            hm.url_path = v.or(http.then(|| "/".to_string()));
-        }
-        if let Some(v) = self.expected_codes {
-            hm.expected_codes = v.or(http.then(|| "200".to_string()));
-        }
-        if let Some(v) = self.http_version {
-            hm.http_version = v;
-        }
-        if let Some(v) = self.domain_name {
-            hm.domain_name = v;
-        }
-        if let Some(v) = self.name {
-            hm.name = v;
-        }
-        if self.admin_state_up.is_some() {
-            hm.enabled = admin_state(self.admin_state_up, true);
-        }
-        if let Some(t) = self.tags {
-            hm.tags = t;
-        }
+        patch(&mut hm.delay, self.delay.map(|d| d as i32));
+        patch(&mut hm.timeout, self.timeout.map(|d| d as i32));
+        patch(&mut hm.rise_threshold, self.max_retries.map(|r| r as i32));
+        patch(
+            &mut hm.fall_threshold,
+            self.max_retries_down.map(|r| r.map_or(3, |r| r as i32)),
+        );
+        patch(
+            &mut hm.http_method,
+            self.http_method
+                .map(|v| v.or(http.then_some(HttpMethod::Get))),
+        );
+        patch(
+            &mut hm.url_path,
+            self.url_path.map(|v| v.or(http.then(|| "/".to_string()))),
+        );
+        patch(
+            &mut hm.expected_codes,
+            self.expected_codes
+                .map(|v| v.or(http.then(|| "200".to_string()))),
+        );
+        patch(&mut hm.http_version, self.http_version);
+        patch(&mut hm.domain_name, self.domain_name);
+        patch(&mut hm.name, self.name);
+        patch_or_default(&mut hm.enabled, self.admin_state_up);
+        patch(&mut hm.tags, self.tags);
         // The merged value must still satisfy the cross-field rules.
         check_http_fields(
             t,

@@ -7,8 +7,9 @@ use octavia_model::{
 };
 
 use crate::common::{
-    admin_state, check_len, check_opt_len, check_range, check_tags, check_uuid, fmt_opt_time,
-    fmt_time, input_project, nullable, or_empty,
+    admin_state, check_len, check_names, check_range, check_uuid, fmt_opt_time, fmt_time,
+    input_project, non_empty, non_null, nullable, or_empty, patch, patch_or_default,
+    refuse_not_implemented,
 };
 use crate::{IdRef, TypesError};
 
@@ -69,39 +70,45 @@ pub fn normalize(p: &mut L7Policy) -> Result<(), TypesError> {
     Ok(())
 }
 
-/// Fields given in one request must not contradict each other or the action.
-fn check_given(
+/// The redirect fields one request gives: each well formed, and none contradicting the others
+/// or the action.
+fn check_redirect(
     action: L7PolicyAction,
-    url: bool,
-    prefix: bool,
-    pool: bool,
+    url: Option<&str>,
+    prefix: Option<&str>,
+    pool: Option<&str>,
     code: Option<i64>,
 ) -> Result<(), TypesError> {
+    if let Some(u) = url {
+        check_url("redirect_url", u)?;
+    }
+    if let Some(u) = prefix {
+        check_url("redirect_prefix", u)?;
+    }
+    if let Some(p) = pool {
+        check_uuid("redirect_pool_id", p)?;
+    }
     use L7PolicyAction as A;
-    if [url, prefix, pool].iter().filter(|b| **b).count() > 1 {
+    let given = [
+        ("redirect_url", url.is_some()),
+        ("redirect_prefix", prefix.is_some()),
+        ("redirect_pool_id", pool.is_some()),
+    ];
+    if given.iter().filter(|(_, g)| *g).count() > 1 {
         return Err(TypesError::invalid(
             "redirect_pool_id",
             "only one of redirect_pool_id, redirect_url and redirect_prefix may be given",
         ));
     }
-    let wrong = match action {
-        A::Reject => [
-            ("redirect_url", url),
-            ("redirect_prefix", prefix),
-            ("redirect_pool_id", pool),
-        ]
-        .into_iter()
-        .find(|(_, s)| *s),
-        A::RedirectToUrl => [("redirect_prefix", prefix), ("redirect_pool_id", pool)]
-            .into_iter()
-            .find(|(_, s)| *s),
-        A::RedirectPrefix => [("redirect_url", url), ("redirect_pool_id", pool)]
-            .into_iter()
-            .find(|(_, s)| *s),
-        A::RedirectToPool => [("redirect_url", url), ("redirect_prefix", prefix)]
-            .into_iter()
-            .find(|(_, s)| *s),
+    let allowed = match action {
+        A::Reject => None,
+        A::RedirectToUrl => Some("redirect_url"),
+        A::RedirectPrefix => Some("redirect_prefix"),
+        A::RedirectToPool => Some("redirect_pool_id"),
     };
+    let wrong = given
+        .into_iter()
+        .find(|(field, g)| *g && Some(*field) != allowed);
     if let Some((field, _)) = wrong {
         return Err(TypesError::invalid(
             field,
@@ -160,31 +167,23 @@ impl L7PolicyPost {
         if let Some(p) = self.position {
             check_range("position", p, 1, i32::MAX as i64)?;
         }
-        if let Some(u) = &self.redirect_url {
-            check_url("redirect_url", u)?;
-        }
-        if let Some(u) = &self.redirect_prefix {
-            check_url("redirect_prefix", u)?;
-        }
-        if let Some(p) = &self.redirect_pool_id {
-            check_uuid("redirect_pool_id", p)?;
-        }
-        check_given(
+        check_redirect(
             self.action,
-            self.redirect_url.is_some(),
-            self.redirect_prefix.is_some(),
-            self.redirect_pool_id.is_some(),
+            self.redirect_url.as_deref(),
+            self.redirect_prefix.as_deref(),
+            self.redirect_pool_id.as_deref(),
             self.redirect_http_code,
         )?;
-        check_opt_len("name", self.name.as_deref(), 255)?;
-        check_opt_len("description", self.description.as_deref(), 255)?;
-        check_tags(self.tags.as_deref())?;
-        if self.rules.as_ref().is_some_and(|r| !r.is_empty()) {
-            return Err(TypesError::not_implemented(
-                "rules",
-                "inline L7 rule creation is not implemented yet",
-            ));
-        }
+        check_names(
+            self.name.as_deref(),
+            self.description.as_deref(),
+            self.tags.as_deref(),
+        )?;
+        refuse_not_implemented(&[(
+            "rules",
+            non_empty(&self.rules),
+            "inline L7 rule creation is not implemented yet",
+        )])?;
         input_project(self.project_id.as_ref(), self.tenant_id.as_ref())
     }
 
@@ -255,59 +254,37 @@ impl L7PolicyPut {
         if let Some(p) = self.position {
             check_range("position", p, 1, i32::MAX as i64)?;
         }
-        if let Some(Some(u)) = &self.redirect_url {
-            check_url("redirect_url", u)?;
-        }
-        if let Some(Some(u)) = &self.redirect_prefix {
-            check_url("redirect_prefix", u)?;
-        }
-        if let Some(Some(p)) = &self.redirect_pool_id {
-            check_uuid("redirect_pool_id", p)?;
-        }
         let action = self.action.unwrap_or(current.action);
-        check_given(
+        check_redirect(
             action,
-            matches!(self.redirect_url, Some(Some(_))),
-            matches!(self.redirect_prefix, Some(Some(_))),
-            matches!(self.redirect_pool_id, Some(Some(_))),
+            non_null(&self.redirect_url),
+            non_null(&self.redirect_prefix),
+            non_null(&self.redirect_pool_id),
             self.redirect_http_code.flatten(),
         )?;
-        if let Some(Some(n)) = &self.name {
-            check_len("name", n, 255)?;
-        }
-        if let Some(Some(d)) = &self.description {
-            check_len("description", d, 255)?;
-        }
-        check_tags(self.tags.as_deref())?;
+        check_names(
+            non_null(&self.name),
+            non_null(&self.description),
+            self.tags.as_deref(),
+        )?;
         let mut p = current.clone();
         p.action = action;
-        if let Some(v) = self.position {
-            p.position = v as i32;
-        }
-        if let Some(v) = self.redirect_http_code {
-            p.redirect_http_code = v.map(|c| c as i32);
-        }
-        if let Some(v) = self.redirect_url {
-            p.redirect_url = v;
-        }
-        if let Some(v) = self.redirect_prefix {
-            p.redirect_prefix = v;
-        }
-        if let Some(v) = self.redirect_pool_id {
-            p.redirect_pool_id = v.and_then(|p| p.parse().ok());
-        }
-        if let Some(v) = self.name {
-            p.name = v;
-        }
-        if let Some(v) = self.description {
-            p.description = v;
-        }
-        if self.admin_state_up.is_some() {
-            p.enabled = admin_state(self.admin_state_up, true);
-        }
-        if let Some(t) = self.tags {
-            p.tags = t;
-        }
+        patch(&mut p.position, self.position.map(|v| v as i32));
+        patch(
+            &mut p.redirect_http_code,
+            self.redirect_http_code.map(|v| v.map(|c| c as i32)),
+        );
+        patch(&mut p.redirect_url, self.redirect_url);
+        patch(&mut p.redirect_prefix, self.redirect_prefix);
+        patch(
+            &mut p.redirect_pool_id,
+            self.redirect_pool_id
+                .map(|v| v.and_then(|p| p.parse().ok())),
+        );
+        patch(&mut p.name, self.name);
+        patch(&mut p.description, self.description);
+        patch_or_default(&mut p.enabled, self.admin_state_up);
+        patch(&mut p.tags, self.tags);
         normalize(&mut p)?;
         Ok(p)
     }

@@ -11,7 +11,8 @@ use octavia_model::{
 };
 
 use crate::common::{
-    admin_state, check_len, check_tags, fmt_opt_time, fmt_time, input_project, nullable,
+    admin_state, check_len, check_tags, fmt_opt_time, fmt_time, input_project, nullable, patch,
+    patch_or_default,
 };
 use crate::TypesError;
 
@@ -230,27 +231,13 @@ impl L7RulePut {
     pub fn apply_checked(self, current: &L7Rule) -> Result<L7Rule, TypesError> {
         check_tags(self.tags.as_deref())?;
         let mut r = current.clone();
-        if let Some(t) = self.rule_type {
-            r.rule_type = t;
-        }
-        if let Some(c) = self.compare_type {
-            r.compare_type = c;
-        }
-        if let Some(v) = self.value {
-            r.value = v;
-        }
-        if let Some(k) = self.key {
-            r.key = k;
-        }
-        if let Some(i) = self.invert {
-            r.invert = i.unwrap_or(false);
-        }
-        if self.admin_state_up.is_some() {
-            r.enabled = admin_state(self.admin_state_up, true);
-        }
-        if let Some(t) = self.tags {
-            r.tags = t;
-        }
+        patch(&mut r.rule_type, self.rule_type);
+        patch(&mut r.compare_type, self.compare_type);
+        patch(&mut r.value, self.value);
+        patch(&mut r.key, self.key);
+        patch_or_default(&mut r.invert, self.invert);
+        patch_or_default(&mut r.enabled, self.admin_state_up);
+        patch(&mut r.tags, self.tags);
         check_rule(r.rule_type, r.compare_type, r.key.as_deref(), &r.value)?;
         Ok(r)
     }

@@ -10,8 +10,9 @@ use octavia_model::{
 };
 
 use crate::common::{
-    admin_state, check_len, check_opt_len, check_range, check_tags, check_uuid, fmt_opt_time,
-    fmt_time, input_project, nullable, or_empty,
+    admin_state, check_len, check_names, check_opt_len, check_range, check_uuid, fmt_opt_time,
+    fmt_time, input_project, non_empty, non_null, nullable, or_empty, patch, patch_or_default,
+    refuse_not_implemented, tls_ref,
 };
 use crate::{IdRef, TypesError, ValidationSettings};
 
@@ -172,9 +173,18 @@ pub fn check_cidrs_match_vips(cidrs: &[String], vips: &[String]) -> Result<(), S
     Ok(())
 }
 
-fn check_tls_lists(versions: Option<&[String]>, alpn: Option<&[String]>) -> Result<(), TypesError> {
+/// `tls_versions` and `alpn_protocols` items must be ones Octavia knows. Listeners also
+/// refuse a version longer than 32 characters with the length message (`max_version_len`);
+/// pools say only that it is not one of them.
+pub(crate) fn check_tls_lists(
+    versions: Option<&[String]>,
+    alpn: Option<&[String]>,
+    max_version_len: Option<usize>,
+) -> Result<(), TypesError> {
     for v in versions.unwrap_or_default() {
-        check_len("tls_versions", v, 32)?;
+        if let Some(max) = max_version_len {
+            check_len("tls_versions", v, max)?;
+        }
         if !TLS_VERSIONS.contains(&v.as_str()) {
             return Err(TypesError::invalid(
                 "tls_versions",
@@ -193,8 +203,114 @@ fn check_tls_lists(versions: Option<&[String]>, alpn: Option<&[String]>) -> Resu
     Ok(())
 }
 
-fn tls_ref_not_implemented(field: &str) -> TypesError {
-    TypesError::not_implemented(field, "TLS certificate references are not implemented yet")
+/// The options POST and PUT judge alike, as a body gives them (`None`: absent, or `null` on
+/// PUT), for a listener of `protocol`.
+struct Options<'a> {
+    protocol: ListenerProtocol,
+    connection_limit: Option<i64>,
+    timeout_client_data: Option<i64>,
+    timeout_member_connect: Option<i64>,
+    timeout_member_data: Option<i64>,
+    timeout_tcp_inspect: Option<i64>,
+    insert_headers: Option<&'a BTreeMap<String, String>>,
+    allowed_cidrs: Option<&'a [String]>,
+    tls_ciphers: Option<&'a str>,
+    tls_versions: Option<&'a [String]>,
+    alpn_protocols: Option<&'a [String]>,
+    hsts_max_age: Option<i64>,
+    hsts_include_subdomains: Option<bool>,
+    hsts_preload: Option<bool>,
+    client_authentication: Option<ClientAuthentication>,
+    default_tls_container_ref: Option<&'a str>,
+    sni_container_refs: Option<&'a [String]>,
+    client_ca_tls_container_ref: Option<&'a str>,
+    client_crl_container_ref: Option<&'a str>,
+}
+
+impl Options<'_> {
+    /// The option rules: ranges and formats, then what only TERMINATED_HTTPS listeners may
+    /// set (400), then the certificate references not implemented yet (501).
+    fn check(&self) -> Result<(), TypesError> {
+        if let Some(c) = self.connection_limit {
+            check_range("connection_limit", c, -1, i32::MAX as i64)?;
+        }
+        for (field, v) in [
+            ("timeout_client_data", self.timeout_client_data),
+            ("timeout_member_connect", self.timeout_member_connect),
+            ("timeout_member_data", self.timeout_member_data),
+            ("timeout_tcp_inspect", self.timeout_tcp_inspect),
+        ] {
+            if let Some(v) = v {
+                check_range(field, v, 0, MAX_TIMEOUT)?;
+            }
+        }
+        if let Some(h) = self.insert_headers {
+            check_insert_headers(self.protocol, h)?;
+        }
+        if let Some(c) = self.allowed_cidrs {
+            check_cidrs(c)?;
+        }
+        check_opt_len("tls_ciphers", self.tls_ciphers, 2048)?;
+        check_tls_lists(self.tls_versions, self.alpn_protocols, Some(32))?;
+        if let Some(m) = self.hsts_max_age {
+            check_range("hsts_max_age", m, 0, i32::MAX as i64)?;
+        }
+        if self.hsts_max_age.is_some()
+            || self.hsts_include_subdomains == Some(true)
+            || self.hsts_preload == Some(true)
+        {
+            return Err(TypesError::invalid(
+                "hsts_max_age",
+                "HSTS is only available for TERMINATED_HTTPS listeners",
+            ));
+        }
+        if self.tls_ciphers.is_some() || self.tls_versions.is_some_and(|v| !v.is_empty()) {
+            return Err(TypesError::invalid(
+                "tls_ciphers",
+                "TLS options are only available for TERMINATED_HTTPS listeners",
+            ));
+        }
+        if self
+            .client_authentication
+            .is_some_and(|c| c != ClientAuthentication::None)
+        {
+            return Err(TypesError::invalid(
+                "client_authentication",
+                "client authentication requires a client CA certificate",
+            ));
+        }
+        refuse_not_implemented(&[
+            tls_ref(
+                "default_tls_container_ref",
+                self.default_tls_container_ref.is_some(),
+            ),
+            tls_ref(
+                "sni_container_refs",
+                self.sni_container_refs.is_some_and(|v| !v.is_empty()),
+            ),
+            tls_ref(
+                "client_ca_tls_container_ref",
+                self.client_ca_tls_container_ref.is_some(),
+            ),
+            tls_ref(
+                "client_crl_container_ref",
+                self.client_crl_container_ref.is_some(),
+            ),
+        ])
+    }
+}
+
+/// A default pool id must be a UUID, and PROMETHEUS listeners have none.
+fn check_default_pool_id(protocol: ListenerProtocol, id: Option<&str>) -> Result<(), TypesError> {
+    let Some(id) = id else { return Ok(()) };
+    check_uuid("default_pool_id", id)?;
+    if protocol == ListenerProtocol::Prometheus {
+        return Err(TypesError::invalid(
+            "default_pool_id",
+            "PROMETHEUS listeners cannot have a default pool",
+        ));
+    }
+    Ok(())
 }
 
 /// `{"listener": {...}}` on POST.
@@ -241,114 +357,53 @@ pub struct ListenerPost {
     pub tenant_id: Option<String>,
 }
 
-fn check_timeouts(values: [(&str, Option<i64>); 4]) -> Result<(), TypesError> {
-    for (field, v) in values {
-        if let Some(v) = v {
-            check_range(field, v, 0, MAX_TIMEOUT)?;
-        }
-    }
-    Ok(())
-}
-
 impl ListenerPost {
     /// Apply the field rules; returns the project named in the body, if any.
     pub fn validate(&self, settings: &ValidationSettings) -> Result<Option<String>, TypesError> {
         check_listener_protocol(self.protocol, settings)?;
         check_range("protocol_port", self.protocol_port, 1, 65535)?;
         check_uuid("loadbalancer_id", &self.loadbalancer_id)?;
-        check_opt_len("name", self.name.as_deref(), 255)?;
-        check_opt_len("description", self.description.as_deref(), 255)?;
-        check_tags(self.tags.as_deref())?;
+        check_names(
+            self.name.as_deref(),
+            self.description.as_deref(),
+            self.tags.as_deref(),
+        )?;
         let project = input_project(self.project_id.as_ref(), self.tenant_id.as_ref())?;
-        if let Some(c) = self.connection_limit {
-            check_range("connection_limit", c, -1, i32::MAX as i64)?;
+        Options {
+            protocol: self.protocol,
+            connection_limit: self.connection_limit,
+            timeout_client_data: self.timeout_client_data,
+            timeout_member_connect: self.timeout_member_connect,
+            timeout_member_data: self.timeout_member_data,
+            timeout_tcp_inspect: self.timeout_tcp_inspect,
+            insert_headers: self.insert_headers.as_ref(),
+            allowed_cidrs: self.allowed_cidrs.as_deref(),
+            tls_ciphers: self.tls_ciphers.as_deref(),
+            tls_versions: self.tls_versions.as_deref(),
+            alpn_protocols: self.alpn_protocols.as_deref(),
+            hsts_max_age: self.hsts_max_age,
+            hsts_include_subdomains: self.hsts_include_subdomains,
+            hsts_preload: self.hsts_preload,
+            client_authentication: self.client_authentication,
+            default_tls_container_ref: self.default_tls_container_ref.as_deref(),
+            sni_container_refs: self.sni_container_refs.as_deref(),
+            client_ca_tls_container_ref: self.client_ca_tls_container_ref.as_deref(),
+            client_crl_container_ref: self.client_crl_container_ref.as_deref(),
         }
-        check_timeouts([
-            ("timeout_client_data", self.timeout_client_data),
-            ("timeout_member_connect", self.timeout_member_connect),
-            ("timeout_member_data", self.timeout_member_data),
-            ("timeout_tcp_inspect", self.timeout_tcp_inspect),
-        ])?;
-        if let Some(h) = &self.insert_headers {
-            check_insert_headers(self.protocol, h)?;
-        }
-        if let Some(c) = &self.allowed_cidrs {
-            check_cidrs(c)?;
-        }
-        check_opt_len("tls_ciphers", self.tls_ciphers.as_deref(), 2048)?;
-        check_tls_lists(self.tls_versions.as_deref(), self.alpn_protocols.as_deref())?;
-        if let Some(m) = self.hsts_max_age {
-            check_range("hsts_max_age", m, 0, i32::MAX as i64)?;
-        }
-        if self.hsts_max_age.is_some()
-            || self.hsts_include_subdomains == Some(true)
-            || self.hsts_preload == Some(true)
-        {
-            return Err(TypesError::invalid(
-                "hsts_max_age",
-                "HSTS is only available for TERMINATED_HTTPS listeners",
-            ));
-        }
-        if self.tls_ciphers.is_some() || self.tls_versions.as_ref().is_some_and(|v| !v.is_empty()) {
-            return Err(TypesError::invalid(
-                "tls_ciphers",
-                "TLS options are only available for TERMINATED_HTTPS listeners",
-            ));
-        }
-        if self
-            .client_authentication
-            .is_some_and(|c| c != ClientAuthentication::None)
-        {
-            return Err(TypesError::invalid(
-                "client_authentication",
-                "client authentication requires a client CA certificate",
-            ));
-        }
-        for (field, set) in [
+        .check()?;
+        refuse_not_implemented(&[
             (
-                "default_tls_container_ref",
-                self.default_tls_container_ref.is_some(),
-            ),
-            (
-                "sni_container_refs",
-                self.sni_container_refs
-                    .as_ref()
-                    .is_some_and(|v| !v.is_empty()),
-            ),
-            (
-                "client_ca_tls_container_ref",
-                self.client_ca_tls_container_ref.is_some(),
-            ),
-            (
-                "client_crl_container_ref",
-                self.client_crl_container_ref.is_some(),
-            ),
-        ] {
-            if set {
-                return Err(tls_ref_not_implemented(field));
-            }
-        }
-        if self.default_pool.is_some() {
-            return Err(TypesError::not_implemented(
                 "default_pool",
+                self.default_pool.is_some(),
                 "inline default pool creation is not implemented yet",
-            ));
-        }
-        if self.l7policies.as_ref().is_some_and(|v| !v.is_empty()) {
-            return Err(TypesError::not_implemented(
+            ),
+            (
                 "l7policies",
+                non_empty(&self.l7policies),
                 "inline L7 policy creation is not implemented yet",
-            ));
-        }
-        if let Some(p) = &self.default_pool_id {
-            check_uuid("default_pool_id", p)?;
-            if self.protocol == ListenerProtocol::Prometheus {
-                return Err(TypesError::invalid(
-                    "default_pool_id",
-                    "PROMETHEUS listeners cannot have a default pool",
-                ));
-            }
-        }
+            ),
+        ])?;
+        check_default_pool_id(self.protocol, self.default_pool_id.as_deref())?;
         Ok(project)
     }
 
@@ -400,7 +455,6 @@ impl ListenerPost {
         }
     }
 }
-
 /// `{"listener": {...}}` on PUT.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -462,141 +516,72 @@ pub struct ListenerPut {
 impl ListenerPut {
     /// Apply the field rules against the listener being changed.
     pub fn validate(&self, current: &Listener) -> Result<(), TypesError> {
-        if let Some(Some(n)) = &self.name {
-            check_len("name", n, 255)?;
-        }
-        if let Some(Some(d)) = &self.description {
-            check_len("description", d, 255)?;
-        }
-        check_tags(self.tags.as_deref())?;
-        if let Some(Some(c)) = self.connection_limit {
-            check_range("connection_limit", c, -1, i32::MAX as i64)?;
-        }
-        let f = |v: &Option<Option<i64>>| v.flatten();
-        check_timeouts([
-            ("timeout_client_data", f(&self.timeout_client_data)),
-            ("timeout_member_connect", f(&self.timeout_member_connect)),
-            ("timeout_member_data", f(&self.timeout_member_data)),
-            ("timeout_tcp_inspect", f(&self.timeout_tcp_inspect)),
-        ])?;
-        if let Some(Some(h)) = &self.insert_headers {
-            check_insert_headers(current.protocol, h)?;
-        }
-        if let Some(Some(c)) = &self.allowed_cidrs {
-            check_cidrs(c)?;
-        }
-        if let Some(Some(c)) = &self.tls_ciphers {
-            check_len("tls_ciphers", c, 2048)?;
-        }
-        check_tls_lists(
-            self.tls_versions.as_ref().and_then(|v| v.as_deref()),
-            self.alpn_protocols.as_ref().and_then(|v| v.as_deref()),
+        check_names(
+            non_null(&self.name),
+            non_null(&self.description),
+            self.tags.as_deref(),
         )?;
-        if let Some(Some(m)) = self.hsts_max_age {
-            check_range("hsts_max_age", m, 0, i32::MAX as i64)?;
+        Options {
+            protocol: current.protocol,
+            connection_limit: self.connection_limit.flatten(),
+            timeout_client_data: self.timeout_client_data.flatten(),
+            timeout_member_connect: self.timeout_member_connect.flatten(),
+            timeout_member_data: self.timeout_member_data.flatten(),
+            timeout_tcp_inspect: self.timeout_tcp_inspect.flatten(),
+            insert_headers: self.insert_headers.as_ref().and_then(Option::as_ref),
+            allowed_cidrs: non_null(&self.allowed_cidrs),
+            tls_ciphers: non_null(&self.tls_ciphers),
+            tls_versions: non_null(&self.tls_versions),
+            alpn_protocols: non_null(&self.alpn_protocols),
+            hsts_max_age: self.hsts_max_age.flatten(),
+            hsts_include_subdomains: self.hsts_include_subdomains.flatten(),
+            hsts_preload: self.hsts_preload.flatten(),
+            client_authentication: self.client_authentication.flatten(),
+            default_tls_container_ref: non_null(&self.default_tls_container_ref),
+            sni_container_refs: non_null(&self.sni_container_refs),
+            client_ca_tls_container_ref: non_null(&self.client_ca_tls_container_ref),
+            client_crl_container_ref: non_null(&self.client_crl_container_ref),
         }
-        if matches!(self.hsts_max_age, Some(Some(_)))
-            || matches!(self.hsts_include_subdomains, Some(Some(true)))
-            || matches!(self.hsts_preload, Some(Some(true)))
-        {
-            return Err(TypesError::invalid(
-                "hsts_max_age",
-                "HSTS is only available for TERMINATED_HTTPS listeners",
-            ));
-        }
-        if matches!(self.tls_ciphers, Some(Some(_)))
-            || matches!(&self.tls_versions, Some(Some(v)) if !v.is_empty())
-        {
-            return Err(TypesError::invalid(
-                "tls_ciphers",
-                "TLS options are only available for TERMINATED_HTTPS listeners",
-            ));
-        }
-        if matches!(self.client_authentication, Some(Some(c)) if c != ClientAuthentication::None) {
-            return Err(TypesError::invalid(
-                "client_authentication",
-                "client authentication requires a client CA certificate",
-            ));
-        }
-        for (field, set) in [
-            (
-                "default_tls_container_ref",
-                matches!(self.default_tls_container_ref, Some(Some(_))),
-            ),
-            (
-                "sni_container_refs",
-                matches!(&self.sni_container_refs, Some(Some(v)) if !v.is_empty()),
-            ),
-            (
-                "client_ca_tls_container_ref",
-                matches!(self.client_ca_tls_container_ref, Some(Some(_))),
-            ),
-            (
-                "client_crl_container_ref",
-                matches!(self.client_crl_container_ref, Some(Some(_))),
-            ),
-        ] {
-            if set {
-                return Err(tls_ref_not_implemented(field));
-            }
-        }
-        if let Some(Some(p)) = &self.default_pool_id {
-            check_uuid("default_pool_id", p)?;
-            if current.protocol == ListenerProtocol::Prometheus {
-                return Err(TypesError::invalid(
-                    "default_pool_id",
-                    "PROMETHEUS listeners cannot have a default pool",
-                ));
-            }
-        }
-        Ok(())
+        .check()?;
+        check_default_pool_id(current.protocol, non_null(&self.default_pool_id))
     }
 
     /// Patch `l` with the fields present (`null` → default).
     pub fn apply(self, l: &mut Listener, settings: &ValidationSettings) {
-        if let Some(v) = self.name {
-            l.name = v;
-        }
-        if let Some(v) = self.description {
-            l.description = v;
-        }
-        if self.admin_state_up.is_some() {
-            l.enabled = admin_state(self.admin_state_up, true);
-        }
-        if let Some(v) = self.connection_limit {
-            l.connection_limit = v.map(|c| c as i32).unwrap_or(-1);
-        }
-        if let Some(v) = self.default_pool_id {
-            l.default_pool_id = v.and_then(|p| p.parse().ok());
-        }
-        if let Some(v) = self.insert_headers {
-            l.insert_headers = v.unwrap_or_default();
-        }
-        let ms = |v: Option<i64>, d: i32| v.map(|v| v as i32).unwrap_or(d);
-        if let Some(v) = self.timeout_client_data {
-            l.timeout_client_data = ms(v, settings.timeout_client_data);
-        }
-        if let Some(v) = self.timeout_member_connect {
-            l.timeout_member_connect = ms(v, settings.timeout_member_connect);
-        }
-        if let Some(v) = self.timeout_member_data {
-            l.timeout_member_data = ms(v, settings.timeout_member_data);
-        }
-        if let Some(v) = self.timeout_tcp_inspect {
-            l.timeout_tcp_inspect = ms(v, settings.timeout_tcp_inspect);
-        }
-        if let Some(v) = self.client_authentication {
-            l.client_authentication = v.unwrap_or(ClientAuthentication::None);
-        }
-        if let Some(v) = self.allowed_cidrs {
-            l.allowed_cidrs = v.unwrap_or_default();
-        }
-        if let Some(v) = self.alpn_protocols {
-            l.alpn_protocols = v.unwrap_or_default();
-        }
-        if let Some(t) = self.tags {
-            l.tags = t;
-        }
+        let ms = |v: Option<Option<i64>>, d: i32| v.map(|v| v.map_or(d, |v| v as i32));
+        patch(&mut l.name, self.name);
+        patch(&mut l.description, self.description);
+        patch_or_default(&mut l.enabled, self.admin_state_up);
+        patch(&mut l.connection_limit, ms(self.connection_limit, -1));
+        patch(
+            &mut l.default_pool_id,
+            self.default_pool_id.map(|v| v.and_then(|p| p.parse().ok())),
+        );
+        patch_or_default(&mut l.insert_headers, self.insert_headers);
+        patch(
+            &mut l.timeout_client_data,
+            ms(self.timeout_client_data, settings.timeout_client_data),
+        );
+        patch(
+            &mut l.timeout_member_connect,
+            ms(self.timeout_member_connect, settings.timeout_member_connect),
+        );
+        patch(
+            &mut l.timeout_member_data,
+            ms(self.timeout_member_data, settings.timeout_member_data),
+        );
+        patch(
+            &mut l.timeout_tcp_inspect,
+            ms(self.timeout_tcp_inspect, settings.timeout_tcp_inspect),
+        );
+        patch(
+            &mut l.client_authentication,
+            self.client_authentication
+                .map(|v| v.unwrap_or(ClientAuthentication::None)),
+        );
+        patch_or_default(&mut l.allowed_cidrs, self.allowed_cidrs);
+        patch_or_default(&mut l.alpn_protocols, self.alpn_protocols);
+        patch(&mut l.tags, self.tags);
     }
 }
 

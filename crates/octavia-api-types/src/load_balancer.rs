@@ -7,13 +7,16 @@ use octavia_model::{
 };
 
 use crate::common::{
-    admin_state, check_len, check_opt_len, check_tags, check_uuid, fmt_opt_time, fmt_time,
-    input_project, nullable, or_empty, parse_ip,
+    admin_state, check_len, check_names, check_opt_len, check_tags, check_uuid, fmt_opt_time,
+    fmt_time, input_project, non_empty, non_null, nullable, or_empty, parse_ip, patch,
+    patch_or_default, refuse_not_implemented,
 };
 use crate::{IdRef, TypesError};
 
 /// Provider names the amphora driver answers to.
 pub const PROVIDERS: &[&str] = &["amphora", "octavia"];
+
+const VIP_SG_IDS_NOT_IMPLEMENTED: &str = "VIP security groups are not implemented yet";
 
 /// `{"loadbalancer": {...}}` on POST.
 #[derive(Debug, Clone, Deserialize)]
@@ -61,9 +64,11 @@ pub struct LoadBalancerPost {
 impl LoadBalancerPost {
     /// Apply the field rules; returns the project named in the body, if any.
     pub fn validate(&self) -> Result<Option<String>, TypesError> {
-        check_opt_len("name", self.name.as_deref(), 255)?;
-        check_opt_len("description", self.description.as_deref(), 255)?;
-        check_tags(self.tags.as_deref())?;
+        check_names(
+            self.name.as_deref(),
+            self.description.as_deref(),
+            self.tags.as_deref(),
+        )?;
         let project = input_project(self.project_id.as_ref(), self.tenant_id.as_ref())?;
         if self.vip_port_id.is_none()
             && self.vip_network_id.is_none()
@@ -97,42 +102,31 @@ impl LoadBalancerPost {
             }
         }
         check_opt_len("availability_zone", self.availability_zone.as_deref(), 255)?;
-        if self.flavor_id.is_some() {
-            return Err(TypesError::not_implemented(
+        let single_call = "single-call load balancer creation is not implemented yet";
+        refuse_not_implemented(&[
+            (
                 "flavor_id",
+                self.flavor_id.is_some(),
                 "flavors are not implemented yet",
-            ));
-        }
-        if self.availability_zone.is_some() {
-            return Err(TypesError::not_implemented(
+            ),
+            (
                 "availability_zone",
+                self.availability_zone.is_some(),
                 "availability zones are not implemented yet",
-            ));
-        }
-        if self.vip_sg_ids.as_ref().is_some_and(|v| !v.is_empty()) {
-            return Err(TypesError::not_implemented(
+            ),
+            (
                 "vip_sg_ids",
-                "VIP security groups are not implemented yet",
-            ));
-        }
-        if self.additional_vips.as_ref().is_some_and(|v| !v.is_empty()) {
-            return Err(TypesError::not_implemented(
+                non_empty(&self.vip_sg_ids),
+                VIP_SG_IDS_NOT_IMPLEMENTED,
+            ),
+            (
                 "additional_vips",
+                non_empty(&self.additional_vips),
                 "additional VIPs are not implemented yet",
-            ));
-        }
-        if self.listeners.as_ref().is_some_and(|v| !v.is_empty()) {
-            return Err(TypesError::not_implemented(
-                "listeners",
-                "single-call load balancer creation is not implemented yet",
-            ));
-        }
-        if self.pools.as_ref().is_some_and(|v| !v.is_empty()) {
-            return Err(TypesError::not_implemented(
-                "pools",
-                "single-call load balancer creation is not implemented yet",
-            ));
-        }
+            ),
+            ("listeners", non_empty(&self.listeners), single_call),
+            ("pools", non_empty(&self.pools), single_call),
+        ])?;
         Ok(project)
     }
 
@@ -192,42 +186,25 @@ pub struct LoadBalancerPut {
 impl LoadBalancerPut {
     /// Apply the field rules.
     pub fn validate(&self) -> Result<(), TypesError> {
-        if let Some(Some(n)) = &self.name {
-            check_len("name", n, 255)?;
-        }
-        if let Some(Some(d)) = &self.description {
-            check_len("description", d, 255)?;
-        }
-        if let Some(Some(q)) = &self.vip_qos_policy_id {
+        check_names(non_null(&self.name), non_null(&self.description), None)?;
+        if let Some(q) = non_null(&self.vip_qos_policy_id) {
             check_uuid("vip_qos_policy_id", q)?;
         }
         check_tags(self.tags.as_deref())?;
-        if self.vip_sg_ids.as_ref().is_some_and(|v| !v.is_empty()) {
-            return Err(TypesError::not_implemented(
-                "vip_sg_ids",
-                "VIP security groups are not implemented yet",
-            ));
-        }
-        Ok(())
+        refuse_not_implemented(&[(
+            "vip_sg_ids",
+            non_empty(&self.vip_sg_ids),
+            VIP_SG_IDS_NOT_IMPLEMENTED,
+        )])
     }
 
     /// Patch `lb` with the fields present.
     pub fn apply(self, lb: &mut LoadBalancer) {
-        if let Some(v) = self.name {
-            lb.name = v;
-        }
-        if let Some(v) = self.description {
-            lb.description = v;
-        }
-        if let Some(v) = self.vip_qos_policy_id {
-            lb.vip.qos_policy_id = v;
-        }
-        if self.admin_state_up.is_some() {
-            lb.enabled = admin_state(self.admin_state_up, true);
-        }
-        if let Some(t) = self.tags {
-            lb.tags = t;
-        }
+        patch(&mut lb.name, self.name);
+        patch(&mut lb.description, self.description);
+        patch(&mut lb.vip.qos_policy_id, self.vip_qos_policy_id);
+        patch_or_default(&mut lb.enabled, self.admin_state_up);
+        patch(&mut lb.tags, self.tags);
     }
 }
 

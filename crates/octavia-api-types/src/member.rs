@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use octavia_model::{Member, MemberId, OperatingStatus, PoolId, ProvisioningStatus};
 
 use crate::common::{
-    admin_state, check_len, check_opt_len, check_range, check_tags, check_uuid, fmt_opt_time,
-    fmt_time, input_project, nullable, or_empty, parse_ip,
+    admin_state, check_opt_len, check_range, check_tags, check_uuid, fmt_opt_time, fmt_time,
+    input_project, non_null, nullable, or_empty, parse_ip, patch, patch_or_default,
 };
 use crate::{TypesError, ValidationSettings};
 
@@ -122,24 +122,16 @@ impl MemberPost {
         if self.name.is_some() {
             m.name = self.name.clone();
         }
-        if self.admin_state_up.is_some() {
-            m.enabled = admin_state(self.admin_state_up, true);
-        }
-        if let Some(w) = self.weight {
-            m.weight = w as i32;
-        }
-        if let Some(b) = self.backup {
-            m.backup = b;
-        }
+        patch_or_default(&mut m.enabled, self.admin_state_up);
+        patch(&mut m.weight, self.weight.map(|w| w as i32));
+        patch(&mut m.backup, self.backup);
         if self.monitor_port.is_some() {
             m.monitor_port = self.monitor_port.map(|p| p as i32);
         }
         if self.monitor_address.is_some() {
             m.monitor_address = self.monitor_address.clone();
         }
-        if let Some(t) = &self.tags {
-            m.tags = t.clone();
-        }
+        patch(&mut m.tags, self.tags.clone());
         if m == *existing {
             None
         } else {
@@ -212,16 +204,14 @@ pub struct MemberPut {
 impl MemberPut {
     /// Apply the field rules.
     pub fn validate(&self) -> Result<(), TypesError> {
-        if let Some(Some(n)) = &self.name {
-            check_len("name", n, 255)?;
-        }
+        check_opt_len("name", non_null(&self.name), 255)?;
         if let Some(Some(w)) = self.weight {
             check_range("weight", w, 0, 256)?;
         }
         if let Some(Some(p)) = self.monitor_port {
             check_range("monitor_port", p, 1, 65535)?;
         }
-        if let Some(Some(a)) = &self.monitor_address {
+        if let Some(a) = non_null(&self.monitor_address) {
             parse_ip("monitor_address", a)?;
         }
         check_tags(self.tags.as_deref())
@@ -229,27 +219,19 @@ impl MemberPut {
 
     /// Patch `m` with the fields present (`null` → default).
     pub fn apply(self, m: &mut Member) {
-        if let Some(v) = self.name {
-            m.name = v;
-        }
-        if self.admin_state_up.is_some() {
-            m.enabled = admin_state(self.admin_state_up, true);
-        }
-        if let Some(v) = self.weight {
-            m.weight = v.map(|w| w as i32).unwrap_or(1);
-        }
-        if let Some(v) = self.backup {
-            m.backup = v.unwrap_or(false);
-        }
-        if let Some(v) = self.monitor_port {
-            m.monitor_port = v.map(|p| p as i32);
-        }
-        if let Some(v) = self.monitor_address {
-            m.monitor_address = v;
-        }
-        if let Some(t) = self.tags {
-            m.tags = t;
-        }
+        patch(&mut m.name, self.name);
+        patch_or_default(&mut m.enabled, self.admin_state_up);
+        patch(
+            &mut m.weight,
+            self.weight.map(|v| v.map_or(1, |w| w as i32)),
+        );
+        patch_or_default(&mut m.backup, self.backup);
+        patch(
+            &mut m.monitor_port,
+            self.monitor_port.map(|v| v.map(|p| p as i32)),
+        );
+        patch(&mut m.monitor_address, self.monitor_address);
+        patch(&mut m.tags, self.tags);
     }
 }
 

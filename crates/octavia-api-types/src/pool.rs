@@ -8,9 +8,11 @@ use octavia_model::{
 };
 
 use crate::common::{
-    admin_state, check_len, check_opt_len, check_tags, check_uuid, fmt_opt_time, fmt_time,
-    input_project, nullable, or_empty,
+    admin_state, check_len, check_names, check_opt_len, check_uuid, fmt_opt_time, fmt_time,
+    input_project, non_empty, non_null, nullable, or_empty, patch, patch_or_default,
+    refuse_not_implemented, tls_ref,
 };
+use crate::listener::check_tls_lists;
 use crate::{IdRef, TypesError};
 
 /// Session persistence on the wire.
@@ -76,38 +78,6 @@ impl SessionPersistenceWire {
     }
 }
 
-fn tls_refs_not_implemented(fields: [(&str, bool); 3]) -> Result<(), TypesError> {
-    for (field, set) in fields {
-        if set {
-            return Err(TypesError::not_implemented(
-                field,
-                "TLS certificate references are not implemented yet",
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn check_tls_lists(versions: Option<&[String]>, alpn: Option<&[String]>) -> Result<(), TypesError> {
-    for v in versions.unwrap_or_default() {
-        if !crate::listener::TLS_VERSIONS.contains(&v.as_str()) {
-            return Err(TypesError::invalid(
-                "tls_versions",
-                format!("'{v}' is not one of {:?}", crate::listener::TLS_VERSIONS),
-            ));
-        }
-    }
-    for a in alpn.unwrap_or_default() {
-        if !crate::listener::ALPN_PROTOCOLS.contains(&a.as_str()) {
-            return Err(TypesError::invalid(
-                "alpn_protocols",
-                format!("'{a}' is not one of {:?}", crate::listener::ALPN_PROTOCOLS),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// `{"pool": {...}}` on POST.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -157,32 +127,36 @@ impl PoolPost {
         if let Some(v) = &self.listener_id {
             check_uuid("listener_id", v)?;
         }
-        check_opt_len("name", self.name.as_deref(), 255)?;
-        check_opt_len("description", self.description.as_deref(), 255)?;
-        check_tags(self.tags.as_deref())?;
+        check_names(
+            self.name.as_deref(),
+            self.description.as_deref(),
+            self.tags.as_deref(),
+        )?;
         let project = input_project(self.project_id.as_ref(), self.tenant_id.as_ref())?;
         if let Some(sp) = &self.session_persistence {
             sp.validate(self.protocol)?;
         }
         check_opt_len("tls_ciphers", self.tls_ciphers.as_deref(), 2048)?;
-        check_tls_lists(self.tls_versions.as_deref(), self.alpn_protocols.as_deref())?;
-        tls_refs_not_implemented([
-            ("tls_container_ref", self.tls_container_ref.is_some()),
-            ("ca_tls_container_ref", self.ca_tls_container_ref.is_some()),
-            ("crl_container_ref", self.crl_container_ref.is_some()),
-        ])?;
-        if self.healthmonitor.is_some() {
-            return Err(TypesError::not_implemented(
+        check_tls_lists(
+            self.tls_versions.as_deref(),
+            self.alpn_protocols.as_deref(),
+            None,
+        )?;
+        refuse_not_implemented(&[
+            tls_ref("tls_container_ref", self.tls_container_ref.is_some()),
+            tls_ref("ca_tls_container_ref", self.ca_tls_container_ref.is_some()),
+            tls_ref("crl_container_ref", self.crl_container_ref.is_some()),
+            (
                 "healthmonitor",
+                self.healthmonitor.is_some(),
                 "inline health monitor creation is not implemented yet",
-            ));
-        }
-        if self.members.as_ref().is_some_and(|m| !m.is_empty()) {
-            return Err(TypesError::not_implemented(
+            ),
+            (
                 "members",
+                non_empty(&self.members),
                 "inline member creation is not implemented yet",
-            ));
-        }
+            ),
+        ])?;
         Ok(project)
     }
 
@@ -257,71 +231,52 @@ pub struct PoolPut {
 impl PoolPut {
     /// Apply the field rules against the pool being changed.
     pub fn validate(&self, current: &Pool) -> Result<(), TypesError> {
-        if let Some(Some(n)) = &self.name {
-            check_len("name", n, 255)?;
-        }
-        if let Some(Some(d)) = &self.description {
-            check_len("description", d, 255)?;
-        }
-        check_tags(self.tags.as_deref())?;
+        check_names(
+            non_null(&self.name),
+            non_null(&self.description),
+            self.tags.as_deref(),
+        )?;
         if let Some(Some(sp)) = &self.session_persistence {
             sp.validate(current.protocol)?;
         }
-        if let Some(Some(c)) = &self.tls_ciphers {
-            check_len("tls_ciphers", c, 2048)?;
-        }
+        check_opt_len("tls_ciphers", non_null(&self.tls_ciphers), 2048)?;
         check_tls_lists(
-            self.tls_versions.as_ref().and_then(|v| v.as_deref()),
-            self.alpn_protocols.as_ref().and_then(|v| v.as_deref()),
+            non_null(&self.tls_versions),
+            non_null(&self.alpn_protocols),
+            None,
         )?;
-        tls_refs_not_implemented([
-            (
+        refuse_not_implemented(&[
+            tls_ref(
                 "tls_container_ref",
-                matches!(self.tls_container_ref, Some(Some(_))),
+                non_null(&self.tls_container_ref).is_some(),
             ),
-            (
+            tls_ref(
                 "ca_tls_container_ref",
-                matches!(self.ca_tls_container_ref, Some(Some(_))),
+                non_null(&self.ca_tls_container_ref).is_some(),
             ),
-            (
+            tls_ref(
                 "crl_container_ref",
-                matches!(self.crl_container_ref, Some(Some(_))),
+                non_null(&self.crl_container_ref).is_some(),
             ),
         ])
     }
 
     /// Patch `p` with the fields present (`null` → default).
     pub fn apply(self, p: &mut Pool) {
-        if let Some(v) = self.name {
-            p.name = v;
-        }
-        if let Some(v) = self.description {
-            p.description = v;
-        }
-        if self.admin_state_up.is_some() {
-            p.enabled = admin_state(self.admin_state_up, true);
-        }
-        if let Some(a) = self.lb_algorithm {
-            p.lb_algorithm = a;
-        }
-        if let Some(sp) = self.session_persistence {
-            p.session_persistence = sp.map(|s| s.into_model());
-        }
-        if let Some(v) = self.tls_enabled {
-            p.tls_enabled = v.unwrap_or(false);
-        }
-        if let Some(v) = self.tls_ciphers {
-            p.tls_ciphers = v;
-        }
-        if let Some(v) = self.tls_versions {
-            p.tls_versions = v.unwrap_or_default();
-        }
-        if let Some(v) = self.alpn_protocols {
-            p.alpn_protocols = v.unwrap_or_default();
-        }
-        if let Some(t) = self.tags {
-            p.tags = t;
-        }
+        patch(&mut p.name, self.name);
+        patch(&mut p.description, self.description);
+        patch_or_default(&mut p.enabled, self.admin_state_up);
+        patch(&mut p.lb_algorithm, self.lb_algorithm);
+        patch(
+            &mut p.session_persistence,
+            self.session_persistence
+                .map(|sp| sp.map(|s| s.into_model())),
+        );
+        patch_or_default(&mut p.tls_enabled, self.tls_enabled);
+        patch(&mut p.tls_ciphers, self.tls_ciphers);
+        patch_or_default(&mut p.tls_versions, self.tls_versions);
+        patch_or_default(&mut p.alpn_protocols, self.alpn_protocols);
+        patch(&mut p.tags, self.tags);
     }
 }
 

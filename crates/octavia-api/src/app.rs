@@ -140,6 +140,14 @@ pub fn fields_of(raw_query: Option<&str>) -> Vec<String> {
         .collect()
 }
 
+/// Whether the query sets `flag` to true (`?cascade=true`, any case).
+pub fn query_flag(raw_query: Option<&str>, flag: &str) -> bool {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(raw_query.unwrap_or(""))
+        .unwrap_or_default()
+        .iter()
+        .any(|(k, v)| k == flag && v.eq_ignore_ascii_case("true"))
+}
+
 /// Parse a path id; anything that is not a UUID cannot exist → 404.
 pub fn parse_id<T: std::str::FromStr>(
     kind: octavia_model::ObjectKind,

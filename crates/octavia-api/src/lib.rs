@@ -32,10 +32,15 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, MethodRouter};
 use axum::Router;
-use octavia_model::{Amphora, HealthMonitor, L7Policy, Listener, LoadBalancer, Pool};
+use octavia_model::{
+    Amphora, HealthMonitor, L7Policy, L7Rule, Listener, LoadBalancer, Member, Pool,
+};
 use tower::ServiceExt;
 use tracing::Instrument;
+
+use crate::resource::{Child, Collection, Creatable, CreatableChild, Removable, Updatable};
 
 pub use app::{AppState, OriginalPath};
 pub use error::ApiError;
@@ -97,78 +102,47 @@ fn routes() -> Router<AppState> {
         .route("/projects/{id}", g(network::identity_refused))
         .route("/v3/projects", g(network::identity_refused))
         .route("/v3/projects/{id}", g(network::identity_refused))
-        .route(
-            "/v2/loadbalancers",
-            g(resource::list::<LoadBalancer>).post(load_balancer::create),
-        )
+        .route("/v2/loadbalancers", list_create::<LoadBalancer>())
         .route(
             "/v2/loadbalancers/{id}",
             g(resource::get::<LoadBalancer>)
-                .put(load_balancer::update)
+                .put(resource::update::<LoadBalancer>)
                 .delete(load_balancer::delete),
         )
         .route("/v2/loadbalancers/{id}/status", g(load_balancer::status))
         .route("/v2/loadbalancers/{id}/statuses", g(load_balancer::status))
-        .route("/v2/loadbalancers/{id}/stats", g(load_balancer::stats))
+        .route(
+            "/v2/loadbalancers/{id}/stats",
+            g(resource::stats::<LoadBalancer>),
+        )
         .route(
             "/v2/loadbalancers/{id}/failover",
             axum::routing::put(load_balancer::failover),
         )
-        .route(
-            "/v2/listeners",
-            g(resource::list::<Listener>).post(listener::create),
-        )
-        .route(
-            "/v2/listeners/{id}",
-            g(resource::get::<Listener>)
-                .put(listener::update)
-                .delete(resource::delete::<Listener>),
-        )
-        .route("/v2/listeners/{id}/stats", g(listener::stats))
-        .route("/v2/pools", g(resource::list::<Pool>).post(pool::create))
-        .route(
-            "/v2/pools/{id}",
-            g(resource::get::<Pool>)
-                .put(pool::update)
-                .delete(resource::delete::<Pool>),
-        )
+        .route("/v2/listeners", list_create::<Listener>())
+        .route("/v2/listeners/{id}", get_put_delete::<Listener>())
+        .route("/v2/listeners/{id}/stats", g(resource::stats::<Listener>))
+        .route("/v2/pools", list_create::<Pool>())
+        .route("/v2/pools/{id}", get_put_delete::<Pool>())
         .route(
             "/v2/pools/{pool_id}/members",
-            g(member::list).post(member::create).put(member::batch),
+            list_create_children::<Member>().put(member::batch),
         )
         .route(
             "/v2/pools/{pool_id}/members/{id}",
-            g(member::get).put(member::update).delete(member::delete),
+            get_put_delete_child::<Member>(),
         )
-        .route(
-            "/v2/healthmonitors",
-            g(resource::list::<HealthMonitor>).post(health_monitor::create),
-        )
-        .route(
-            "/v2/healthmonitors/{id}",
-            g(resource::get::<HealthMonitor>)
-                .put(health_monitor::update)
-                .delete(resource::delete::<HealthMonitor>),
-        )
-        .route(
-            "/v2/l7policies",
-            g(resource::list::<L7Policy>).post(l7policy::create),
-        )
-        .route(
-            "/v2/l7policies/{id}",
-            g(resource::get::<L7Policy>)
-                .put(l7policy::update)
-                .delete(resource::delete::<L7Policy>),
-        )
+        .route("/v2/healthmonitors", list_create::<HealthMonitor>())
+        .route("/v2/healthmonitors/{id}", get_put_delete::<HealthMonitor>())
+        .route("/v2/l7policies", list_create::<L7Policy>())
+        .route("/v2/l7policies/{id}", get_put_delete::<L7Policy>())
         .route(
             "/v2/l7policies/{id}/rules",
-            g(l7policy::list_rules).post(l7policy::create_rule),
+            list_create_children::<L7Rule>(),
         )
         .route(
             "/v2/l7policies/{id}/rules/{rule_id}",
-            g(l7policy::get_rule)
-                .put(l7policy::update_rule)
-                .delete(l7policy::delete_rule),
+            get_put_delete_child::<L7Rule>(),
         )
         .route("/v2/quotas", g(quota::list))
         .route("/v2/quotas/defaults", g(quota::defaults))
@@ -199,6 +173,30 @@ fn routes() -> Router<AppState> {
             "/v2/octavia/amphorae/{id}/config",
             axum::routing::put(misc::update_amphora_config),
         )
+}
+
+/// `GET` (a page) and `POST` of a top-level collection.
+fn list_create<R: Creatable>() -> MethodRouter<AppState> {
+    get(resource::list::<R>).post(resource::create::<R>)
+}
+
+/// `GET`, `PUT` and `DELETE` of one object of a top-level collection.
+fn get_put_delete<R: Collection + Updatable + Removable>() -> MethodRouter<AppState> {
+    get(resource::get::<R>)
+        .put(resource::update::<R>)
+        .delete(resource::delete::<R>)
+}
+
+/// `GET` (a page) and `POST` of a collection under an object of another.
+fn list_create_children<R: CreatableChild>() -> MethodRouter<AppState> {
+    get(resource::list_children::<R>).post(resource::create_child::<R>)
+}
+
+/// `GET`, `PUT` and `DELETE` of one object of a collection under an object of another.
+fn get_put_delete_child<R: Child + Updatable + Removable>() -> MethodRouter<AppState> {
+    get(resource::get_child::<R>)
+        .put(resource::update_child::<R>)
+        .delete(resource::delete_child::<R>)
 }
 
 /// Map every accepted spelling of a path onto the one the router knows:

@@ -1,43 +1,50 @@
-//! `/v2/lbaas/listeners`: CRUD and stats.
+//! `/v2/lbaas/listeners`: what a create or update judges.
 
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
 use octavia_api_types::listener::{
     check_cidrs_match_vips, check_pool_compatible, ListenerPostBody, ListenerPutBody,
-    ListenerResponse,
 };
-use octavia_api_types::stats::StatsResponse;
 use octavia_model::{Listener, LoadBalancer, ObjectKind, PoolId};
 use octavia_render::support;
 
-use crate::app::{self, AppState};
-use crate::auth::{rule, Caller, Policy};
-use crate::body::json_body;
+use crate::app::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::resource;
+use crate::resource::{self, Creatable, Queued, Updatable};
 
-async fn check_default_pool(
+/// A pool `listener` sends traffic to (its default pool, an L7 redirect), named by `field`:
+/// it exists (404), is on the listener's load balancer (400, saying `elsewhere`) and speaks
+/// a protocol the listener's can carry (400).
+pub(crate) async fn check_target_pool(
     s: &AppState,
     listener: &Listener,
-    pool: Option<PoolId>,
+    field: &str,
+    pool: PoolId,
+    elsewhere: &str,
 ) -> Result<(), ApiError> {
-    let Some(pid) = pool else { return Ok(()) };
-    let pool = s
+    let found = s
         .ctx
         .store
-        .get_pool(pid)
+        .get_pool(pool)
         .await?
-        .ok_or_else(|| ApiError::not_found(ObjectKind::Pool, pid))?;
-    if pool.load_balancer_id != listener.load_balancer_id {
+        .ok_or_else(|| ApiError::not_found(ObjectKind::Pool, pool))?;
+    if found.load_balancer_id != listener.load_balancer_id {
         return Err(ApiError::BadRequest(format!(
-            "Invalid input for field/attribute default_pool_id. Pool {pid} is not on load balancer {}",
-            listener.load_balancer_id
+            "Invalid input for field/attribute {field}. {elsewhere}"
         )));
     }
-    check_pool_compatible("default_pool_id", listener.protocol, pool.protocol)?;
+    check_pool_compatible(field, listener.protocol, found.protocol)?;
     Ok(())
+}
+
+async fn check_default_pool(s: &AppState, listener: &Listener) -> Result<(), ApiError> {
+    let Some(pid) = listener.default_pool_id else {
+        return Ok(());
+    };
+    let elsewhere = format!(
+        "Pool {pid} is not on load balancer {}",
+        listener.load_balancer_id
+    );
+    check_target_pool(s, listener, "default_pool_id", pid, &elsewhere).await
 }
 
 /// Every allowed CIDR must share its IP version with a VIP of the load balancer (400, as
@@ -51,63 +58,38 @@ fn check_allowed_cidrs(listener: &Listener, lb: &LoadBalancer) -> Result<(), Api
         .map_err(|detail| ApiError::BadRequest(format!("Validation failure: {detail}")))
 }
 
-pub async fn create(
-    State(s): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("listener", "post"))?;
-    let b: ListenerPostBody =
-        json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let lb = resource::fetch::<LoadBalancer>(&s, &caller, &b.listener.loadbalancer_id).await?;
-    let project = b.listener.validate(&s.validation)?;
-    Caller::child_project(project, &lb.project_id)?;
-    let l = b
-        .listener
-        .into_model(lb.project_id.clone(), lb.id, &s.validation);
-    ApiError::provider_supports(lb.provider.as_deref(), support::listener(&l))?;
-    check_default_pool(&s, &l, l.default_pool_id).await?;
-    check_allowed_cidrs(&l, &lb)?;
-    let (l, job) = s.ctx.store.create_listener(&l).await?;
-    tracing::info!(listener_id = %l.id, job_id = %job, "listener create accepted");
-    app::single(StatusCode::CREATED, "listener", &ListenerResponse::from(&l))
+impl Creatable for Listener {
+    type PostBody = ListenerPostBody;
+
+    async fn create(s: &AppState, caller: &Caller, b: Self::PostBody) -> Queued<Self> {
+        let lb = resource::fetch::<LoadBalancer>(s, caller, &b.listener.loadbalancer_id).await?;
+        let project = b.listener.validate(&s.validation)?;
+        Caller::child_project(project, &lb.project_id)?;
+        let l = b
+            .listener
+            .into_model(lb.project_id.clone(), lb.id, &s.validation);
+        ApiError::provider_supports(lb.provider.as_deref(), support::listener(&l))?;
+        check_default_pool(s, &l).await?;
+        check_allowed_cidrs(&l, &lb)?;
+        Ok(s.ctx.store.create_listener(&l).await?)
+    }
 }
 
-pub async fn update(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("listener", "put"))?;
-    let b: ListenerPutBody =
-        json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let old = resource::fetch::<Listener>(&s, &caller, &id).await?;
-    b.listener.validate(&old)?;
-    let mut new = old.clone();
-    b.listener.apply(&mut new, &s.validation);
-    if new.default_pool_id != old.default_pool_id {
-        check_default_pool(&s, &new, new.default_pool_id).await?;
-    }
-    if new.allowed_cidrs != old.allowed_cidrs {
-        let lb =
-            resource::fetch::<LoadBalancer>(&s, &caller, &new.load_balancer_id.to_string()).await?;
-        check_allowed_cidrs(&new, &lb)?;
-    }
-    let (l, job) = s.ctx.store.update_listener(&new, old.updated_at).await?;
-    tracing::info!(listener_id = %l.id, job_id = %job, "listener update accepted");
-    app::single(StatusCode::OK, "listener", &ListenerResponse::from(&l))
-}
+impl Updatable for Listener {
+    type PutBody = ListenerPutBody;
 
-pub async fn stats(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("listener", "get_stats"))?;
-    let l = resource::fetch::<Listener>(&s, &caller, &id).await?;
-    let st = s.ctx.store.listener_stats(l.id).await?;
-    app::single(StatusCode::OK, "stats", &StatsResponse::from(&st))
+    async fn update(s: &AppState, caller: &Caller, old: &Self, b: Self::PutBody) -> Queued<Self> {
+        b.listener.validate(old)?;
+        let mut new = old.clone();
+        b.listener.apply(&mut new, &s.validation);
+        if new.default_pool_id != old.default_pool_id {
+            check_default_pool(s, &new).await?;
+        }
+        if new.allowed_cidrs != old.allowed_cidrs {
+            let lb = resource::fetch::<LoadBalancer>(s, caller, &new.load_balancer_id.to_string())
+                .await?;
+            check_allowed_cidrs(&new, &lb)?;
+        }
+        Ok(s.ctx.store.update_listener(&new, old.updated_at).await?)
+    }
 }

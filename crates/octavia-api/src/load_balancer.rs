@@ -1,80 +1,53 @@
-//! `/v2/lbaas/loadbalancers`: CRUD, cascade delete, status tree and stats.
+//! `/v2/lbaas/loadbalancers`: what a create or update judges, cascade delete, status tree
+//! and failover.
 
-use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use octavia_api_types::load_balancer::{
-    LoadBalancerPostBody, LoadBalancerPutBody, LoadBalancerResponse,
-};
-use octavia_api_types::stats::StatsResponse;
+use octavia_api_types::load_balancer::{LoadBalancerPostBody, LoadBalancerPutBody};
 use octavia_model::{LoadBalancer, ObjectKind};
 
 use crate::app::{self, AppState};
 use crate::auth::{rule, Caller, Policy};
-use crate::body::json_body;
 use crate::error::ApiError;
-use crate::resource;
+use crate::resource::{self, Creatable, Queued, Updatable};
 
-pub async fn create(
-    State(s): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("loadbalancer", "post"))?;
-    let b: LoadBalancerPostBody =
-        json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    // Whose load balancer it is, before anything about the body is judged.
-    let project = b
-        .loadbalancer
-        .project_id
-        .clone()
-        .or_else(|| b.loadbalancer.tenant_id.clone());
-    let project = caller.owning_project(project)?;
-    b.loadbalancer.validate()?;
-    let mut post = b.loadbalancer;
-    if post.provider.is_none() {
-        post.provider = Some(s.ctx.settings.default_provider_driver.clone());
+impl Creatable for LoadBalancer {
+    type PostBody = LoadBalancerPostBody;
+
+    async fn create(s: &AppState, caller: &Caller, b: Self::PostBody) -> Queued<Self> {
+        // Whose load balancer it is, before anything about the body is judged.
+        let project = b
+            .loadbalancer
+            .project_id
+            .clone()
+            .or_else(|| b.loadbalancer.tenant_id.clone());
+        let project = caller.owning_project(project)?;
+        b.loadbalancer.validate()?;
+        let mut post = b.loadbalancer;
+        if post.provider.is_none() {
+            post.provider = Some(s.ctx.settings.default_provider_driver.clone());
+        }
+        let mut lb = post.into_model(project, s.ctx.settings.loadbalancer_topology);
+        if let Some(lookup) = &s.ctx.network {
+            crate::vip::resolve(lookup.as_ref(), &mut lb.vip).await?;
+        }
+        Ok(s.ctx.store.create_load_balancer(&lb).await?)
     }
-    let mut lb = post.into_model(project, s.ctx.settings.loadbalancer_topology);
-    if let Some(lookup) = &s.ctx.network {
-        crate::vip::resolve(lookup.as_ref(), &mut lb.vip).await?;
-    }
-    let (lb, job) = s.ctx.store.create_load_balancer(&lb).await?;
-    tracing::info!(lb_id = %lb.id, job_id = %job, "load balancer create accepted");
-    app::single(
-        StatusCode::CREATED,
-        "loadbalancer",
-        &LoadBalancerResponse::from(&lb),
-    )
 }
 
-pub async fn update(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("loadbalancer", "put"))?;
-    let b: LoadBalancerPutBody =
-        json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let old = resource::fetch::<LoadBalancer>(&s, &caller, &id).await?;
-    b.loadbalancer.validate()?;
-    let mut new = old.clone();
-    b.loadbalancer.apply(&mut new);
-    let (lb, job) = s
-        .ctx
-        .store
-        .update_load_balancer(&new, old.updated_at)
-        .await?;
-    tracing::info!(lb_id = %lb.id, job_id = %job, "load balancer update accepted");
-    app::single(
-        StatusCode::OK,
-        "loadbalancer",
-        &LoadBalancerResponse::from(&lb),
-    )
+impl Updatable for LoadBalancer {
+    type PutBody = LoadBalancerPutBody;
+
+    async fn update(s: &AppState, _caller: &Caller, old: &Self, b: Self::PutBody) -> Queued<Self> {
+        b.loadbalancer.validate()?;
+        let mut new = old.clone();
+        b.loadbalancer.apply(&mut new);
+        Ok(s.ctx
+            .store
+            .update_load_balancer(&new, old.updated_at)
+            .await?)
+    }
 }
 
 pub async fn delete(
@@ -84,10 +57,7 @@ pub async fn delete(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("loadbalancer", "delete"))?;
-    let cascade = serde_urlencoded::from_str::<Vec<(String, String)>>(q.as_deref().unwrap_or(""))
-        .unwrap_or_default()
-        .iter()
-        .any(|(k, v)| k == "cascade" && v.eq_ignore_ascii_case("true"));
+    let cascade = app::query_flag(q.as_deref(), "cascade");
     let lb = resource::fetch::<LoadBalancer>(&s, &caller, &id).await?;
     let job = s.ctx.store.delete_load_balancer(lb.id, cascade).await?;
     tracing::info!(lb_id = %lb.id, job_id = %job, cascade, "load balancer delete accepted");
@@ -136,15 +106,4 @@ pub async fn failover(
     tracing::info!(load_balancer_id = %lb.id, job_id = %job, "load balancer failover requested");
     metrics::counter!("octavia_failovers_queued_total", "cause" => "operator").increment(1);
     Ok(StatusCode::ACCEPTED.into_response())
-}
-
-pub async fn stats(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("loadbalancer", "get_stats"))?;
-    let lb = resource::fetch::<LoadBalancer>(&s, &caller, &id).await?;
-    let st = s.ctx.store.load_balancer_stats(lb.id).await?;
-    app::single(StatusCode::OK, "stats", &StatsResponse::from(&st))
 }

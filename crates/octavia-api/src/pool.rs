@@ -1,86 +1,69 @@
-//! `/v2/lbaas/pools`: CRUD.
+//! `/v2/lbaas/pools`: what a create or update judges.
 
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
 use octavia_api_types::listener::check_pool_compatible;
-use octavia_api_types::pool::{PoolPostBody, PoolPutBody, PoolResponse};
+use octavia_api_types::pool::{PoolPostBody, PoolPutBody};
 use octavia_model::{Listener, ListenerId, LoadBalancer, Pool};
 use octavia_render::support;
 
-use crate::app::{self, AppState};
-use crate::auth::{rule, Caller, Policy};
-use crate::body::json_body;
+use crate::app::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::resource;
+use crate::resource::{self, Creatable, Queued, Updatable};
 
-pub async fn create(
-    State(s): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("pool", "post"))?;
-    let b: PoolPostBody = json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    // The parents first: a caller who may not touch them learns nothing about the body.
-    let listener = match &b.pool.listener_id {
-        Some(lid) => Some(resource::fetch::<Listener>(&s, &caller, lid).await?),
-        None => None,
-    };
-    let lb = match (&listener, &b.pool.loadbalancer_id) {
-        (Some(l), _) => resource::fetch::<LoadBalancer>(&s, &caller, &l.load_balancer_id.to_string()).await?,
-        (None, Some(lb_id)) => resource::fetch::<LoadBalancer>(&s, &caller, lb_id).await?,
-        (None, None) => {
-            return Err(ApiError::BadRequest(
-                "Invalid input for field/attribute loadbalancer_id. Either loadbalancer_id or listener_id must be specified".to_string(),
-            ))
+impl Creatable for Pool {
+    type PostBody = PoolPostBody;
+
+    async fn create(s: &AppState, caller: &Caller, b: Self::PostBody) -> Queued<Self> {
+        // The parents first: a caller who may not touch them learns nothing about the body.
+        let listener = match &b.pool.listener_id {
+            Some(lid) => Some(resource::fetch::<Listener>(s, caller, lid).await?),
+            None => None,
+        };
+        let lb = match (&listener, &b.pool.loadbalancer_id) {
+            (Some(l), _) => resource::fetch::<LoadBalancer>(s, caller, &l.load_balancer_id.to_string()).await?,
+            (None, Some(lb_id)) => resource::fetch::<LoadBalancer>(s, caller, lb_id).await?,
+            (None, None) => {
+                return Err(ApiError::BadRequest(
+                    "Invalid input for field/attribute loadbalancer_id. Either loadbalancer_id or listener_id must be specified".to_string(),
+                ))
+            }
+        };
+        let project = b.pool.validate()?;
+        if let Some(l) = &listener {
+            check_pool_compatible("protocol", l.protocol, b.pool.protocol)?;
+            if b.pool
+                .loadbalancer_id
+                .as_ref()
+                .is_some_and(|id| *id != l.load_balancer_id.to_string())
+            {
+                return Err(ApiError::BadRequest(
+                    "Invalid input for field/attribute loadbalancer_id. The listener is on another load balancer"
+                        .to_string(),
+                ));
+            }
+            if l.default_pool_id.is_some() {
+                return Err(ApiError::Conflict(format!(
+                    "Listener {} already has a default pool",
+                    l.id
+                )));
+            }
         }
-    };
-    let project = b.pool.validate()?;
-    if let Some(l) = &listener {
-        check_pool_compatible("protocol", l.protocol, b.pool.protocol)?;
-        if b.pool
-            .loadbalancer_id
-            .as_ref()
-            .is_some_and(|id| *id != l.load_balancer_id.to_string())
-        {
-            return Err(ApiError::BadRequest(
-                "Invalid input for field/attribute loadbalancer_id. The listener is on another load balancer"
-                    .to_string(),
-            ));
-        }
-        if l.default_pool_id.is_some() {
-            return Err(ApiError::Conflict(format!(
-                "Listener {} already has a default pool",
-                l.id
-            )));
-        }
+        let listener_id: Option<ListenerId> = listener.map(|l| l.id);
+        Caller::child_project(project, &lb.project_id)?;
+        let pool = b.pool.into_model(lb.project_id.clone(), lb.id);
+        ApiError::provider_supports(lb.provider.as_deref(), support::pool(&pool))?;
+        Ok(s.ctx.store.create_pool(&pool, listener_id).await?)
     }
-    let listener_id: Option<ListenerId> = listener.map(|l| l.id);
-    Caller::child_project(project, &lb.project_id)?;
-    let pool = b.pool.into_model(lb.project_id.clone(), lb.id);
-    ApiError::provider_supports(lb.provider.as_deref(), support::pool(&pool))?;
-    let (pool, job) = s.ctx.store.create_pool(&pool, listener_id).await?;
-    tracing::info!(pool_id = %pool.id, job_id = %job, "pool create accepted");
-    app::single(StatusCode::CREATED, "pool", &PoolResponse::from(&pool))
 }
 
-pub async fn update(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("pool", "put"))?;
-    let b: PoolPutBody = json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let old = resource::fetch::<Pool>(&s, &caller, &id).await?;
-    b.pool.validate(&old)?;
-    let mut new = old.clone();
-    b.pool.apply(&mut new);
-    ApiError::provider_supports(None, support::pool(&new))?;
-    let (p, job) = s.ctx.store.update_pool(&new, old.updated_at).await?;
-    tracing::info!(pool_id = %p.id, job_id = %job, "pool update accepted");
-    app::single(StatusCode::OK, "pool", &PoolResponse::from(&p))
+impl Updatable for Pool {
+    type PutBody = PoolPutBody;
+
+    async fn update(s: &AppState, _caller: &Caller, old: &Self, b: Self::PutBody) -> Queued<Self> {
+        b.pool.validate(old)?;
+        let mut new = old.clone();
+        b.pool.apply(&mut new);
+        ApiError::provider_supports(None, support::pool(&new))?;
+        Ok(s.ctx.store.update_pool(&new, old.updated_at).await?)
+    }
 }

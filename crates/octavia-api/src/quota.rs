@@ -5,8 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use octavia_api_types::quota::{with_defaults, QuotaListItem, QuotaPutBody};
-use octavia_db::{ListQuery, QuotaDefaults};
+use octavia_api_types::quota::{with_defaults, QuotaListItem, QuotaPutBody, QuotaResponse};
+use octavia_db::ListQuery;
 use octavia_model::Quota;
 
 use crate::app::{self, AppState};
@@ -14,16 +14,29 @@ use crate::auth::{rule, Caller, Policy};
 use crate::body::json_body;
 use crate::error::ApiError;
 
-fn defaults_array(d: QuotaDefaults) -> [i64; 7] {
-    [
-        d.load_balancer,
-        d.listener,
-        d.member,
-        d.pool,
-        d.health_monitor,
-        d.l7policy,
-        d.l7rule,
-    ]
+/// `row` with its unset fields filled from the deployment's defaults.
+fn filled(s: &AppState, row: &Quota) -> QuotaResponse {
+    let d = s.ctx.store.quota_defaults();
+    with_defaults(
+        row,
+        [
+            d.load_balancer,
+            d.listener,
+            d.member,
+            d.pool,
+            d.health_monitor,
+            d.l7policy,
+            d.l7rule,
+        ],
+    )
+}
+
+/// The stored quota of `project`, or one that sets nothing.
+async fn stored(s: &AppState, project: &str) -> Result<Quota, ApiError> {
+    Ok(s.ctx.store.get_quota(project).await?.unwrap_or(Quota {
+        project_id: project.to_string(),
+        ..Default::default()
+    }))
 }
 
 pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
@@ -45,21 +58,13 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("quota", "get_one"))?;
     caller.check_owner(&project)?;
-    let row = s.ctx.store.get_quota(&project).await?.unwrap_or(Quota {
-        project_id: project.clone(),
-        ..Default::default()
-    });
-    let full = with_defaults(&row, defaults_array(s.ctx.store.quota_defaults()));
-    app::single(StatusCode::OK, "quota", &full)
+    let row = stored(&s, &project).await?;
+    app::single(StatusCode::OK, "quota", &filled(&s, &row))
 }
 
 pub async fn defaults(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("quota", "get_defaults"))?;
-    let full = with_defaults(
-        &Quota::default(),
-        defaults_array(s.ctx.store.quota_defaults()),
-    );
-    app::single(StatusCode::OK, "quota", &full)
+    app::single(StatusCode::OK, "quota", &filled(&s, &Quota::default()))
 }
 
 pub async fn project_defaults(
@@ -79,15 +84,11 @@ pub async fn put(
 ) -> Result<Response, ApiError> {
     Policy::check(&caller, &rule("quota", "put"))?;
     let b: QuotaPutBody = json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let mut row = s.ctx.store.get_quota(&project).await?.unwrap_or(Quota {
-        project_id: project.clone(),
-        ..Default::default()
-    });
+    let mut row = stored(&s, &project).await?;
     b.quota.apply_checked(&mut row)?;
-    let stored = s.ctx.store.set_quota(&row).await?;
+    let saved = s.ctx.store.set_quota(&row).await?;
     tracing::info!(project_id = %project, "quota updated");
-    let full = with_defaults(&stored, defaults_array(s.ctx.store.quota_defaults()));
-    app::single(StatusCode::ACCEPTED, "quota", &full)
+    app::single(StatusCode::ACCEPTED, "quota", &filled(&s, &saved))
 }
 
 pub async fn delete(
