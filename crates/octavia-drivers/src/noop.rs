@@ -440,28 +440,12 @@ mod tests {
     use octavia_model::{now, AmphoraId, ProvisioningStatus};
 
     fn amphora() -> Amphora {
-        Amphora {
-            id: AmphoraId::new(),
-            load_balancer_id: None,
-            compute_id: None,
-            lb_network_ip: None,
-            vrrp_ip: None,
-            ha_ip: None,
-            vrrp_port_id: None,
-            ha_port_id: None,
-            cert_expiration: None,
-            cert_busy: false,
-            role: None,
-            status: ProvisioningStatus::PendingCreate,
-            vrrp_interface: None,
-            vrrp_id: None,
-            vrrp_priority: None,
-            cached_zone: None,
-            image_id: None,
-            compute_flavor: None,
-            created_at: now(),
-            updated_at: None,
-        }
+        Amphora::new(
+            AmphoraId::new(),
+            None,
+            ProvisioningStatus::PendingCreate,
+            now(),
+        )
     }
 
     #[test]

@@ -29,26 +29,8 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 fn amphora(id: AmphoraId) -> Amphora {
     Amphora {
-        id,
-        load_balancer_id: None,
-        compute_id: None,
         lb_network_ip: Some("127.0.0.1".into()),
-        vrrp_ip: None,
-        ha_ip: None,
-        vrrp_port_id: None,
-        ha_port_id: None,
-        cert_expiration: None,
-        cert_busy: false,
-        role: None,
-        status: ProvisioningStatus::PendingCreate,
-        vrrp_interface: None,
-        vrrp_id: None,
-        vrrp_priority: None,
-        cached_zone: None,
-        image_id: None,
-        compute_flavor: None,
-        created_at: now(),
-        updated_at: None,
+        ..Amphora::new(id, None, ProvisioningStatus::PendingCreate, now())
     }
 }
 

@@ -216,26 +216,8 @@ fn build_request(amphora_id: AmphoraId) -> BuildRequest {
 
 fn amphora(id: AmphoraId, compute_id: &str) -> Amphora {
     Amphora {
-        id,
-        load_balancer_id: None,
         compute_id: Some(compute_id.into()),
-        lb_network_ip: None,
-        vrrp_ip: None,
-        ha_ip: None,
-        vrrp_port_id: None,
-        ha_port_id: None,
-        cert_expiration: None,
-        cert_busy: false,
-        role: None,
-        status: ProvisioningStatus::PendingCreate,
-        vrrp_interface: None,
-        vrrp_id: None,
-        vrrp_priority: None,
-        cached_zone: None,
-        image_id: None,
-        compute_flavor: None,
-        created_at: now(),
-        updated_at: None,
+        ..Amphora::new(id, None, ProvisioningStatus::PendingCreate, now())
     }
 }
 

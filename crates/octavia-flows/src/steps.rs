@@ -172,28 +172,8 @@ async fn build_one(
             return Ok(a.clone());
         }
     }
-    let mut amp = existing.unwrap_or_else(|| Amphora {
-        id,
-        load_balancer_id: Some(lb.id),
-        compute_id: None,
-        lb_network_ip: None,
-        vrrp_ip: None,
-        ha_ip: None,
-        vrrp_port_id: None,
-        ha_port_id: None,
-        cert_expiration: None,
-        cert_busy: false,
-        role: Some(role),
-        status: ProvisioningStatus::PendingCreate,
-        vrrp_interface: None,
-        vrrp_id: None,
-        vrrp_priority: None,
-        cached_zone: None,
-        image_id: None,
-        compute_flavor: None,
-        created_at: now(),
-        updated_at: None,
-    });
+    let mut amp = existing
+        .unwrap_or_else(|| Amphora::new(id, Some(lb.id), ProvisioningStatus::PendingCreate, now()));
     amp.load_balancer_id = Some(lb.id);
     amp.role = Some(role);
     amp.vrrp_priority = vrrp_priority(role);

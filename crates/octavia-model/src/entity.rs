@@ -279,6 +279,40 @@ pub struct Amphora {
     pub updated_at: Option<Timestamp>,
 }
 
+impl Amphora {
+    /// An amphora with nothing built yet: the given identity, owner, status and creation
+    /// time; every other field empty (`None`, `false`), for the caller to fill in.
+    pub fn new(
+        id: AmphoraId,
+        load_balancer_id: Option<LoadBalancerId>,
+        status: ProvisioningStatus,
+        created_at: Timestamp,
+    ) -> Amphora {
+        Amphora {
+            id,
+            load_balancer_id,
+            compute_id: None,
+            lb_network_ip: None,
+            vrrp_ip: None,
+            ha_ip: None,
+            vrrp_port_id: None,
+            ha_port_id: None,
+            cert_expiration: None,
+            cert_busy: false,
+            role: None,
+            status,
+            vrrp_interface: None,
+            vrrp_id: None,
+            vrrp_priority: None,
+            cached_zone: None,
+            image_id: None,
+            compute_flavor: None,
+            created_at,
+            updated_at: None,
+        }
+    }
+}
+
 /// Accumulated traffic counters of one listener on one amphora (`listener_statistics`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ListenerStatistics {

@@ -255,26 +255,15 @@ pub(crate) fn conflict_msg(e: DbError) -> String {
 
 pub(crate) fn amphora(lb: Option<LoadBalancerId>) -> Amphora {
     Amphora {
-        id: AmphoraId::new(),
-        load_balancer_id: lb,
         compute_id: Some("c1".into()),
         lb_network_ip: Some("192.168.0.5".into()),
-        vrrp_ip: None,
         ha_ip: Some("10.0.0.10".into()),
-        vrrp_port_id: None,
-        ha_port_id: None,
         cert_expiration: Some(now()),
-        cert_busy: false,
         role: Some(AmphoraRole::Standalone),
-        status: ProvisioningStatus::Allocated,
         vrrp_interface: Some("eth1".into()),
         vrrp_id: Some(1),
-        vrrp_priority: None,
-        cached_zone: None,
         image_id: Some("img".into()),
-        compute_flavor: None,
-        created_at: now(),
-        updated_at: None,
+        ..Amphora::new(AmphoraId::new(), lb, ProvisioningStatus::Allocated, now())
     }
 }
 
