@@ -183,10 +183,11 @@ const ENV_READERS: &[EnvReader] = &[
               process runs flows, without a configuration option",
     },
     EnvReader {
-        path: "crates/octavia-db/src/testing.rs",
+        path: "crates/octavia-test-support/src/store.rs",
         vars: Some(&["PG_URL_ENV", "\"OCTAVIA_TEST_PG_URL\"", "\"CI\""]),
-        why: "test support behind the `testing` feature: OCTAVIA_TEST_PG_URL selects the \
-              PostgreSQL server of the test suites, CI=true makes its absence an error",
+        why: "the throwaway stores of the dev-only test-support crate: OCTAVIA_TEST_PG_URL \
+              selects the PostgreSQL server of the test suites, CI=true makes its absence an \
+              error",
     },
 ];
 
@@ -351,7 +352,8 @@ fn only_the_store_depends_on_sql() {
                     krate: pkg.name.clone(),
                     what: format!(
                         "depends on `{}` ({} dependency); only {STORE_CRATE} talks to the \
-                         database: add what you need to its API (tests: `octavia_db::testing`)",
+                         database: add what you need to its API (tests: `octavia_test_support`, \
+                         `octavia_db::admin`)",
                         dep.name,
                         dep.kind.label()
                     ),

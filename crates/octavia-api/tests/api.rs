@@ -1,5 +1,5 @@
 //! End-to-end tests of the v2 API: the router driven in-process against a real store
-//! on every engine of `octavia_db::testing::engines()`.
+//! on every engine of `octavia_test_support::engines()`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +9,12 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use octavia_api::{router, ApiContext, ApiSettings, AuthStrategy};
-use octavia_db::testing::{engines, TestStore};
 use octavia_db::{ClassCaps, Store};
 use octavia_flows::{
     AbortHandle, Engine as FlowEngine, Failpoints, FlowOutcome, FlowSettings, JobRunner,
     RetryPolicy,
 };
+use octavia_test_support::{engines, TestStore};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 

@@ -1,5 +1,5 @@
 //! Creating and dropping whole PostgreSQL databases: throwaway databases for test suites
-//! (`testing`) and the benchmark, and bootstrap. The one place that does it, so callers need
+//! (`octavia-test-support`) and the benchmark, and bootstrap. The one place that does it, so callers need
 //! no SQL and no database driver of their own.
 //!
 //! `admin_url` is a PostgreSQL URL of a role allowed to create databases, pointing at an

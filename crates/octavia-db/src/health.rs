@@ -72,7 +72,7 @@ pub struct AmphoraHealth {
     pub busy: bool,
 }
 
-/// One load balancer of a seeded fleet (testing).
+/// One load balancer of a fleet seeded by [`Store::seed_heartbeat_fleet`] (tests, benchmarks).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetMember {
     pub amphora_id: AmphoraId,
@@ -589,10 +589,10 @@ impl Store {
         .transpose()
     }
 
-    /// Testing: inserts `n` ACTIVE/ONLINE load balancers, each with one ALLOCATED STANDALONE
-    /// amphora, one listener, one pool (the listener's default) and one member, in one
-    /// transaction, bypassing jobs. For benchmarks and heartbeat tests.
-    #[cfg(feature = "testing")]
+    /// Inserts `n` ACTIVE/ONLINE load balancers, each with one ALLOCATED STANDALONE amphora,
+    /// one listener, one pool (the listener's default) and one member, in one transaction,
+    /// bypassing jobs. For benchmarks and heartbeat tests only: nothing in the control plane
+    /// calls it.
     pub async fn seed_heartbeat_fleet(
         &self,
         n: usize,

@@ -46,8 +46,6 @@ mod schema;
 mod settle;
 pub mod stale;
 pub mod store;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use error::{DbError, DriverError, RecordKind};
 pub use health::{

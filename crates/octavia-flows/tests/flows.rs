@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use octavia_db::testing::{engines, TestStore};
 use octavia_db::{ClaimedJob, ClassCaps, JobRecord, ListQuery, Store};
 use octavia_drivers::{CallLog, Drivers};
 use octavia_flows::{
@@ -14,6 +13,7 @@ use octavia_flows::{
 };
 use octavia_model::*;
 use octavia_render::RenderSettings;
+use octavia_test_support::{engines, TestStore};
 
 const PROJECT: &str = "p1";
 

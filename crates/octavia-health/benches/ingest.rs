@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use amphora_proto::heartbeat::{
     decode, encode, HeartbeatMessage, ListenerReport, ListenerStats, PoolReport,
 };
-use octavia_db::testing::{engines, TestStore};
 use octavia_db::{FleetMember, HeartbeatRecord};
 use octavia_health::{report, HealthReceiver, HealthSettings, Secret};
+use octavia_test_support::{engines, TestStore};
 
 const KEY: &str = "bench-heartbeat-key";
 

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use octavia_db::testing::{engines, TestStore};
 use octavia_db::{FleetMember, HeartbeatRecord, Store};
 use octavia_health::{CounterSnapshot, Counters, HealthReceiver, HealthSettings, Secret};
 use octavia_model::health::{HealthReport, PoolReport};
 use octavia_model::{now, AmphoraId, ListenerStatistics, OperatingStatus as S, ProvisioningStatus};
+use octavia_test_support::{engines, TestStore};
 use serde_json::json;
 
 /// Builds a v3 heartbeat the way the reference's sender does, in Python, from a compact spec:

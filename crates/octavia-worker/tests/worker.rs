@@ -4,13 +4,13 @@
 use std::future::Future;
 use std::time::Duration;
 
-use octavia_db::testing::{engines, TestStore};
 use octavia_db::{ClassCaps, JobRecord, Store};
 use octavia_drivers::{CallLog, Drivers};
 use octavia_flows::{
     AbortHandle, Engine, FailAction, Failpoints, FlowSettings, JobRunner, RetryPolicy,
 };
 use octavia_model::*;
+use octavia_test_support::{engines, TestStore};
 use octavia_worker::{queued_per_class, run, WorkerSettings};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

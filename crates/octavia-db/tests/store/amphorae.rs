@@ -1,8 +1,8 @@
 //! Amphora rows, statistics, failovers and operator deletes.
 
-use octavia_db::testing::TestStore;
 use octavia_db::*;
 use octavia_model::*;
+use octavia_test_support::TestStore;
 
 use super::common::*;
 

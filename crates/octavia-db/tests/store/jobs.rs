@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use octavia_db::testing::TestStore;
 use octavia_db::*;
 use octavia_model::*;
+use octavia_test_support::TestStore;
 
 use super::common::*;
 

@@ -1,8 +1,8 @@
 //! Connecting, migrating, and objects read back as written (derived fields included).
 
-use octavia_db::testing::TestStore;
 use octavia_db::*;
 use octavia_model::*;
+use octavia_test_support::TestStore;
 
 use super::common::*;
 

@@ -1,8 +1,8 @@
 //! List queries: filters, tags, sorting, pagination, and what they refuse.
 
-use octavia_db::testing::TestStore;
 use octavia_db::*;
 use octavia_model::*;
+use octavia_test_support::TestStore;
 
 use super::common::*;
 

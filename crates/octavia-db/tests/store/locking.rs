@@ -1,8 +1,8 @@
 //! The status locks of tenant writes: conflicts, missing parents, atomicity, concurrent writers.
 
-use octavia_db::testing::TestStore;
 use octavia_db::*;
 use octavia_model::*;
+use octavia_test_support::TestStore;
 
 use super::common::*;
 

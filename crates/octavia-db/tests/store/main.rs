@@ -16,8 +16,7 @@ macro_rules! engine_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if !octavia_db::testing::engines().contains(&octavia_db::Engine::Postgres) {
-                        eprintln!("OCTAVIA_TEST_PG_URL not set: PostgreSQL case not run");
+                    if !octavia_test_support::engines().contains(&octavia_db::Engine::Postgres) {
                         return;
                     }
                     super::$name(octavia_db::Engine::Postgres).await;

@@ -1,8 +1,8 @@
 //! Settlement of finished jobs per kind, cascade deletes and member batches.
 
-use octavia_db::testing::TestStore;
 use octavia_db::*;
 use octavia_model::*;
+use octavia_test_support::TestStore;
 
 use super::common::*;
 

@@ -1,8 +1,8 @@
 //! The stale-amphora sweep: claims and the circuit breaker.
 
-use octavia_db::testing::TestStore;
 use octavia_db::*;
 use octavia_model::*;
+use octavia_test_support::TestStore;
 
 use super::common::*;
 

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use octavia_db::testing::{engines, TestStore};
 use octavia_db::{Engine, JobRecord, Store};
 use octavia_model::{JobState, LoadBalancerId, ProvisioningStatus};
+use octavia_test_support::{engines, TestStore};
 use serde_json::json;
 
 use crate::support::{eventually, free_port, wait_api, write_config, Proc};

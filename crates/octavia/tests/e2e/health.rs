@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use amphora_proto::heartbeat::{encode, HeartbeatMessage, ListenerReport, PoolReport};
-use octavia_db::testing::{engines, TestStore};
 use octavia_db::{Engine, FleetMember};
 use octavia_model::OperatingStatus;
+use octavia_test_support::{engines, TestStore};
 
 use crate::support::{eventually, write_config, Proc};
 

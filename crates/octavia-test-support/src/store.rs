@@ -1,15 +1,18 @@
-//! Throwaway stores for test suites (feature `testing`).
+//! Throwaway stores for test suites, on octavia-db's public API.
 //!
 //! `OCTAVIA_TEST_PG_URL` (an admin URL such as
-//! `postgres://octavia:octavia@127.0.0.1:5432/postgres`) enables the PostgreSQL
-//! engine; each [`TestStore`] gets its own fresh database, dropped afterwards.
-//! Under `CI=true` a missing `OCTAVIA_TEST_PG_URL` is an error, so CI can never
-//! silently skip the PostgreSQL half of a suite.
+//! `postgres://octavia:octavia@127.0.0.1:5432/postgres`) enables the PostgreSQL engine; each
+//! [`TestStore`] gets its own fresh database, dropped afterwards. Under `CI=true` a missing
+//! `OCTAVIA_TEST_PG_URL` is an error, so CI can never silently skip the PostgreSQL half of a
+//! suite; elsewhere [`engines`] leaves PostgreSQL out and says so.
 
-use crate::{admin, Engine, QuotaDefaults, Store, StoreOptions};
+use octavia_db::{admin, Engine, QuotaDefaults, Store, StoreOptions};
 
 /// Environment variable holding the PostgreSQL admin URL for tests.
 pub const PG_URL_ENV: &str = "OCTAVIA_TEST_PG_URL";
+
+/// Pool size of a test store.
+const MAX_CONNECTIONS: u32 = 8;
 
 /// A migrated store on a fresh database; cleaned up on drop.
 pub struct TestStore {
@@ -20,8 +23,12 @@ pub struct TestStore {
 }
 
 enum Cleanup {
+    /// The SQLite file's directory, removed when dropped.
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, database: String },
+    Postgres {
+        admin_url: String,
+        database: String,
+    },
 }
 
 impl TestStore {
@@ -54,14 +61,7 @@ impl TestStore {
                 )
             }
         };
-        let store = Store::connect(StoreOptions {
-            url: url.clone(),
-            max_connections: 8,
-            quota_defaults,
-        })
-        .await
-        .expect("connect test store");
-        store.migrate().await.expect("migrate test store");
+        let store = open(&url, quota_defaults, "test store").await;
         TestStore {
             store,
             url,
@@ -71,16 +71,24 @@ impl TestStore {
 
     /// Another store (own pool) on the same database, like a second process.
     pub async fn second_store(&self) -> Store {
-        let s = Store::connect(StoreOptions {
-            url: self.url.clone(),
-            max_connections: 8,
-            quota_defaults: self.store.quota_defaults(),
-        })
-        .await
-        .expect("connect second store");
-        s.migrate().await.expect("migrate second store");
-        s
+        open(&self.url, self.store.quota_defaults(), "second store").await
     }
+}
+
+/// Connects to `url` and migrates; panics naming `what` on failure.
+async fn open(url: &str, quota_defaults: QuotaDefaults, what: &str) -> Store {
+    let store = Store::connect(StoreOptions {
+        url: url.to_string(),
+        max_connections: MAX_CONNECTIONS,
+        quota_defaults,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("connect {what}: {e}"));
+    store
+        .migrate()
+        .await
+        .unwrap_or_else(|e| panic!("migrate {what}: {e}"));
+    store
 }
 
 impl Drop for TestStore {
@@ -96,17 +104,21 @@ impl Drop for TestStore {
 }
 
 /// The engines this run must test: SQLite always, PostgreSQL when configured.
+///
+/// Without `OCTAVIA_TEST_PG_URL` the PostgreSQL half is skipped with a printed reason, or,
+/// under `CI=true`, this panics.
 pub fn engines() -> Vec<Engine> {
     let mut v = vec![Engine::Sqlite];
     match std::env::var(PG_URL_ENV) {
         Ok(u) if !u.is_empty() => v.push(Engine::Postgres),
         _ => {
-            if std::env::var("CI").map(|c| c == "true").unwrap_or(false) {
+            if std::env::var("CI").is_ok_and(|c| c == "true") {
                 panic!(
                     "CI=true but {PG_URL_ENV} is not set: the PostgreSQL half of the store \
                      suite must run in CI (e.g. {PG_URL_ENV}=postgres://octavia:octavia@127.0.0.1:5432/postgres)"
                 );
             }
+            eprintln!("{PG_URL_ENV} not set: PostgreSQL cases not run");
         }
     }
     v
