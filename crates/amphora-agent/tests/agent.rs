@@ -3,7 +3,6 @@
 //! UDP socket, the plug endpoints inside a network namespace the test creates, and the metrics
 //! proxy of PROMETHEUS listeners over HAProxy's real exporter.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +16,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use octavia_test_support::eventually;
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
@@ -41,22 +41,6 @@ fn haproxy_available() -> bool {
     }
     eprintln!("skipping: {HAPROXY} is not installed");
     false
-}
-
-/// Polls `check` until it yields `Some` or the deadline passes.
-async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 fn unique_id() -> String {
@@ -685,8 +669,8 @@ async fn haproxy_lifecycle_with_seamless_reload() {
     let start = client.put(addr, &format!("{lb_path}/Start"), "").await;
     assert_eq!(start.status, StatusCode::ACCEPTED, "{:?}", start.body);
     eventually(
-        Duration::from_secs(10),
         "traffic through haproxy",
+        Duration::from_secs(10),
         || async { http_get(frontend).await.ok() },
     )
     .await;
@@ -784,8 +768,8 @@ async fn haproxy_lifecycle_with_seamless_reload() {
         let reload = client.put(addr, &format!("{lb_path}/RELOAD"), "").await;
         assert_eq!(reload.status, StatusCode::ACCEPTED, "{:?}", reload.body);
         eventually(
-            Duration::from_secs(10),
             "reloaded generation served",
+            Duration::from_secs(10),
             || {
                 let seen = generation_seen.clone();
                 async move { (seen.load(Ordering::SeqCst) == u64::from(generation)).then_some(()) }
@@ -806,8 +790,8 @@ async fn haproxy_lifecycle_with_seamless_reload() {
     );
     let served = ok_count.load(Ordering::SeqCst);
     eventually(
-        Duration::from_secs(10),
         "more traffic after reloads",
+        Duration::from_secs(10),
         || {
             let ok_count = ok_count.clone();
             async move { (ok_count.load(Ordering::SeqCst) >= served + 50).then_some(()) }
@@ -852,7 +836,7 @@ async fn haproxy_lifecycle_with_seamless_reload() {
     let crashed: i32 = master_before.trim().parse().expect("pid");
     let group = rustix::process::Pid::from_raw(crashed).expect("pid");
     rustix::process::kill_process_group(group, rustix::process::Signal::KILL).expect("kill");
-    let master_before = eventually(Duration::from_secs(15), "haproxy restarted", || {
+    let master_before = eventually("haproxy restarted", Duration::from_secs(15), || {
         let pid_file = pid_file.clone();
         async move {
             let text = std::fs::read_to_string(&pid_file).ok()?;
@@ -872,7 +856,7 @@ async fn haproxy_lifecycle_with_seamless_reload() {
                 .map(|c| c.is_empty())
                 .unwrap_or(true)
     );
-    eventually(Duration::from_secs(10), "frontend port closed", || async {
+    eventually("frontend port closed", Duration::from_secs(10), || async {
         TcpStream::connect(frontend).await.is_err().then_some(())
     })
     .await;
@@ -958,7 +942,7 @@ async fn heartbeats_carry_listener_pool_and_member_status() {
         .await;
     assert_eq!(start.status, StatusCode::ACCEPTED);
     let frontend: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    eventually(Duration::from_secs(10), "traffic", || async {
+    eventually("traffic", Duration::from_secs(10), || async {
         http_get(frontend).await.ok()
     })
     .await;
@@ -1251,8 +1235,8 @@ async fn plug_endpoints_configure_interfaces_in_the_namespace() {
     );
     let client = amp.pki.client();
     eventually(
-        Duration::from_secs(20),
         "agent in namespace answers",
+        Duration::from_secs(20),
         || {
             let client = client.clone();
             async move {
@@ -1474,8 +1458,8 @@ async fn global_maxconn_must_fit_the_open_file_limit() {
     let started = client.put(addr, &start, "").await;
     assert_eq!(started.status, StatusCode::ACCEPTED, "{:?}", started.body);
     eventually(
-        Duration::from_secs(10),
         "traffic through haproxy",
+        Duration::from_secs(10),
         || async { http_get(frontend).await.ok() },
     )
     .await;
@@ -1590,8 +1574,8 @@ async fn ping_health_monitor_checks_members_with_the_agent_script() {
         let socket = socket.clone();
         async move {
             eventually(
-                Duration::from_secs(15),
                 &format!("{server} checked as {status}"),
+                Duration::from_secs(15),
                 || {
                     let socket = socket.clone();
                     async move {
@@ -1759,15 +1743,15 @@ async fn metrics_proxy_serves_haproxy_metrics_under_octavia_names() {
     assert_eq!(start.status, StatusCode::ACCEPTED, "{:?}", start.body);
     let frontend: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     eventually(
-        Duration::from_secs(10),
         "traffic through haproxy",
+        Duration::from_secs(10),
         || async { http_get(frontend).await.ok() },
     )
     .await;
 
     let (status, content_type, body) = eventually(
-        Duration::from_secs(10),
         "metrics through the proxy",
+        Duration::from_secs(10),
         || async {
             plain_call(proxy, Method::GET, "/metrics")
                 .await
@@ -1842,7 +1826,7 @@ async fn metrics_proxy_serves_haproxy_metrics_under_octavia_names() {
         .put(addr, &format!("/1.0/loadbalancer/{}/stop", ids.lb), "")
         .await;
     assert_eq!(stopped.status, StatusCode::ACCEPTED, "{:?}", stopped.body);
-    eventually(Duration::from_secs(10), "502 without haproxy", || async {
+    eventually("502 without haproxy", Duration::from_secs(10), || async {
         plain_call(proxy, Method::GET, "/metrics")
             .await
             .ok()
@@ -1852,7 +1836,7 @@ async fn metrics_proxy_serves_haproxy_metrics_under_octavia_names() {
 
     // The proxy stops with the agent.
     running.shutdown();
-    eventually(Duration::from_secs(10), "proxy port closed", || async {
+    eventually("proxy port closed", Duration::from_secs(10), || async {
         TcpStream::connect(proxy).await.is_err().then_some(())
     })
     .await;

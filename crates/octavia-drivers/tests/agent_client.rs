@@ -1,6 +1,7 @@
 //! The local CA and the mTLS agent client against a small mTLS agent served on 127.0.0.1.
 
 use std::convert::Infallible;
+use std::future::ready;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -18,6 +19,7 @@ use octavia_drivers::{
     AgentClient, AgentClientConfig, AmphoraDriver, AmphoraNetworkConfig, FaultOwner,
 };
 use octavia_model::{now, Amphora, AmphoraId, LoadBalancerId, ProvisioningStatus};
+use octavia_test_support::eventually;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::json;
@@ -46,14 +48,6 @@ fn roots(pem: &str) -> Arc<rustls::RootCertStore> {
         roots.add(c).unwrap();
     }
     Arc::new(roots)
-}
-
-async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -777,7 +771,7 @@ async fn agent_refuses_a_client_without_certificate() {
     eventually(
         "the agent to refuse the handshake",
         Duration::from_secs(10),
-        || agent.handshake_failures.load(Ordering::SeqCst) >= 1,
+        || ready((agent.handshake_failures.load(Ordering::SeqCst) >= 1).then_some(())),
     )
     .await;
     assert!(agent.seen().is_empty());
@@ -810,7 +804,7 @@ async fn wait_for_connectivity_returns_once_a_late_agent_comes_up() {
         }
     });
     eventually("connection attempts", Duration::from_secs(10), || {
-        agent.accepted.load(Ordering::SeqCst) >= 2
+        ready((agent.accepted.load(Ordering::SeqCst) >= 2).then_some(()))
     })
     .await;
     assert!(!waiting.is_finished());
@@ -818,7 +812,7 @@ async fn wait_for_connectivity_returns_once_a_late_agent_comes_up() {
     eventually(
         "requests to the starting agent",
         Duration::from_secs(10),
-        || agent.seen().len() >= 2,
+        || ready((agent.seen().len() >= 2).then_some(())),
     )
     .await;
     assert!(!waiting.is_finished());

@@ -13,7 +13,7 @@ use octavia_db::{FleetMember, HeartbeatRecord, Store};
 use octavia_health::{CounterSnapshot, Counters, HealthReceiver, HealthSettings, Secret};
 use octavia_model::health::{HealthReport, PoolReport};
 use octavia_model::{now, AmphoraId, ListenerStatistics, OperatingStatus as S, ProvisioningStatus};
-use octavia_test_support::{engines, TestStore};
+use octavia_test_support::{describe, engines, eventually, TestStore};
 use serde_json::json;
 
 /// Builds a v3 heartbeat the way the reference's sender does, in Python, from a compact spec:
@@ -77,24 +77,6 @@ fn spec(
     })
 }
 
-/// Polls `check` until it returns `Some`, or fails after `timeout`.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 struct Running {
     addr: SocketAddr,
     counters: Arc<Counters>,
@@ -138,16 +120,15 @@ impl Running {
         self.counters.snapshot()
     }
 
-    /// Waits until `pred` holds on the counters.
+    /// Waits until `pred` holds on the counters; a timeout names the counters at that moment.
     async fn wait(&self, what: &str, pred: impl Fn(&CounterSnapshot) -> bool) -> Result<()> {
-        let c = self.counters.clone();
-        eventually(what, Duration::from_secs(15), || {
-            let s = c.snapshot();
-            let ok = pred(&s);
-            async move { Ok(ok.then_some(())) }
+        let c = &self.counters;
+        let awaited = describe(|| format!("{what} (counters: {:?})", c.snapshot()));
+        eventually(awaited, Duration::from_secs(15), || {
+            std::future::ready(pred(&c.snapshot()).then_some(()))
         })
-        .await
-        .with_context(|| format!("counters: {:?}", self.counters.snapshot()))
+        .await;
+        Ok(())
     }
 
     /// Sends one packet and waits until the writer has taken one more heartbeat.

@@ -1,7 +1,6 @@
 //! The worker daemon against a real store (SQLite, and PostgreSQL when configured):
 //! end to end, resume after a lost lease, priorities and class caps, shutdown.
 
-use std::future::Future;
 use std::time::Duration;
 
 use octavia_db::{ClassCaps, JobRecord, Store};
@@ -10,7 +9,7 @@ use octavia_flows::{
     AbortHandle, Engine, FailAction, Failpoints, FlowSettings, JobRunner, RetryPolicy,
 };
 use octavia_model::*;
-use octavia_test_support::{engines, TestStore};
+use octavia_test_support::{engines, eventually, TestStore};
 use octavia_worker::{queued_per_class, run, WorkerSettings};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -94,27 +93,8 @@ impl Running {
     }
 }
 
-/// Poll `check` until it yields a value or the deadline passes.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn wait_job(store: &Store, id: JobId, state: JobState) -> JobRecord {
-    eventually(&format!("job {id} {state:?}"), || async {
+    eventually(format!("job {id} {state:?}"), DEADLINE, || async {
         store
             .get_job(id)
             .await
@@ -233,7 +213,7 @@ async fn job_of_a_worker_that_lost_its_lease_is_resumed_by_another() {
         };
         let (a_abort, abort) = AbortHandle::new();
         let a_task = tokio::spawn(async move { a.run(&claimed, abort).await });
-        eventually("worker A to complete three steps", || async {
+        eventually("worker A to complete three steps", DEADLINE, || async {
             let rec = ts.store.get_job(job_id).await.unwrap().unwrap();
             (rec.completed_steps.len() == 3).then_some(())
         })
@@ -395,7 +375,7 @@ async fn shutdown_abandons_a_paused_job_which_another_worker_finishes() {
             .set("create_load_balancer", "wait_for_agent", FailAction::Pause);
         let a = Running::start(&ts.store, s);
         let (lb, job) = ts.store.create_load_balancer(&new_lb()).await.unwrap();
-        eventually("worker A to pause after two steps", || async {
+        eventually("worker A to pause after two steps", DEADLINE, || async {
             let rec = ts.store.get_job(job).await.unwrap().unwrap();
             (rec.completed_steps.len() == 2).then_some(())
         })

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use fleet::{amphorae, kill_namespace_processes, serving_lb, wait_online, wait_replaced, Prober};
 use lab::{Lab, Traffic};
+use octavia_test_support::eventually;
 use report::report;
 
 fn kills() -> usize {
@@ -71,7 +72,7 @@ fn main() {
         let started = Instant::now();
         let (lb, vip) = serving_lb(&lab, "bench-failover").await;
         let traffic = Traffic::new(&vip, 80, "/");
-        support::eventually("the first answer", Duration::from_secs(30), || {
+        eventually("the first answer", Duration::from_secs(30), || {
             let traffic = &traffic;
             async move { matches!(traffic.one().await, Ok((200, _))).then_some(()) }
         })
@@ -122,7 +123,7 @@ fn main() {
             let started = Instant::now();
             let (lb2, vip2) = serving_lb(&lab, &format!("bench-baseline-{i}")).await;
             let t = Traffic::new(&vip2, 80, "/");
-            support::eventually("the baseline LB to serve", Duration::from_secs(30), || {
+            eventually("the baseline LB to serve", Duration::from_secs(30), || {
                 let t = &t;
                 async move { matches!(t.one().await, Ok((200, _))).then_some(()) }
             })

@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use octavia_db::{Engine, JobRecord, Store};
 use octavia_model::{JobState, LoadBalancerId, ProvisioningStatus};
-use octavia_test_support::{engines, TestStore};
+use octavia_test_support::{engines, eventually, TestStore};
 use serde_json::json;
 
-use crate::support::{eventually, free_port, wait_api, write_config, Proc};
+use crate::support::{free_port, wait_api, write_config, Proc};
 
 const WORKER_CONFIG: &str =
     "[task_flow]\njobboard_expiration_time = \"2s\"\npoll_interval = \"100ms\"\n";

@@ -2,10 +2,12 @@
 //! (amphorae in network namespaces running our agent and HAProxy) serve real HTTP/TCP traffic
 //! to member web servers in their own namespaces; member health comes back through heartbeats.
 
+use std::future::ready;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use octavia_test_support::{describe, eventually};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -126,15 +128,16 @@ impl Background {
     /// Wait until `n` more requests succeeded (panics after 20 s).
     async fn wait_more(&self, n: usize) {
         let target = self.ok.load(Ordering::Relaxed) + n;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.ok.load(Ordering::Relaxed) < target {
-            assert!(
-                Instant::now() < deadline,
-                "traffic stalled: failures {:?}",
+        let stalled = describe(|| {
+            format!(
+                "{n} more requests served (traffic stalled: failures {:?})",
                 self.failures.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+            )
+        });
+        eventually(stalled, Duration::from_secs(20), || {
+            ready((self.ok.load(Ordering::Relaxed) >= target).then_some(()))
+        })
+        .await;
     }
 
     async fn finish(self) -> (usize, Vec<String>, Vec<(Instant, String)>) {
@@ -374,7 +377,7 @@ async fn http_load_balancer_end_to_end() {
     let base_conns = before["stats"]["total_connections"].as_i64().unwrap_or(0);
     let tally = traffic.run(50).await;
     assert_eq!(tally.failed, 0, "{:?}", tally.errors);
-    let stats = crate::support::eventually(
+    let stats = eventually(
         "listener stats to count 50 more connections",
         Duration::from_secs(10),
         || {
@@ -441,7 +444,7 @@ async fn http_load_balancer_end_to_end() {
     );
     // The restarted health manager judged its amphorae (a sweep ran: the gauge is exported)
     // and failed none over: the restart itself triggers no failover.
-    crate::support::eventually(
+    eventually(
         "the restarted health manager's first stale check",
         Duration::from_secs(20),
         || {
@@ -790,7 +793,7 @@ async fn load_balancers_whose_create_failed_are_deleted_without_leftovers() {
 
 /// Poll until the load balancer's provisioning status is `want`.
 async fn wait_lb_status(lab: &Lab, lb: &str, want: &str) {
-    crate::support::eventually(
+    eventually(
         &format!("load balancer {lb} to be {want}"),
         Duration::from_secs(60),
         || async move {

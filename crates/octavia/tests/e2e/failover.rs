@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use octavia_db::{QuotaDefaults, Store, StoreOptions};
 use octavia_model::ProvisioningStatus;
+use octavia_test_support::eventually;
 
 use crate::fleet::{
     amphorae, kill_namespace_processes, outage, probe_until_served, serving_lb, wait_online,
@@ -122,7 +123,7 @@ async fn amphora_failover_on_kill_and_by_api() {
     assert_eq!(put_failover(&lab, &amp_failover, "member").await, 403);
     assert_eq!(put_failover(&lab, &amp_failover, "admin").await, 202);
     wait_replaced(&lab, &lb, &third_id, Duration::from_secs(30)).await;
-    crate::support::eventually(
+    eventually(
         "the VIP to answer after the operator failovers",
         Duration::from_secs(10),
         || {
@@ -155,7 +156,7 @@ async fn delete_and_check_leftovers(lab: &Lab, lb: &str) {
 
 /// The VIP answers again and then serves 10 requests without a failure.
 async fn serves_again(traffic: &Traffic, what: &str) {
-    crate::support::eventually(what, Duration::from_secs(10), || async move {
+    eventually(what, Duration::from_secs(10), || async move {
         matches!(traffic.one().await, Ok((200, _))).then_some(())
     })
     .await;
@@ -251,7 +252,7 @@ async fn failover_resumed_after_worker_kill() {
     let path = format!("/v2/octavia/amphorae/{old_id}/failover");
     assert_eq!(put_failover(&lab, &path, "admin").await, 202);
     // The replacement is built (ALLOCATED) before the paused step.
-    crate::support::eventually(
+    eventually(
         "the replacement to be built before the paused step",
         Duration::from_secs(30),
         || {
@@ -344,19 +345,19 @@ async fn circuit_breaker_holds_silent_amphorae() {
             Some(())
         }
     };
-    crate::support::eventually(
+    eventually(
         "the three silent amphorae to be FAILOVER_STOPPED",
         Duration::from_secs(20),
         || statuses("FAILOVER_STOPPED"),
     )
     .await;
-    crate::support::eventually("the breaker's ERROR line", Duration::from_secs(5), || {
+    eventually("the breaker's ERROR line", Duration::from_secs(5), || {
         let logged = lab.log().contains("reached the threshold (3)");
         async move { logged.then_some(()) }
     })
     .await;
     signal("-CONT");
-    crate::support::eventually(
+    eventually(
         "the amphorae to be ALLOCATED again",
         Duration::from_secs(20),
         || statuses("ALLOCATED"),
@@ -385,7 +386,7 @@ async fn zombie_amphora_instance_is_removed() {
     assert_eq!(namespaces_with(&compute), vec![compute.clone()]);
     set_amphora_status(&lab, &amp, ProvisioningStatus::Deleted).await;
     // The instance goes, and the reaper says so (the log line follows the deletion).
-    crate::support::eventually(
+    eventually(
         "the zombie's namespace to be removed and the deletion logged",
         Duration::from_secs(15),
         || {
@@ -432,7 +433,7 @@ async fn error_amphora_is_deleted_through_the_api() {
     );
     set_amphora_status(&lab, &amp, ProvisioningStatus::Error).await;
     assert_eq!(delete("admin").await, 204);
-    crate::support::eventually("the amphora to be deleted", Duration::from_secs(20), || {
+    eventually("the amphora to be deleted", Duration::from_secs(20), || {
         let lab = &lab;
         let path = path.clone();
         let compute = compute.clone();
@@ -501,7 +502,7 @@ async fn amphora_config_push_reaches_the_agent() {
         .join("netns/amphorae")
         .join(&compute)
         .join("agent.log");
-    crate::support::eventually(
+    eventually(
         "the agent to take the new heartbeat interval",
         Duration::from_secs(20),
         || {

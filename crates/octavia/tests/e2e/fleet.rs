@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use octavia_test_support::eventually;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -107,7 +108,7 @@ impl Prober {
     /// Wait until the prober has seen the VIP answer once.
     pub async fn wait_first_success(&self) {
         let from = Instant::now() - Duration::from_secs(3600);
-        crate::support::eventually("the prober's first answer", Duration::from_secs(10), || {
+        eventually("the prober's first answer", Duration::from_secs(10), || {
             let ok = self.ok_after(from);
             async move { ok.then_some(()) }
         })
@@ -163,7 +164,7 @@ pub async fn serving_lb(lab: &Lab, name: &str) -> (String, String) {
 
 /// Heartbeats flow (the LB is ONLINE), so its amphorae have health rows that can go stale.
 pub async fn wait_online(lab: &Lab, lb: &str) {
-    crate::support::eventually(
+    eventually(
         "the load balancer to be ONLINE",
         Duration::from_secs(15),
         || async move {
@@ -197,7 +198,7 @@ pub fn outage(log: &[(Instant, bool)], since: Instant) -> (Duration, usize) {
 /// Probe until a request after now succeeds, then stop and return the probe log.
 pub async fn probe_until_served(prober: Prober) -> Vec<(Instant, bool)> {
     let from = Instant::now();
-    crate::support::eventually(
+    eventually(
         "the VIP to answer after the failover",
         Duration::from_secs(15),
         || {

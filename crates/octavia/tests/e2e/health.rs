@@ -6,9 +6,9 @@ use std::time::Duration;
 use amphora_proto::heartbeat::{encode, HeartbeatMessage, ListenerReport, PoolReport};
 use octavia_db::{Engine, FleetMember};
 use octavia_model::OperatingStatus;
-use octavia_test_support::{engines, TestStore};
+use octavia_test_support::{engines, eventually, TestStore};
 
-use crate::support::{eventually, write_config, Proc};
+use crate::support::{write_config, Proc};
 
 const KEY: &str = "e2e-heartbeat-key";
 

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use octavia_test_support::eventually;
 use serde_json::{json, Value};
 
-use crate::support::{eventually, free_port, wait_api, Proc};
+use crate::support::{free_port, wait_api, Proc};
 
 pub const HEARTBEAT_KEY: &str = "e2e-dataplane-key";
 

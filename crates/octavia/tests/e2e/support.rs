@@ -1,9 +1,10 @@
 //! Helpers for process-level tests: scratch configs, child processes, polling.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use octavia_test_support::eventually;
 
 /// A child process killed (SIGKILL) and reaped on drop.
 pub struct Proc {
@@ -76,24 +77,6 @@ pub fn write_config(dir: &Path, name: &str, db_url: &str, port: u16, extra: &str
     );
     std::fs::write(&path, text).expect("write config");
     path
-}
-
-/// Poll `f` until it returns `Some`, or panic with `what` after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Wait until the API at `base` answers `GET /`.
