@@ -1,7 +1,6 @@
 //! Flows against a real store (SQLite, and PostgreSQL when configured) with noop drivers:
 //! step order, reverse-order reverts, statuses afterwards, and the driver calls made.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -13,124 +12,10 @@ use octavia_flows::{
 };
 use octavia_model::*;
 use octavia_render::RenderSettings;
+use octavia_test_support::fixtures::{
+    health_monitor, listener, load_balancer, member, pool, PROJECT,
+};
 use octavia_test_support::{engines, TestStore};
-
-const PROJECT: &str = "p1";
-
-fn lb(topology: Topology) -> LoadBalancer {
-    LoadBalancer {
-        id: LoadBalancerId::new(),
-        project_id: PROJECT.into(),
-        name: Some("lb".into()),
-        description: None,
-        provisioning_status: ProvisioningStatus::PendingCreate,
-        operating_status: OperatingStatus::Offline,
-        enabled: true,
-        topology,
-        provider: Some("amphora".into()),
-        flavor_id: None,
-        availability_zone: None,
-        vip: Vip {
-            subnet_id: Some("vip-subnet".into()),
-            ..Vip::default()
-        },
-        tags: vec![],
-        listener_ids: vec![],
-        pool_ids: vec![],
-        created_at: now(),
-        updated_at: None,
-    }
-}
-
-fn listener(lb: LoadBalancerId, port: i32) -> Listener {
-    Listener {
-        id: ListenerId::new(),
-        project_id: PROJECT.into(),
-        load_balancer_id: lb,
-        name: None,
-        description: None,
-        provisioning_status: ProvisioningStatus::PendingCreate,
-        operating_status: OperatingStatus::Offline,
-        enabled: true,
-        protocol: ListenerProtocol::Http,
-        protocol_port: port,
-        connection_limit: -1,
-        default_pool_id: None,
-        default_tls_container_ref: None,
-        sni_container_refs: vec![],
-        client_ca_tls_container_ref: None,
-        client_authentication: ClientAuthentication::None,
-        client_crl_container_ref: None,
-        timeout_client_data: 50000,
-        timeout_member_connect: 5000,
-        timeout_member_data: 50000,
-        timeout_tcp_inspect: 0,
-        insert_headers: BTreeMap::new(),
-        allowed_cidrs: vec![],
-        tls_ciphers: None,
-        tls_versions: vec![],
-        alpn_protocols: vec![],
-        hsts_max_age: None,
-        hsts_include_subdomains: false,
-        hsts_preload: false,
-        tags: vec![],
-        l7policy_ids: vec![],
-        created_at: now(),
-        updated_at: None,
-    }
-}
-
-fn pool(lb: LoadBalancerId) -> Pool {
-    Pool {
-        id: PoolId::new(),
-        project_id: PROJECT.into(),
-        load_balancer_id: lb,
-        name: None,
-        description: None,
-        provisioning_status: ProvisioningStatus::PendingCreate,
-        operating_status: OperatingStatus::Offline,
-        enabled: true,
-        protocol: PoolProtocol::Http,
-        lb_algorithm: LbAlgorithm::RoundRobin,
-        session_persistence: None,
-        tls_enabled: false,
-        tls_certificate_id: None,
-        ca_tls_certificate_id: None,
-        crl_container_id: None,
-        tls_ciphers: None,
-        tls_versions: vec![],
-        alpn_protocols: vec![],
-        tags: vec![],
-        listener_ids: vec![],
-        member_ids: vec![],
-        health_monitor_id: None,
-        created_at: now(),
-        updated_at: None,
-    }
-}
-
-fn member(pool: PoolId, ip: &str, subnet: Option<&str>) -> Member {
-    Member {
-        id: MemberId::new(),
-        project_id: PROJECT.into(),
-        pool_id: pool,
-        name: None,
-        provisioning_status: ProvisioningStatus::PendingCreate,
-        operating_status: OperatingStatus::NoMonitor,
-        enabled: true,
-        ip_address: ip.into(),
-        protocol_port: 8080,
-        weight: 1,
-        backup: false,
-        subnet_id: subnet.map(String::from),
-        monitor_address: None,
-        monitor_port: None,
-        vnic_type: "normal".into(),
-        tags: vec![],
-        created_at: now(),
-        updated_at: None,
-    }
-}
 
 /// A worker in miniature: claims the next job and runs it to its end.
 struct Harness {
@@ -214,7 +99,7 @@ impl Harness {
     async fn active_lb(&self) -> LoadBalancerId {
         let (lb, _) = self
             .store
-            .create_load_balancer(&lb(Topology::Single))
+            .create_load_balancer(&load_balancer(PROJECT, Topology::Single))
             .await
             .unwrap();
         let (_, out) = self.run_next().await;
@@ -245,7 +130,7 @@ async fn load_balancer_create_builds_an_amphora_in_step_order() {
         let h = Harness::new(&ts.store);
         let (lb, job_id) = ts
             .store
-            .create_load_balancer(&lb(Topology::Single))
+            .create_load_balancer(&load_balancer(PROJECT, Topology::Single))
             .await
             .unwrap();
 
@@ -303,7 +188,7 @@ async fn active_standby_builds_master_and_backup() {
         let h = Harness::new(&ts.store);
         let (lb, _) = ts
             .store
-            .create_load_balancer(&lb(Topology::ActiveStandby))
+            .create_load_balancer(&load_balancer(PROJECT, Topology::ActiveStandby))
             .await
             .unwrap();
         assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
@@ -345,7 +230,7 @@ async fn load_balancer_create_failure_reverts_in_reverse_order() {
         );
         let (lb, job_id) = ts
             .store
-            .create_load_balancer(&lb(Topology::Single))
+            .create_load_balancer(&load_balancer(PROJECT, Topology::Single))
             .await
             .unwrap();
 
@@ -400,7 +285,7 @@ async fn load_balancer_whose_create_failed_is_deleted_without_allocating() {
             );
             let (lb, _) = ts
                 .store
-                .create_load_balancer(&lb(Topology::Single))
+                .create_load_balancer(&load_balancer(PROJECT, Topology::Single))
                 .await
                 .unwrap();
             let (_, out) = h.run_next().await;
@@ -438,7 +323,7 @@ async fn child_objects_push_configuration_and_settle() {
 
         let (l, _) = ts
             .store
-            .create_listener(&listener(lb_id, 80))
+            .create_listener(&listener(lb_id, ListenerProtocol::Http, 80))
             .await
             .unwrap();
         let (job, out) = h.run_next().await;
@@ -454,7 +339,7 @@ async fn child_objects_push_configuration_and_settle() {
 
         let (p, _) = ts
             .store
-            .create_pool(&pool(lb_id), Some(l.id))
+            .create_pool(&pool(lb_id, PoolProtocol::Http), Some(l.id))
             .await
             .unwrap();
         assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
@@ -462,7 +347,10 @@ async fn child_objects_push_configuration_and_settle() {
         h.log.clear();
         let (m, job_id) = ts
             .store
-            .create_member(&member(p.id, "10.1.1.5", Some("member-subnet")))
+            .create_member(&Member {
+                subnet_id: Some("member-subnet".into()),
+                ..member(p.id, "10.1.1.5", 8080)
+            })
             .await
             .unwrap();
         assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
@@ -556,13 +444,13 @@ async fn child_failure_marks_object_error_and_parents_active() {
         let lb_id = h.active_lb().await;
         let (l, _) = ts
             .store
-            .create_listener(&listener(lb_id, 80))
+            .create_listener(&listener(lb_id, ListenerProtocol::Http, 80))
             .await
             .unwrap();
         assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
         let (p, _) = ts
             .store
-            .create_pool(&pool(lb_id), Some(l.id))
+            .create_pool(&pool(lb_id, PoolProtocol::Http), Some(l.id))
             .await
             .unwrap();
         assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
@@ -574,7 +462,7 @@ async fn child_failure_marks_object_error_and_parents_active() {
         );
         let (m, job_id) = ts
             .store
-            .create_member(&member(p.id, "10.1.1.6", None))
+            .create_member(&member(p.id, "10.1.1.6", 8080))
             .await
             .unwrap();
         let (_, out) = h.run_next().await;
@@ -601,7 +489,7 @@ async fn cascade_delete_removes_configuration_vip_and_amphorae() {
         let lb_id = h.active_lb().await;
         let (l, _) = ts
             .store
-            .create_listener(&listener(lb_id, 80))
+            .create_listener(&listener(lb_id, ListenerProtocol::Http, 80))
             .await
             .unwrap();
         assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
@@ -715,26 +603,11 @@ fn haproxy_available() -> bool {
 
 fn http_monitor(pool: PoolId) -> HealthMonitor {
     HealthMonitor {
-        id: HealthMonitorId::new(),
-        project_id: PROJECT.into(),
-        pool_id: pool,
-        name: None,
-        provisioning_status: ProvisioningStatus::PendingCreate,
-        operating_status: OperatingStatus::Offline,
-        enabled: true,
-        monitor_type: HealthMonitorType::Http,
-        delay: 5,
-        timeout: 3,
-        rise_threshold: 2,
-        fall_threshold: 3,
-        http_method: Some(HttpMethod::Get),
         url_path: Some("/healthz".into()),
         expected_codes: Some("200,202".into()),
         http_version: Some(1.1),
         domain_name: Some("www.example.com".into()),
-        tags: vec![],
-        created_at: now(),
-        updated_at: None,
+        ..health_monitor(pool, HealthMonitorType::Http)
     }
 }
 
@@ -756,13 +629,13 @@ async fn pushed_configuration_is_accepted_by_haproxy() {
         let lb_id = h.active_lb().await;
         let (l, _) = ts
             .store
-            .create_listener(&listener(lb_id, 8080))
+            .create_listener(&listener(lb_id, ListenerProtocol::Http, 8080))
             .await
             .unwrap();
         assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
         let (p, _) = ts
             .store
-            .create_pool(&pool(lb_id), Some(l.id))
+            .create_pool(&pool(lb_id, PoolProtocol::Http), Some(l.id))
             .await
             .unwrap();
         assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
@@ -770,7 +643,7 @@ async fn pushed_configuration_is_accepted_by_haproxy() {
         for ip in ["10.1.1.5", "10.1.1.6"] {
             let (m, _) = ts
                 .store
-                .create_member(&member(p.id, ip, None))
+                .create_member(&member(p.id, ip, 8080))
                 .await
                 .unwrap();
             assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
@@ -845,7 +718,7 @@ async fn unrenderable_listener_goes_error_without_wedging_its_load_balancer() {
             .store
             .create_listener(&Listener {
                 protocol: ListenerProtocol::Udp,
-                ..listener(lb_id, 53)
+                ..listener(lb_id, ListenerProtocol::Http, 53)
             })
             .await
             .unwrap();
@@ -875,7 +748,7 @@ async fn unrenderable_listener_goes_error_without_wedging_its_load_balancer() {
         h.log.clear();
         let (http, _) = ts
             .store
-            .create_listener(&listener(lb_id, 80))
+            .create_listener(&listener(lb_id, ListenerProtocol::Http, 80))
             .await
             .unwrap();
         assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);

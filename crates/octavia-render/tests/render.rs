@@ -4,13 +4,13 @@
 //! The `haproxy -c` check needs HAProxy: under `CI=true` its absence fails the tests,
 //! elsewhere they skip that check with a printed reason. `HAPROXY_BIN` overrides the binary.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
 
 use octavia_model::*;
 use octavia_render::{render_haproxy, RenderError, RenderInput, RenderSettings, Subject};
+use octavia_test_support::fixtures;
 
 // ---------------------------------------------------------------------------------------
 // Fixtures: readable, fixed ids so the golden files are stable.
@@ -41,20 +41,10 @@ fn load_balancer() -> LoadBalancer {
         id: lb_id(),
         project_id: "e3cd678b11784734bc366148aa37580e".into(),
         name: Some("lb".into()),
-        description: None,
         provisioning_status: ProvisioningStatus::Active,
         operating_status: OperatingStatus::Online,
-        enabled: true,
-        topology: Topology::Single,
-        provider: Some("amphora".into()),
-        flavor_id: None,
-        availability_zone: None,
         vip: Vip::default(),
-        tags: vec![],
-        listener_ids: vec![],
-        pool_ids: vec![],
-        created_at: now(),
-        updated_at: None,
+        ..fixtures::load_balancer("", Topology::Single)
     }
 }
 
@@ -62,37 +52,10 @@ fn listener(n: u64, protocol: ListenerProtocol, port: i32, pool: Option<u64>) ->
     Listener {
         id: id(LS, n),
         project_id: "p".into(),
-        load_balancer_id: lb_id(),
-        name: None,
-        description: None,
         provisioning_status: ProvisioningStatus::Active,
         operating_status: OperatingStatus::Online,
-        enabled: true,
-        protocol,
-        protocol_port: port,
-        connection_limit: -1,
         default_pool_id: pool.map(|p| id(PL, p)),
-        default_tls_container_ref: None,
-        sni_container_refs: vec![],
-        client_ca_tls_container_ref: None,
-        client_authentication: ClientAuthentication::None,
-        client_crl_container_ref: None,
-        timeout_client_data: 50000,
-        timeout_member_connect: 5000,
-        timeout_member_data: 50000,
-        timeout_tcp_inspect: 0,
-        insert_headers: BTreeMap::new(),
-        allowed_cidrs: vec![],
-        tls_ciphers: None,
-        tls_versions: vec![],
-        alpn_protocols: vec![],
-        hsts_max_age: None,
-        hsts_include_subdomains: false,
-        hsts_preload: false,
-        tags: vec![],
-        l7policy_ids: vec![],
-        created_at: now(),
-        updated_at: None,
+        ..fixtures::listener(lb_id(), protocol, port)
     }
 }
 
@@ -100,28 +63,10 @@ fn pool(n: u64, protocol: PoolProtocol, algorithm: LbAlgorithm) -> Pool {
     Pool {
         id: id(PL, n),
         project_id: "p".into(),
-        load_balancer_id: lb_id(),
-        name: None,
-        description: None,
         provisioning_status: ProvisioningStatus::Active,
         operating_status: OperatingStatus::Online,
-        enabled: true,
-        protocol,
         lb_algorithm: algorithm,
-        session_persistence: None,
-        tls_enabled: false,
-        tls_certificate_id: None,
-        ca_tls_certificate_id: None,
-        crl_container_id: None,
-        tls_ciphers: None,
-        tls_versions: vec![],
-        alpn_protocols: vec![],
-        tags: vec![],
-        listener_ids: vec![],
-        member_ids: vec![],
-        health_monitor_id: None,
-        created_at: now(),
-        updated_at: None,
+        ..fixtures::pool(lb_id(), protocol)
     }
 }
 
@@ -129,48 +74,19 @@ fn member(n: u64, pool: u64, address: &str, port: i32) -> Member {
     Member {
         id: id(MB, n),
         project_id: "p".into(),
-        pool_id: id(PL, pool),
-        name: None,
         provisioning_status: ProvisioningStatus::Active,
         operating_status: OperatingStatus::Online,
-        enabled: true,
-        ip_address: address.into(),
-        protocol_port: port,
-        weight: 1,
-        backup: false,
-        subnet_id: None,
-        monitor_address: None,
-        monitor_port: None,
-        vnic_type: "normal".into(),
-        tags: vec![],
-        created_at: now(),
-        updated_at: None,
+        ..fixtures::member(id(PL, pool), address, port)
     }
 }
 
 fn monitor(n: u64, pool: u64, kind: HealthMonitorType) -> HealthMonitor {
-    let http = matches!(kind, HealthMonitorType::Http | HealthMonitorType::Https);
     HealthMonitor {
         id: id(HM, n),
         project_id: "p".into(),
-        pool_id: id(PL, pool),
-        name: None,
         provisioning_status: ProvisioningStatus::Active,
         operating_status: OperatingStatus::Online,
-        enabled: true,
-        monitor_type: kind,
-        delay: 5,
-        timeout: 3,
-        rise_threshold: 2,
-        fall_threshold: 3,
-        http_method: http.then_some(HttpMethod::Get),
-        url_path: http.then(|| "/".to_string()),
-        expected_codes: http.then(|| "200".to_string()),
-        http_version: None,
-        domain_name: None,
-        tags: vec![],
-        created_at: now(),
-        updated_at: None,
+        ..fixtures::health_monitor(id(PL, pool), kind)
     }
 }
 
@@ -178,22 +94,10 @@ fn policy(n: u64, listener: u64, position: i32, action: L7PolicyAction) -> L7Pol
     L7Policy {
         id: id(PO, n),
         project_id: "p".into(),
-        listener_id: id(LS, listener),
-        name: None,
-        description: None,
         provisioning_status: ProvisioningStatus::Active,
         operating_status: OperatingStatus::Online,
-        enabled: true,
         action,
-        position,
-        redirect_pool_id: None,
-        redirect_url: None,
-        redirect_prefix: None,
-        redirect_http_code: None,
-        tags: vec![],
-        rule_ids: vec![],
-        created_at: now(),
-        updated_at: None,
+        ..fixtures::l7policy(id(LS, listener), position, None)
     }
 }
 
@@ -208,18 +112,10 @@ fn rule(
     L7Rule {
         id: id(RU, n),
         project_id: "p".into(),
-        l7policy_id: id(PO, policy),
         provisioning_status: ProvisioningStatus::Active,
         operating_status: OperatingStatus::Online,
-        enabled: true,
-        rule_type: kind,
-        compare_type: compare,
         key: key.map(str::to_string),
-        value: value.into(),
-        invert: false,
-        tags: vec![],
-        created_at: now(),
-        updated_at: None,
+        ..fixtures::l7rule(id(PO, policy), kind, compare, value)
     }
 }
 

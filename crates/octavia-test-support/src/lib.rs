@@ -1,14 +1,19 @@
 //! What the workspace's test suites share; a dev-dependency only, nothing ships with it.
 //!
 //! * [`eventually`] ([`poll`]): wait for a condition with a deadline, by polling;
+//! * [`fixtures`]: model objects as a tenant creates them, for the store, flow and worker
+//!   suites to adjust where a test needs other values;
 //! * [`TestStore`] and [`engines`] ([`store`]): migrated throwaway stores on SQLite and, when
 //!   `OCTAVIA_TEST_PG_URL` names a server, PostgreSQL, built on octavia-db's public API.
 //!
-//! Feature `store` (default) brings that module and what it needs; without it only
-//! [`eventually`] remains (the agent's tests use it so, with no controller crate).
+//! Features `fixtures` and `store` (both default) bring those modules and what they need;
+//! without them only [`eventually`] remains (the agent's tests use it so, with no controller
+//! crate; the render golden tests take `fixtures` alone, with no database).
 
 pub mod poll;
 
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 #[cfg(feature = "store")]
 pub mod store;
 

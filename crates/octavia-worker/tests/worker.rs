@@ -9,37 +9,13 @@ use octavia_flows::{
     AbortHandle, Engine, FailAction, Failpoints, FlowSettings, JobRunner, RetryPolicy,
 };
 use octavia_model::*;
+use octavia_test_support::fixtures::{load_balancer, PROJECT};
 use octavia_test_support::{engines, eventually, TestStore};
 use octavia_worker::{queued_per_class, run, WorkerSettings};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-fn new_lb() -> LoadBalancer {
-    LoadBalancer {
-        id: LoadBalancerId::new(),
-        project_id: "p1".into(),
-        name: None,
-        description: None,
-        provisioning_status: ProvisioningStatus::PendingCreate,
-        operating_status: OperatingStatus::Offline,
-        enabled: true,
-        topology: Topology::Single,
-        provider: Some("amphora".into()),
-        flavor_id: None,
-        availability_zone: None,
-        vip: Vip {
-            subnet_id: Some("vip-subnet".into()),
-            ..Vip::default()
-        },
-        tags: vec![],
-        listener_ids: vec![],
-        pool_ids: vec![],
-        created_at: now(),
-        updated_at: None,
-    }
-}
 
 fn settings(id: &str) -> WorkerSettings {
     WorkerSettings {
@@ -137,7 +113,11 @@ async fn worker_runs_jobs_as_they_arrive() {
     for engine in engines() {
         let ts = TestStore::new(engine).await;
         let w = Running::start(&ts.store, settings("w1"));
-        let (lb, job) = ts.store.create_load_balancer(&new_lb()).await.unwrap();
+        let (lb, job) = ts
+            .store
+            .create_load_balancer(&load_balancer(PROJECT, Topology::Single))
+            .await
+            .unwrap();
         let rec = wait_job(&ts.store, job, JobState::Done).await;
         assert_eq!(rec.lease_owner.as_deref(), Some("w1"));
         assert_eq!(
@@ -188,7 +168,11 @@ async fn worker_runs_jobs_as_they_arrive() {
 async fn job_of_a_worker_that_lost_its_lease_is_resumed_by_another() {
     for engine in engines() {
         let ts = TestStore::new(engine).await;
-        let (lb, job_id) = ts.store.create_load_balancer(&new_lb()).await.unwrap();
+        let (lb, job_id) = ts
+            .store
+            .create_load_balancer(&load_balancer(PROJECT, Topology::Single))
+            .await
+            .unwrap();
 
         // Worker A claims with a short lease, runs up to plug_vip and stops there (as if
         // it hung or died): it never renews its lease.
@@ -265,7 +249,10 @@ async fn active_lbs(store: &Store, n: usize) -> Vec<LoadBalancerId> {
     let w = Running::start(store, settings("setup"));
     let mut ids = Vec::new();
     for _ in 0..n {
-        let (lb, job) = store.create_load_balancer(&new_lb()).await.unwrap();
+        let (lb, job) = store
+            .create_load_balancer(&load_balancer(PROJECT, Topology::Single))
+            .await
+            .unwrap();
         wait_job(store, job, JobState::Done).await;
         ids.push(lb.id);
     }
@@ -374,7 +361,11 @@ async fn shutdown_abandons_a_paused_job_which_another_worker_finishes() {
         s.failpoints
             .set("create_load_balancer", "wait_for_agent", FailAction::Pause);
         let a = Running::start(&ts.store, s);
-        let (lb, job) = ts.store.create_load_balancer(&new_lb()).await.unwrap();
+        let (lb, job) = ts
+            .store
+            .create_load_balancer(&load_balancer(PROJECT, Topology::Single))
+            .await
+            .unwrap();
         eventually("worker A to pause after two steps", DEADLINE, || async {
             let rec = ts.store.get_job(job).await.unwrap().unwrap();
             (rec.completed_steps.len() == 2).then_some(())

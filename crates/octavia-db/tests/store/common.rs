@@ -5,21 +5,17 @@ use std::collections::BTreeMap;
 
 use octavia_db::*;
 use octavia_model::*;
+use octavia_test_support::fixtures;
 
-pub(crate) const PROJECT: &str = "p1";
+pub(crate) use octavia_test_support::fixtures::PROJECT;
 
+/// Every column set, so that a round trip shows each one stored and read back.
 pub(crate) fn lb(project: &str, name: &str) -> LoadBalancer {
     LoadBalancer {
-        id: LoadBalancerId::new(),
-        project_id: project.to_string(),
         name: Some(name.to_string()),
         description: Some("desc".into()),
         provisioning_status: ProvisioningStatus::Active,
         operating_status: OperatingStatus::Online,
-        enabled: true,
-        topology: Topology::Single,
-        provider: Some("amphora".into()),
-        flavor_id: None,
         availability_zone: Some("az1".into()),
         vip: Vip {
             ip_address: Some("10.0.0.10".into()),
@@ -29,176 +25,87 @@ pub(crate) fn lb(project: &str, name: &str) -> LoadBalancer {
             qos_policy_id: None,
         },
         tags: vec!["b".into(), "a".into()],
-        listener_ids: vec![],
-        pool_ids: vec![],
-        created_at: now(),
-        updated_at: None,
+        ..fixtures::load_balancer(project, Topology::Single)
     }
 }
 
 pub(crate) fn listener(lb: LoadBalancerId, protocol: ListenerProtocol, port: i32) -> Listener {
     Listener {
-        id: ListenerId::new(),
-        project_id: PROJECT.into(),
-        load_balancer_id: lb,
         name: Some(format!("l{port}")),
-        description: None,
         provisioning_status: ProvisioningStatus::Active,
         operating_status: OperatingStatus::Online,
-        enabled: true,
-        protocol,
-        protocol_port: port,
-        connection_limit: -1,
-        default_pool_id: None,
         default_tls_container_ref: Some("cert-1".into()),
         sni_container_refs: vec!["sni-2".into(), "sni-1".into()],
-        client_ca_tls_container_ref: None,
-        client_authentication: ClientAuthentication::None,
-        client_crl_container_ref: None,
-        timeout_client_data: 50000,
-        timeout_member_connect: 5000,
-        timeout_member_data: 50000,
-        timeout_tcp_inspect: 0,
         insert_headers: BTreeMap::from([("X-Forwarded-For".to_string(), "true".to_string())]),
         allowed_cidrs: vec!["10.0.0.0/8".into()],
-        tls_ciphers: None,
         tls_versions: vec!["TLSv1.2".into()],
         alpn_protocols: vec!["h2".into()],
         hsts_max_age: Some(10),
         hsts_include_subdomains: true,
-        hsts_preload: false,
         tags: vec!["lt".into()],
-        l7policy_ids: vec![],
-        created_at: now(),
-        updated_at: None,
+        ..fixtures::listener(lb, protocol, port)
     }
 }
 
 pub(crate) fn pool(lb: LoadBalancerId, protocol: PoolProtocol) -> Pool {
     Pool {
-        id: PoolId::new(),
-        project_id: PROJECT.into(),
-        load_balancer_id: lb,
         name: Some("pool".into()),
-        description: None,
         provisioning_status: ProvisioningStatus::Active,
         operating_status: OperatingStatus::Online,
-        enabled: true,
-        protocol,
-        lb_algorithm: LbAlgorithm::RoundRobin,
         session_persistence: Some(SessionPersistence {
             persistence_type: SessionPersistenceType::AppCookie,
             cookie_name: Some("c".into()),
             persistence_timeout: None,
             persistence_granularity: None,
         }),
-        tls_enabled: false,
-        tls_certificate_id: None,
-        ca_tls_certificate_id: None,
-        crl_container_id: None,
-        tls_ciphers: None,
-        tls_versions: vec![],
         alpn_protocols: vec!["http/1.1".into()],
         tags: vec!["pt".into()],
-        listener_ids: vec![],
-        member_ids: vec![],
-        health_monitor_id: None,
-        created_at: now(),
-        updated_at: None,
+        ..fixtures::pool(lb, protocol)
     }
 }
 
 pub(crate) fn member(pool: PoolId, ip: &str, port: i32) -> Member {
     Member {
-        id: MemberId::new(),
-        project_id: PROJECT.into(),
-        pool_id: pool,
         name: Some("m".into()),
         provisioning_status: ProvisioningStatus::Active,
         operating_status: OperatingStatus::Online,
-        enabled: true,
-        ip_address: ip.into(),
-        protocol_port: port,
         weight: 3,
-        backup: false,
-        subnet_id: None,
-        monitor_address: None,
         monitor_port: Some(9000),
-        vnic_type: "normal".into(),
         tags: vec!["mt".into()],
-        created_at: now(),
-        updated_at: None,
+        ..fixtures::member(pool, ip, port)
     }
 }
 
 pub(crate) fn hm(pool: PoolId) -> HealthMonitor {
     HealthMonitor {
-        id: HealthMonitorId::new(),
-        project_id: PROJECT.into(),
-        pool_id: pool,
         name: Some("hm".into()),
         provisioning_status: ProvisioningStatus::Active,
         operating_status: OperatingStatus::Online,
-        enabled: true,
-        monitor_type: HealthMonitorType::Http,
-        delay: 5,
-        timeout: 3,
-        rise_threshold: 2,
-        fall_threshold: 3,
-        http_method: Some(HttpMethod::Get),
         url_path: Some("/health".into()),
-        expected_codes: Some("200".into()),
         http_version: Some(1.1),
         domain_name: Some("example.com".into()),
-        tags: vec![],
-        created_at: now(),
-        updated_at: None,
+        ..fixtures::health_monitor(pool, HealthMonitorType::Http)
     }
 }
 
 pub(crate) fn policy(listener: ListenerId, position: i32, redirect: Option<PoolId>) -> L7Policy {
     L7Policy {
-        id: L7PolicyId::new(),
-        project_id: PROJECT.into(),
-        listener_id: listener,
         name: Some(format!("pol{position}")),
-        description: None,
         provisioning_status: ProvisioningStatus::Active,
         operating_status: OperatingStatus::Online,
-        enabled: true,
-        action: if redirect.is_some() {
-            L7PolicyAction::RedirectToPool
-        } else {
-            L7PolicyAction::Reject
-        },
-        position,
-        redirect_pool_id: redirect,
-        redirect_url: None,
-        redirect_prefix: None,
-        redirect_http_code: None,
         tags: vec!["yt".into()],
-        rule_ids: vec![],
-        created_at: now(),
-        updated_at: None,
+        ..fixtures::l7policy(listener, position, redirect)
     }
 }
 
 pub(crate) fn rule(policy: L7PolicyId) -> L7Rule {
     L7Rule {
-        id: L7RuleId::new(),
-        project_id: PROJECT.into(),
-        l7policy_id: policy,
         provisioning_status: ProvisioningStatus::Active,
         operating_status: OperatingStatus::Online,
         enabled: false,
-        rule_type: L7RuleType::Header,
-        compare_type: L7RuleCompareType::EqualTo,
         key: Some("X-Key".into()),
-        value: "v".into(),
         invert: true,
-        tags: vec![],
-        created_at: now(),
-        updated_at: None,
+        ..fixtures::l7rule(policy, L7RuleType::Header, L7RuleCompareType::EqualTo, "v")
     }
 }
 
