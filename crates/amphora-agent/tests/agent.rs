@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use octavia_test_support::eventually;
+use octavia_test_support::{eventually, require};
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
@@ -26,22 +26,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_rustls::TlsConnector;
 
-const HAPROXY: &str = "/usr/sbin/haproxy";
+const HAPROXY: &str = require::HAPROXY;
+
+/// Whether the agent's HAProxy tests can run (see [`require::require`]).
+fn haproxy_available() -> bool {
+    require::require(
+        "the agent's HAProxy tests",
+        &[("HAProxy at /usr/sbin/haproxy", require::exists(HAPROXY))],
+    )
+}
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-/// Whether HAProxy is installed; under `CI=true` its absence fails the test.
-fn haproxy_available() -> bool {
-    if Path::new(HAPROXY).exists() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("haproxy is required under CI=true but {HAPROXY} is missing");
-    }
-    eprintln!("skipping: {HAPROXY} is not installed");
-    false
-}
 
 fn unique_id() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -1051,23 +1047,6 @@ async fn heartbeats_carry_listener_pool_and_member_status() {
 // ---------------------------------------------------------------------------------------------
 // plug endpoints inside a network namespace
 
-fn can_use_netns() -> bool {
-    let root = rustix::process::geteuid().is_root();
-    let ip = std::process::Command::new("ip")
-        .arg("-V")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if root && ip {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("network namespace tests need root and iproute2 under CI=true");
-    }
-    eprintln!("skipping: needs root and iproute2");
-    false
-}
-
 fn sh(args: &[&str]) -> anyhow::Result<String> {
     let out = std::process::Command::new(args[0])
         .args(&args[1..])
@@ -1120,7 +1099,7 @@ fn ns_has_addr(ns: &str, ifname: &str, addr: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plug_endpoints_configure_interfaces_in_the_namespace() {
-    if !can_use_netns() {
+    if !require::netns("the agent's namespace tests") {
         return;
     }
     let tag = format!("{:x}", std::process::id() % 0xfffff);
@@ -1491,7 +1470,7 @@ async fn check_status(socket: &Path, backend: &str, server: &str) -> Option<Stri
 /// the echo requests never leave it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_health_monitor_checks_members_with_the_agent_script() {
-    if !haproxy_available() || !can_use_netns() {
+    if !haproxy_available() || !require::netns("the agent's namespace tests") {
         return;
     }
     use std::os::unix::fs::PermissionsExt;

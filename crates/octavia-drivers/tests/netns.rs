@@ -40,29 +40,6 @@ fn netns_listener_helper() {
     }
 }
 
-/// Whether the real-kernel tests can run; panics under `CI=true` when they cannot.
-fn can_run() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    let ip = Command::new("ip")
-        .arg("-V")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if root && ip {
-        return true;
-    }
-    let why = format!("netns tests need root ({root}) and iproute2 ({ip})");
-    if std::env::var("CI").map(|c| c == "true").unwrap_or(false) {
-        panic!("CI=true but {why}");
-    }
-    eprintln!("skipped: {why}");
-    false
-}
-
 fn ip(args: &[&str]) -> (bool, String) {
     let out = Command::new("ip").args(args).output().expect("run ip");
     (
@@ -241,7 +218,7 @@ fn greeting(addr: SocketAddr, deadline: Duration) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_reach_and_delete_an_amphora() {
-    if !can_run() {
+    if !octavia_test_support::require::netns("the netns driver tests") {
         return;
     }
     let cleanup = Cleanup::new(1);
@@ -375,7 +352,7 @@ async fn build_reach_and_delete_an_amphora() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_driver_adopts_what_exists() {
-    if !can_run() {
+    if !octavia_test_support::require::netns("the netns driver tests") {
         return;
     }
     let cleanup = Cleanup::new(1);
@@ -467,7 +444,7 @@ fn vip_request(lb: LoadBalancerId, subnet_id: &str, address: Option<&str>) -> Vi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipam_allocates_distinct_addresses_releases_and_persists() {
-    if !can_run() {
+    if !octavia_test_support::require::netns("the netns driver tests") {
         return;
     }
     let cleanup = Cleanup::new(1);
@@ -607,7 +584,7 @@ async fn ipam_allocates_distinct_addresses_releases_and_persists() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plug_vip_and_member_networks_into_an_amphora() {
-    if !can_run() {
+    if !octavia_test_support::require::netns("the netns driver tests") {
         return;
     }
     let cleanup = Cleanup::new(3);

@@ -1,7 +1,6 @@
 //! Flows against a real store (SQLite, and PostgreSQL when configured) with noop drivers:
 //! step order, reverse-order reverts, statuses afterwards, and the driver calls made.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -587,20 +586,6 @@ async fn load_balancer_failover_replaces_the_amphora() {
     }
 }
 
-const HAPROXY: &str = "/usr/sbin/haproxy";
-
-/// Whether HAProxy is installed; under `CI=true` its absence fails the test.
-fn haproxy_available() -> bool {
-    if Path::new(HAPROXY).exists() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("haproxy is required under CI=true but {HAPROXY} is missing");
-    }
-    eprintln!("skipping the haproxy -c check: {HAPROXY} is not installed");
-    false
-}
-
 fn http_monitor(pool: PoolId) -> HealthMonitor {
     HealthMonitor {
         url_path: Some("/healthz".into()),
@@ -684,12 +669,14 @@ async fn pushed_configuration_is_accepted_by_haproxy() {
             assert!(cfg.contains(&needle), "{needle:?} not in\n{cfg}");
         }
 
-        if !haproxy_available() {
+        let Some(haproxy) =
+            octavia_test_support::require::haproxy("the haproxy -c check of pushed configurations")
+        else {
             continue;
-        }
+        };
         let path = tmp.path().join(format!("{lb_id}.cfg"));
         std::fs::write(&path, cfg).unwrap();
-        let out = Command::new(HAPROXY)
+        let out = Command::new(haproxy)
             .arg("-c")
             .arg("-f")
             .arg(&path)

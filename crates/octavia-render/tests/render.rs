@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use octavia_model::*;
 use octavia_render::{render_haproxy, RenderError, RenderInput, RenderSettings, Subject};
-use octavia_test_support::fixtures;
+use octavia_test_support::{fixtures, require};
 
 // ---------------------------------------------------------------------------------------
 // Fixtures: readable, fixed ids so the golden files are stable.
@@ -178,27 +178,10 @@ fn golden_path(name: &str) -> PathBuf {
         .join(format!("{name}.cfg"))
 }
 
-fn haproxy_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("HAPROXY_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|d| d.join("haproxy"))
-        .find(|p| p.is_file())
-}
-
 /// Render the scenario into a scratch directory laid out as the agent keeps it and run
 /// `haproxy -c` on it; any warning or alert fails the test.
 fn haproxy_check(name: &str, scenario: &Scenario) {
-    let Some(bin) = haproxy_bin() else {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("haproxy is not installed, and CI=true requires the haproxy -c check");
-        }
-        eprintln!("skipping haproxy -c for {name}: haproxy not found (set HAPROXY_BIN)");
+    let Some(bin) = require::haproxy(&format!("the haproxy -c check of {name}")) else {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
@@ -1248,11 +1231,7 @@ fn status_for(port: u16, value: &str) -> u16 {
 
 #[test]
 fn escaped_l7_values_match_literally_in_haproxy() {
-    let Some(bin) = haproxy_bin() else {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("haproxy is not installed, and CI=true requires it");
-        }
-        eprintln!("skipping: haproxy not found (set HAPROXY_BIN)");
+    let Some(bin) = require::haproxy("the escaped L7 values test") else {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");

@@ -1,6 +1,8 @@
 //! What the workspace's test suites share; a dev-dependency only, nothing ships with it.
 //!
 //! * [`eventually`] ([`poll`]): wait for a condition with a deadline, by polling;
+//! * [`require`]: tests that need root, HAProxy, iproute2...: skipped where a piece is
+//!   missing, failed under `CI=true`;
 //! * [`fixtures`]: model objects as a tenant creates them, for the store, flow and worker
 //!   suites to adjust where a test needs other values;
 //! * [`TestStore`] and [`engines`] ([`store`]): migrated throwaway stores on SQLite and, when
@@ -11,6 +13,7 @@
 //! crate; the render golden tests take `fixtures` alone, with no database).
 
 pub mod poll;
+pub mod require;
 
 #[cfg(feature = "fixtures")]
 pub mod fixtures;

@@ -112,7 +112,7 @@ pub fn engines() -> Vec<Engine> {
     match std::env::var(PG_URL_ENV) {
         Ok(u) if !u.is_empty() => v.push(Engine::Postgres),
         _ => {
-            if std::env::var("CI").is_ok_and(|c| c == "true") {
+            if crate::require::under_ci() {
                 panic!(
                     "CI=true but {PG_URL_ENV} is not set: the PostgreSQL half of the store \
                      suite must run in CI (e.g. {PG_URL_ENV}=postgres://octavia:octavia@127.0.0.1:5432/postgres)"

@@ -80,22 +80,7 @@ async fn create_tree(lab: &Lab, run: usize) -> (String, String, Duration) {
         .await;
     let lb = v["loadbalancer"]["id"].as_str().expect("lb id").to_string();
     lab.wait_lb_active(&lb, Duration::from_secs(60)).await;
-    let listener = lab
-        .create(
-            &lb,
-            "/v2/lbaas/listeners",
-            "listener",
-            json!({"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80}),
-        )
-        .await;
-    let pool = lab
-        .create(
-            &lb,
-            "/v2/lbaas/pools",
-            "pool",
-            json!({"listener_id": listener, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}),
-        )
-        .await;
+    let (_, pool) = lab.http_listener_and_pool(&lb, 80).await;
     for i in 0..2 {
         let (ip, name, subnet) = member_body(lab, i);
         lab.create(

@@ -197,35 +197,8 @@ async fn http_load_balancer_end_to_end() {
     let mut lab = Lab::new("a", 1, 3, "").await;
     // Member 3 exists as a server but joins the pool later.
     let (lb, vip) = lab.create_lb("e2e-http").await;
-    let listener = lab
-        .create(
-            &lb,
-            "/v2/lbaas/listeners",
-            "listener",
-            json!({"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80}),
-        )
-        .await;
-    let pool = lab
-        .create(
-            &lb,
-            "/v2/lbaas/pools",
-            "pool",
-            json!({"listener_id": listener, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}),
-        )
-        .await;
-    let mut member_ids = Vec::new();
-    for m in &lab.members[..2] {
-        let body = json!({"address": m.ip, "protocol_port": m.port, "subnet_id": lab.subnet_id});
-        member_ids.push(
-            lab.create(
-                &lb,
-                &format!("/v2/lbaas/pools/{pool}/members"),
-                "member",
-                body,
-            )
-            .await,
-        );
-    }
+    let (listener, pool) = lab.http_listener_and_pool(&lb, 80).await;
+    let member_ids = lab.add_members(&lb, &pool, 0..2).await;
     lab.create(
         &lb,
         "/v2/lbaas/healthmonitors",
@@ -289,13 +262,11 @@ async fn http_load_balancer_end_to_end() {
 
     // Add member 3 under traffic: it serves within 1 s of its ACTIVE; nothing fails.
     let bg = Background::start(Traffic::new(&vip, 80, "/"));
-    let m3 = &lab.members[2];
-    let body = json!({"address": m3.ip, "protocol_port": m3.port, "subnet_id": lab.subnet_id});
     let created = lab
         .call(
             Method::POST,
             &format!("/v2/lbaas/pools/{pool}/members"),
-            Some(json!({ "member": body })),
+            Some(json!({ "member": lab.member_body(2) })),
             201,
         )
         .await;
@@ -498,8 +469,6 @@ async fn tcp_persistence_and_l7_rules() {
     }
     let lab = Lab::new("b", 2, 3, "").await;
     let (lb, vip) = lab.create_lb("e2e-l7").await;
-    let subnet = lab.subnet_id.clone();
-    let member = |i: usize| json!({"address": lab.members[i].ip, "protocol_port": lab.members[i].port, "subnet_id": subnet});
 
     // TCP listener on 8000 with a SOURCE_IP-persistent pool of members 1 and 2.
     let tcp = lab
@@ -513,15 +482,7 @@ async fn tcp_persistence_and_l7_rules() {
     let tcp_pool = lab
         .create(&lb, "/v2/lbaas/pools", "pool", json!({"listener_id": tcp, "protocol": "TCP", "lb_algorithm": "ROUND_ROBIN", "session_persistence": {"type": "SOURCE_IP"}}))
         .await;
-    for i in 0..2 {
-        lab.create(
-            &lb,
-            &format!("/v2/lbaas/pools/{tcp_pool}/members"),
-            "member",
-            member(i),
-        )
-        .await;
-    }
+    lab.add_members(&lb, &tcp_pool, 0..2).await;
     let tally = Traffic::new(&vip, 8000, "/").run(30).await;
     assert_eq!(tally.failed, 0, "{:?}", tally.errors);
     assert_eq!(
@@ -532,29 +493,8 @@ async fn tcp_persistence_and_l7_rules() {
     );
 
     // HTTP listener on 80: default pool member 1; /api/* goes to a pool of member 3; /forbidden is rejected.
-    let http = lab
-        .create(
-            &lb,
-            "/v2/lbaas/listeners",
-            "listener",
-            json!({"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80}),
-        )
-        .await;
-    let default_pool = lab
-        .create(
-            &lb,
-            "/v2/lbaas/pools",
-            "pool",
-            json!({"listener_id": http, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}),
-        )
-        .await;
-    lab.create(
-        &lb,
-        &format!("/v2/lbaas/pools/{default_pool}/members"),
-        "member",
-        member(0),
-    )
-    .await;
+    let (http, default_pool) = lab.http_listener_and_pool(&lb, 80).await;
+    lab.add_members(&lb, &default_pool, [0]).await;
     let api_pool = lab
         .create(
             &lb,
@@ -563,13 +503,7 @@ async fn tcp_persistence_and_l7_rules() {
             json!({"loadbalancer_id": lb, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}),
         )
         .await;
-    lab.create(
-        &lb,
-        &format!("/v2/lbaas/pools/{api_pool}/members"),
-        "member",
-        member(2),
-    )
-    .await;
+    lab.add_members(&lb, &api_pool, [2]).await;
     let redirect = lab
         .create(&lb, "/v2/lbaas/l7policies", "l7policy", json!({"listener_id": http, "action": "REDIRECT_TO_POOL", "redirect_pool_id": api_pool, "position": 1}))
         .await;
@@ -634,30 +568,9 @@ async fn member_batch_update_replaces_members_under_traffic() {
     }
     let lab = Lab::new("k", 12, 3, "").await;
     let (lb, vip) = lab.create_lb("e2e-batch").await;
-    let listener = lab
-        .create(
-            &lb,
-            "/v2/lbaas/listeners",
-            "listener",
-            json!({"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80}),
-        )
-        .await;
-    let pool = lab
-        .create(
-            &lb,
-            "/v2/lbaas/pools",
-            "pool",
-            json!({"listener_id": listener, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}),
-        )
-        .await;
+    let (listener, pool) = lab.http_listener_and_pool(&lb, 80).await;
     let members = format!("/v2/lbaas/pools/{pool}/members");
-    let member_body = |i: usize| {
-        let m = &lab.members[i];
-        json!({"address": m.ip, "protocol_port": m.port, "subnet_id": lab.subnet_id})
-    };
-    for i in 0..2 {
-        lab.create(&lb, &members, "member", member_body(i)).await;
-    }
+    lab.add_members(&lb, &pool, 0..2).await;
     let tally = Traffic::new(&vip, 80, "/").run(20).await;
     assert_eq!(tally.failed, 0, "{:?}", tally.errors);
     assert_eq!(
@@ -670,7 +583,7 @@ async fn member_batch_update_replaces_members_under_traffic() {
     lab.call(
         Method::PUT,
         &members,
-        Some(json!({"members": [member_body(2)]})),
+        Some(json!({"members": [lab.member_body(2)]})),
         202,
     )
     .await;

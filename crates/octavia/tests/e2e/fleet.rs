@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use octavia_test_support::eventually;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::lab::{Lab, Traffic};
 
@@ -134,31 +134,8 @@ impl Prober {
 /// LB + HTTP listener + ROUND_ROBIN pool with the lab's members; (lb, vip) once ACTIVE.
 pub async fn serving_lb(lab: &Lab, name: &str) -> (String, String) {
     let (lb, vip) = lab.create_lb(name).await;
-    let listener = lab
-        .create(
-            &lb,
-            "/v2/lbaas/listeners",
-            "listener",
-            json!({"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80}),
-        )
-        .await;
-    let pool = lab
-        .create(
-            &lb,
-            "/v2/lbaas/pools",
-            "pool",
-            json!({"listener_id": listener, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}),
-        )
-        .await;
-    for m in &lab.members {
-        lab.create(
-            &lb,
-            &format!("/v2/lbaas/pools/{pool}/members"),
-            "member",
-            json!({"address": m.ip, "protocol_port": m.port, "subnet_id": lab.subnet_id}),
-        )
-        .await;
-    }
+    let (_, pool) = lab.http_listener_and_pool(&lb, 80).await;
+    lab.add_members(&lb, &pool, 0..lab.members.len()).await;
     (lb, vip)
 }
 

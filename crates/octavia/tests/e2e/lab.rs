@@ -20,41 +20,24 @@ use crate::support::{free_port, wait_api, Proc};
 
 pub const HEARTBEAT_KEY: &str = "e2e-dataplane-key";
 
-/// Whether the data-plane tests can run here (root, iproute2, haproxy, python3); under
-/// `CI=true` a missing piece fails the test instead of skipping it.
+/// Whether the data-plane tests can run here (root, iproute2, haproxy, python3, the agent
+/// binary); under `CI=true` a missing piece fails the test instead of skipping it.
 pub fn can_run() -> bool {
-    let ok = |cmd: &str, args: &[&str]| {
-        Command::new(cmd)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    let ip = ok("ip", &["-V"]);
-    let haproxy = Path::new("/usr/sbin/haproxy").exists();
-    let python = ok("python3", &["-V"]);
-    let agent = agent_binary().exists();
-    if root && ip && haproxy && python && agent {
-        return true;
-    }
-    let why = format!(
-        "data-plane tests need root ({root}), iproute2 ({ip}), /usr/sbin/haproxy ({haproxy}), \
-         python3 ({python}) and the amphora-agent binary at {} ({agent}; \
-         `cargo build -p amphora-agent`)",
+    use octavia_test_support::require::{exists, is_root, require, runs, HAPROXY};
+    let agent = format!(
+        "the amphora-agent binary at {} (`cargo build -p amphora-agent`)",
         agent_binary().display()
     );
-    if std::env::var("CI").map(|c| c == "true").unwrap_or(false) {
-        panic!("CI=true but {why}");
-    }
-    eprintln!("skipped: {why}");
-    false
+    require(
+        "the data-plane tests",
+        &[
+            ("root", is_root()),
+            ("iproute2 (ip)", runs("ip", &["-V"])),
+            ("HAProxy at /usr/sbin/haproxy", exists(HAPROXY)),
+            ("python3", runs("python3", &["-V"])),
+            (&agent, agent_binary().exists()),
+        ],
+    )
 }
 
 /// The agent binary built beside the `octavia` binary under test.
@@ -596,6 +579,49 @@ hosts = ["host-a", "host-b"]
         let id = v[key]["id"].as_str().expect("id").to_string();
         self.wait_lb_active(lb, Duration::from_secs(60)).await;
         id
+    }
+
+    /// An HTTP listener on `port` of load balancer `lb` with a ROUND_ROBIN pool as its
+    /// default pool, each waited ACTIVE: (listener, pool).
+    pub async fn http_listener_and_pool(&self, lb: &str, port: u16) -> (String, String) {
+        let listener = self
+            .create(
+                lb,
+                "/v2/lbaas/listeners",
+                "listener",
+                json!({"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": port}),
+            )
+            .await;
+        let pool = self
+            .create(
+                lb,
+                "/v2/lbaas/pools",
+                "pool",
+                json!({"listener_id": listener, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}),
+            )
+            .await;
+        (listener, pool)
+    }
+
+    /// The member body of lab server `i` (its address, port and the tenant subnet).
+    pub fn member_body(&self, i: usize) -> Value {
+        let m = &self.members[i];
+        json!({"address": m.ip, "protocol_port": m.port, "subnet_id": self.subnet_id})
+    }
+
+    /// Add lab servers `servers` to `pool` of `lb`, each waited ACTIVE; their member ids.
+    pub async fn add_members(
+        &self,
+        lb: &str,
+        pool: &str,
+        servers: impl IntoIterator<Item = usize>,
+    ) -> Vec<String> {
+        let mut ids = Vec::new();
+        for i in servers {
+            let path = format!("/v2/lbaas/pools/{pool}/members");
+            ids.push(self.create(lb, &path, "member", self.member_body(i)).await);
+        }
+        ids
     }
 
     /// The status tree of a load balancer.
