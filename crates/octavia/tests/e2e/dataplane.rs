@@ -665,22 +665,11 @@ async fn load_balancers_whose_create_failed_are_deleted_without_leftovers() {
 
     // The requested VIP address is a member server's: the network refuses it.
     let taken = lab.members[0].ip.clone();
-    let v = lab
-        .call(
-            Method::POST,
-            "/v2/lbaas/loadbalancers",
-            Some(
-                json!({"loadbalancer": {"name": "taken-vip", "vip_subnet_id": lab.subnet_id,
-                                         "vip_address": taken}}),
-            ),
-            201,
-        )
-        .await;
-    let lb = v["loadbalancer"]["id"].as_str().expect("id").to_string();
-    wait_lb_status(&lab, &lb, "ERROR").await;
-    lab.delete_cascade(&lb).await;
-    let left = lab.amphora_leftovers();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    failed_create_is_deleted_without_leftovers(
+        &lab,
+        json!({"name": "taken-vip", "vip_subnet_id": lab.subnet_id, "vip_address": taken}),
+    )
+    .await;
 
     // A create that fails at its last step, after the amphora was built and the VIP plugged.
     lab.kill_control_plane();
@@ -689,16 +678,26 @@ async fn load_balancers_whose_create_failed_are_deleted_without_leftovers() {
         "create_load_balancer/update_amphorae=error",
     )])
     .await;
+    failed_create_is_deleted_without_leftovers(
+        &lab,
+        json!({"name": "failed", "vip_subnet_id": lab.subnet_id}),
+    )
+    .await;
+}
+
+/// POST the load balancer `body` (accepted), wait for its create to fail (ERROR), delete it:
+/// nothing of it is left on the host.
+async fn failed_create_is_deleted_without_leftovers(lab: &Lab, body: Value) {
     let v = lab
         .call(
             Method::POST,
             "/v2/lbaas/loadbalancers",
-            Some(json!({"loadbalancer": {"name": "failed", "vip_subnet_id": lab.subnet_id}})),
+            Some(json!({ "loadbalancer": body })),
             201,
         )
         .await;
     let lb = v["loadbalancer"]["id"].as_str().expect("id").to_string();
-    wait_lb_status(&lab, &lb, "ERROR").await;
+    wait_lb_status(lab, &lb, "ERROR").await;
     lab.delete_cascade(&lb).await;
     let left = lab.amphora_leftovers();
     assert!(left.is_empty(), "left behind: {left:?}");
