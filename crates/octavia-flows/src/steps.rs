@@ -81,7 +81,7 @@ impl Step<JobContext> for StepKind {
             Self::PlugMemberNetworks => plug_member_networks(ctx).await,
             Self::UpdateAmphorae => update_amphorae(ctx).await,
             Self::RemoveListeners => remove_listeners(ctx).await,
-            Self::UnplugVip => unplug_vip(ctx, ctx.live_amphorae().await?).await,
+            Self::UnplugVip => unplug_vip(ctx, &ctx.live_amphorae().await?).await,
             Self::DeallocateVip => deallocate_vip(ctx).await,
             Self::DeleteAmphorae => delete_amphorae(ctx, ctx.live_amphorae().await?).await,
             Self::DeleteOldAmphorae => delete_old_amphorae(ctx).await,
@@ -94,7 +94,7 @@ impl Step<JobContext> for StepKind {
         match self {
             Self::AllocateVip => deallocate_vip(ctx).await,
             Self::BuildAmphora => revert_build(ctx).await,
-            Self::PlugVip => unplug_vip(ctx, ctx.built_amphorae().await?).await,
+            Self::PlugVip => unplug_vip(ctx, &ctx.built_amphorae().await?).await,
             // Nothing these did can be taken back: waiting and pushing configuration leave
             // nothing allocated, and deletions cannot be undone. The job settles ERROR.
             Self::WaitForAgent
@@ -310,10 +310,10 @@ async fn plug_vip(ctx: &JobContext) -> Result<()> {
 
 /// Unplug the VIP from `amps`; an amphora that was never plugged (or has no instance) is
 /// nothing to do for the driver.
-async fn unplug_vip(ctx: &JobContext, amps: Vec<Amphora>) -> Result<()> {
+async fn unplug_vip(ctx: &JobContext, amps: &[Amphora]) -> Result<()> {
     let lb = ctx.load_balancer().await?;
     for amp in amps {
-        ctx.drivers.network.unplug_vip(&amp, &lb.vip).await?;
+        ctx.drivers.network.unplug_vip(amp, &lb.vip).await?;
     }
     Ok(())
 }
@@ -496,6 +496,6 @@ async fn update_agent_config(ctx: &JobContext) -> Result<()> {
 
 async fn delete_old_amphorae(ctx: &JobContext) -> Result<()> {
     let old = ctx.old_amphorae().await?;
-    unplug_vip(ctx, old.clone()).await?;
+    unplug_vip(ctx, &old).await?;
     delete_amphorae(ctx, old).await
 }
