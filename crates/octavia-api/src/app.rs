@@ -18,6 +18,10 @@ use crate::ApiContext;
 pub struct AppState {
     pub ctx: Arc<ApiContext>,
     pub validation: Arc<ValidationSettings>,
+    /// How requests are authenticated.
+    pub auth: Arc<crate::auth::Authenticator>,
+    /// The policy every handler asks (through its [`crate::auth::Caller`]).
+    pub policy: Arc<crate::auth::PolicyEngine>,
 }
 
 /// The path as the client sent it (before `.json`/`/lbaas`/`/v2.0` normalisation),

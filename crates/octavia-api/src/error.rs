@@ -12,6 +12,9 @@ pub enum ApiError {
     /// 400: malformed or invalid request.
     #[error("{0}")]
     BadRequest(String),
+    /// 401: no valid token (Keystone auth).
+    #[error("{0}")]
+    Unauthorized(String),
     /// 403: policy denied or quota met.
     #[error("{0}")]
     Forbidden(String),
@@ -51,6 +54,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,

@@ -7,15 +7,21 @@ use octavia_model::{HealthMonitor, Pool};
 use octavia_render::support;
 
 use crate::app::AppState;
-use crate::auth::Caller;
+use crate::auth::{rule, Caller};
 use crate::error::ApiError;
-use crate::resource::{self, Creatable, Queued, Updatable};
+use crate::resource::{self, Creatable, Queued, Resource, Updatable};
 
 impl Creatable for HealthMonitor {
     type PostBody = HealthMonitorPostBody;
 
     async fn create(s: &AppState, caller: &Caller, b: Self::PostBody) -> Queued<Self> {
-        let pool = resource::fetch::<Pool>(s, caller, &b.healthmonitor.pool_id).await?;
+        let pool = resource::fetch_as::<Pool>(
+            s,
+            caller,
+            &b.healthmonitor.pool_id,
+            &rule(Self::RULE, "post"),
+        )
+        .await?;
         let project = b.healthmonitor.validate(&s.validation)?;
         Caller::child_project(project, &pool.project_id)?;
         check_against_pool(
@@ -34,7 +40,13 @@ impl Updatable for HealthMonitor {
     type PutBody = HealthMonitorPutBody;
 
     async fn update(s: &AppState, caller: &Caller, old: &Self, b: Self::PutBody) -> Queued<Self> {
-        let pool = resource::fetch::<Pool>(s, caller, &old.pool_id.to_string()).await?;
+        let pool = resource::fetch_as::<Pool>(
+            s,
+            caller,
+            &old.pool_id.to_string(),
+            &rule(Self::RULE, "put"),
+        )
+        .await?;
         let new = b
             .healthmonitor
             .apply_checked(old, pool.protocol, &s.validation)?;

@@ -7,10 +7,10 @@ use octavia_model::{L7Policy, L7Rule, Listener};
 use octavia_render::support;
 
 use crate::app::AppState;
-use crate::auth::Caller;
+use crate::auth::{rule, Caller};
 use crate::error::ApiError;
 use crate::listener::check_target_pool;
-use crate::resource::{self, Creatable, CreatableChild, Queued, Updatable};
+use crate::resource::{self, Creatable, CreatableChild, Queued, Resource, Updatable};
 
 async fn check_redirect_pool(s: &AppState, l: &Listener, p: &L7Policy) -> Result<(), ApiError> {
     let Some(pid) = p.redirect_pool_id else {
@@ -24,7 +24,13 @@ impl Creatable for L7Policy {
     type PostBody = L7PolicyPostBody;
 
     async fn create(s: &AppState, caller: &Caller, b: Self::PostBody) -> Queued<Self> {
-        let l = resource::fetch::<Listener>(s, caller, &b.l7policy.listener_id).await?;
+        let l = resource::fetch_as::<Listener>(
+            s,
+            caller,
+            &b.l7policy.listener_id,
+            &rule(Self::RULE, "post"),
+        )
+        .await?;
         let project = b.l7policy.validate()?;
         Caller::child_project(project, &l.project_id)?;
         ApiError::provider_supports(None, support::l7policy(l.protocol))?;
@@ -40,7 +46,13 @@ impl Updatable for L7Policy {
     async fn update(s: &AppState, caller: &Caller, old: &Self, b: Self::PutBody) -> Queued<Self> {
         let new = b.l7policy.apply_checked(old)?;
         if new.redirect_pool_id != old.redirect_pool_id {
-            let l = resource::fetch::<Listener>(s, caller, &old.listener_id.to_string()).await?;
+            let l = resource::fetch_as::<Listener>(
+                s,
+                caller,
+                &old.listener_id.to_string(),
+                &rule(Self::RULE, "put"),
+            )
+            .await?;
             check_redirect_pool(s, &l, &new).await?;
         }
         Ok(s.ctx.store.update_l7policy(&new, old.updated_at).await?)

@@ -3,7 +3,7 @@
 //! [`router`] builds the whole HTTP surface from an [`ApiContext`]: the version
 //! document, every `/v2/lbaas/...` resource (also mounted directly under `/v2/...` and
 //! `/v2.0/...`, with an optional `.json` suffix), the admin amphora API and `/metrics`.
-//! Handlers validate with `octavia-api-types`, decide with [`auth::Policy`], and write
+//! Handlers validate with `octavia-api-types`, ask the [`auth::Caller`] (Octavia's policy), and write
 //! through `octavia_db::Store` (which locks, writes and enqueues the job atomically).
 //! Errors become Octavia's fault body in exactly one place ([`error::ApiError`]).
 
@@ -68,21 +68,30 @@ pub struct ApiContext {
 /// The header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-openstack-request-id";
 
-/// Build the router. Refuses settings it cannot serve (Keystone auth, not yet
-/// implemented) with [`ApiError::Config`].
+/// Build the router. Refuses settings it cannot serve (a policy file that does not parse,
+/// Keystone settings without an `auth_url`) with [`ApiError::Config`].
 pub fn router(ctx: ApiContext) -> Result<Router, ApiError> {
-    if ctx.settings.auth_strategy == AuthStrategy::Keystone {
-        return Err(ApiError::Config(
-            "auth_strategy keystone is not implemented yet; use noauth".to_string(),
-        ));
-    }
     let validation = Arc::new(ctx.settings.validation());
+    let policy = auth::PolicyEngine::new(ctx.settings.policy.clone())
+        .map_err(|e| ApiError::Config(e.to_string()))?;
+    let auth = match ctx.settings.auth_strategy {
+        AuthStrategy::Noauth => auth::Authenticator::Noauth,
+        AuthStrategy::Keystone => auth::Authenticator::Keystone(Box::new(
+            auth::KeystoneAuth::new(ctx.settings.keystone.clone()).map_err(ApiError::Config)?,
+        )),
+    };
     let state = AppState {
         ctx: Arc::new(ctx),
         validation,
+        auth: Arc::new(auth),
+        policy,
     };
     let inner = routes()
         .fallback(misc::not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state);
     let normalized = inner.map_request(normalize);

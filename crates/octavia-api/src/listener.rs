@@ -7,9 +7,9 @@ use octavia_model::{Listener, LoadBalancer, ObjectKind, PoolId};
 use octavia_render::support;
 
 use crate::app::AppState;
-use crate::auth::Caller;
+use crate::auth::{rule, Caller};
 use crate::error::ApiError;
-use crate::resource::{self, Creatable, Queued, Updatable};
+use crate::resource::{self, Creatable, Queued, Resource, Updatable};
 
 /// A pool `listener` sends traffic to (its default pool, an L7 redirect), named by `field`:
 /// it exists (404), is on the listener's load balancer (400, saying `elsewhere`) and speaks
@@ -62,7 +62,13 @@ impl Creatable for Listener {
     type PostBody = ListenerPostBody;
 
     async fn create(s: &AppState, caller: &Caller, b: Self::PostBody) -> Queued<Self> {
-        let lb = resource::fetch::<LoadBalancer>(s, caller, &b.listener.loadbalancer_id).await?;
+        let lb = resource::fetch_as::<LoadBalancer>(
+            s,
+            caller,
+            &b.listener.loadbalancer_id,
+            &rule(Self::RULE, "post"),
+        )
+        .await?;
         let project = b.listener.validate(&s.validation)?;
         Caller::child_project(project, &lb.project_id)?;
         let l = b
@@ -86,8 +92,13 @@ impl Updatable for Listener {
             check_default_pool(s, &new).await?;
         }
         if new.allowed_cidrs != old.allowed_cidrs {
-            let lb = resource::fetch::<LoadBalancer>(s, caller, &new.load_balancer_id.to_string())
-                .await?;
+            let lb = resource::fetch_as::<LoadBalancer>(
+                s,
+                caller,
+                &new.load_balancer_id.to_string(),
+                &rule(Self::RULE, "put"),
+            )
+            .await?;
             check_allowed_cidrs(&new, &lb)?;
         }
         Ok(s.ctx.store.update_listener(&new, old.updated_at).await?)

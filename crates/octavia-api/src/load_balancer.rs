@@ -8,9 +8,9 @@ use octavia_api_types::load_balancer::{LoadBalancerPostBody, LoadBalancerPutBody
 use octavia_model::{LoadBalancer, ObjectKind};
 
 use crate::app::{self, AppState};
-use crate::auth::{rule, Caller, Policy};
+use crate::auth::{rule, Caller};
 use crate::error::ApiError;
-use crate::resource::{self, Creatable, Queued, Updatable};
+use crate::resource::{self, Creatable, Queued, Resource, Updatable};
 
 impl Creatable for LoadBalancer {
     type PostBody = LoadBalancerPostBody;
@@ -22,7 +22,7 @@ impl Creatable for LoadBalancer {
             .project_id
             .clone()
             .or_else(|| b.loadbalancer.tenant_id.clone());
-        let project = caller.owning_project(project)?;
+        let project = caller.owning_project(project, &rule(Self::RULE, "post"))?;
         b.loadbalancer.validate()?;
         let mut post = b.loadbalancer;
         if post.provider.is_none() {
@@ -56,9 +56,8 @@ pub async fn delete(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("loadbalancer", "delete"))?;
     let cascade = app::query_flag(q.as_deref(), "cascade");
-    let lb = resource::fetch::<LoadBalancer>(&s, &caller, &id).await?;
+    let lb = resource::fetch::<LoadBalancer>(&s, &caller, &id, "delete").await?;
     let job = s.ctx.store.delete_load_balancer(lb.id, cascade).await?;
     tracing::info!(lb_id = %lb.id, job_id = %job, cascade, "load balancer delete accepted");
     Ok(app::no_content())
@@ -69,8 +68,7 @@ pub async fn status(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("loadbalancer", "get_status"))?;
-    let lb = resource::fetch::<LoadBalancer>(&s, &caller, &id).await?;
+    let lb = resource::fetch::<LoadBalancer>(&s, &caller, &id, "get_status").await?;
     let tree = s
         .ctx
         .store
@@ -96,8 +94,7 @@ pub async fn failover(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("loadbalancer", "put_failover"))?;
-    let lb = resource::fetch::<LoadBalancer>(&s, &caller, &id).await?;
+    let lb = resource::fetch::<LoadBalancer>(&s, &caller, &id, "put_failover").await?;
     let job = s
         .ctx
         .store

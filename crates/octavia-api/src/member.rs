@@ -11,7 +11,7 @@ use octavia_db::{ListQuery, MemberBatchChange};
 use octavia_model::{Member, Pool};
 
 use crate::app::{self, AppState};
-use crate::auth::{rule, Caller, Policy};
+use crate::auth::{rule, Caller};
 use crate::body::json_body;
 use crate::error::ApiError;
 use crate::resource::{self, CreatableChild, Queued, Updatable};
@@ -52,14 +52,14 @@ pub async fn batch(
     body: Body,
 ) -> Result<Response, ApiError> {
     let additive_only = app::query_flag(q.as_deref(), "additive_only");
-    Policy::check(&caller, &rule("member", "post"))?;
-    Policy::check(&caller, &rule("member", "put"))?;
-    if !additive_only {
-        Policy::check(&caller, &rule("member", "delete"))?;
-    }
     let b: MemberBatchBody =
         json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let pool = resource::fetch::<Pool>(&s, &caller, &pool_id).await?;
+    // Octavia asks for post, put and (unless additive) delete on the pool's project.
+    let pool = resource::fetch_as::<Pool>(&s, &caller, &pool_id, &rule("member", "post")).await?;
+    caller.authorize(&rule("member", "put"), Some(&pool.project_id))?;
+    if !additive_only {
+        caller.authorize(&rule("member", "delete"), Some(&pool.project_id))?;
+    }
     b.validate(&s.validation)?;
     let all = ListQuery {
         limit: None,

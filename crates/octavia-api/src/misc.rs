@@ -9,7 +9,7 @@ use octavia_api_types::provider;
 use octavia_model::{AmphoraId, ObjectKind};
 
 use crate::app::{self, AppState, OriginalPath};
-use crate::auth::{rule, Caller, Policy};
+use crate::auth::{rule, Caller};
 use crate::error::ApiError;
 
 /// `GET /` (no auth).
@@ -36,7 +36,7 @@ pub async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
 }
 
 pub async fn providers(caller: Caller) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("provider", "get_all"))?;
+    caller.authorize_own(&rule("provider", "get_all"))?;
     Ok(Json(serde_json::json!({"providers": provider::enabled_providers()})).into_response())
 }
 
@@ -54,7 +54,7 @@ pub async fn flavor_capabilities(
     caller: Caller,
     Path(p): Path<String>,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("provider-flavor", "get_all"))?;
+    caller.authorize_own(&rule("provider-flavor", "get_all"))?;
     known_provider(&p)?;
     Ok(
         Json(serde_json::json!({"flavor_capabilities": provider::amphora_flavor_capabilities()}))
@@ -66,7 +66,7 @@ pub async fn availability_zone_capabilities(
     caller: Caller,
     Path(p): Path<String>,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("provider-availability-zone", "get_all"))?;
+    caller.authorize_own(&rule("provider-availability-zone", "get_all"))?;
     known_provider(&p)?;
     Ok(Json(serde_json::json!({
         "availability_zone_capabilities": provider::amphora_availability_zone_capabilities()
@@ -82,7 +82,7 @@ pub async fn failover_amphora(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("amphora", "put_failover"))?;
+    caller.authorize_own(&rule("amphora", "put_failover"))?;
     let aid: AmphoraId = app::parse_id(ObjectKind::Amphora, &id)?;
     let job = s
         .ctx
@@ -101,7 +101,7 @@ pub async fn delete_amphora(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("amphora", "delete"))?;
+    caller.authorize_own(&rule("amphora", "delete"))?;
     let aid: AmphoraId = app::parse_id(ObjectKind::Amphora, &id)?;
     let job = s.ctx.store.delete_amphora(aid).await?;
     tracing::info!(amphora_id = %aid, job_id = %job, "amphora delete requested");
@@ -116,7 +116,7 @@ pub async fn update_amphora_config(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("amphora", "put_config"))?;
+    caller.authorize_own(&rule("amphora", "put_config"))?;
     let aid: AmphoraId = app::parse_id(ObjectKind::Amphora, &id)?;
     let job = s.ctx.store.update_amphora_config(aid).await?;
     tracing::info!(amphora_id = %aid, job_id = %job, "amphora configuration update requested");

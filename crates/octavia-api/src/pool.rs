@@ -6,22 +6,26 @@ use octavia_model::{Listener, ListenerId, LoadBalancer, Pool};
 use octavia_render::support;
 
 use crate::app::AppState;
-use crate::auth::Caller;
+use crate::auth::{rule, Caller};
 use crate::error::ApiError;
-use crate::resource::{self, Creatable, Queued, Updatable};
+use crate::resource::{self, Creatable, Queued, Resource, Updatable};
 
 impl Creatable for Pool {
     type PostBody = PoolPostBody;
 
     async fn create(s: &AppState, caller: &Caller, b: Self::PostBody) -> Queued<Self> {
         // The parents first: a caller who may not touch them learns nothing about the body.
+        let post = rule(Self::RULE, "post");
         let listener = match &b.pool.listener_id {
-            Some(lid) => Some(resource::fetch::<Listener>(s, caller, lid).await?),
+            Some(lid) => Some(resource::fetch_as::<Listener>(s, caller, lid, &post).await?),
             None => None,
         };
         let lb = match (&listener, &b.pool.loadbalancer_id) {
-            (Some(l), _) => resource::fetch::<LoadBalancer>(s, caller, &l.load_balancer_id.to_string()).await?,
-            (None, Some(lb_id)) => resource::fetch::<LoadBalancer>(s, caller, lb_id).await?,
+            (Some(l), _) => {
+                resource::fetch_as::<LoadBalancer>(s, caller, &l.load_balancer_id.to_string(), &post)
+                    .await?
+            }
+            (None, Some(lb_id)) => resource::fetch_as::<LoadBalancer>(s, caller, lb_id, &post).await?,
             (None, None) => {
                 return Err(ApiError::BadRequest(
                     "Invalid input for field/attribute loadbalancer_id. Either loadbalancer_id or listener_id must be specified".to_string(),

@@ -10,7 +10,7 @@ use octavia_db::ListQuery;
 use octavia_model::Quota;
 
 use crate::app::{self, AppState};
-use crate::auth::{rule, Caller, Policy};
+use crate::auth::{rule, Caller};
 use crate::body::json_body;
 use crate::error::ApiError;
 
@@ -40,9 +40,8 @@ async fn stored(s: &AppState, project: &str) -> Result<Quota, ApiError> {
 }
 
 pub async fn list(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("quota", "get_all"))?;
     let q = ListQuery {
-        project_id: caller.list_scope(None),
+        project_id: caller.list_scope("quota", None)?,
         limit: None,
         ..Default::default()
     };
@@ -56,23 +55,25 @@ pub async fn get(
     caller: Caller,
     Path(project): Path<String>,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("quota", "get_one"))?;
-    caller.check_owner(&project)?;
+    caller.authorize(&rule("quota", "get_one"), Some(&project))?;
     let row = stored(&s, &project).await?;
     app::single(StatusCode::OK, "quota", &filled(&s, &row))
 }
 
+/// `GET /quotas/defaults`: the defaults, for the caller's own project.
 pub async fn defaults(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("quota", "get_defaults"))?;
+    caller.authorize_own(&rule("quota", "get_defaults"))?;
     app::single(StatusCode::OK, "quota", &filled(&s, &Quota::default()))
 }
 
+/// `GET /quotas/{project}/default`.
 pub async fn project_defaults(
-    state: State<AppState>,
+    State(s): State<AppState>,
     caller: Caller,
-    Path(_project): Path<String>,
+    Path(project): Path<String>,
 ) -> Result<Response, ApiError> {
-    defaults(state, caller).await
+    caller.authorize(&rule("quota", "get_defaults"), Some(&project))?;
+    app::single(StatusCode::OK, "quota", &filled(&s, &Quota::default()))
 }
 
 pub async fn put(
@@ -82,7 +83,7 @@ pub async fn put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("quota", "put"))?;
+    caller.authorize(&rule("quota", "put"), Some(&project))?;
     let b: QuotaPutBody = json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
     let mut row = stored(&s, &project).await?;
     b.quota.apply_checked(&mut row)?;
@@ -96,7 +97,7 @@ pub async fn delete(
     caller: Caller,
     Path(project): Path<String>,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule("quota", "delete"))?;
+    caller.authorize(&rule("quota", "delete"), Some(&project))?;
     s.ctx.store.delete_quota(&project).await?;
     tracing::info!(project_id = %project, "quota reset to defaults");
     Ok(StatusCode::ACCEPTED.into_response())

@@ -1,8 +1,9 @@
 //! What every collection shares, written once: fetching one object the caller may see, and
 //! the handlers of `GET` (a page, one object), `POST`, `PUT` and plain `DELETE`, for the
 //! top-level collections ([`Collection`]) and for those under an object of another
-//! ([`Child`]: members, L7 rules). The handlers fix the order of the checks: policy, then (on
-//! writes) the body's JSON, then the objects the path names (404, then ownership: 403); what a
+//! ([`Child`]: members, L7 rules). The handlers fix the order of the checks: (on writes) the
+//! body's JSON, then the objects the path names (404), then the policy rule for the project
+//! of the object concerned (403, as Octavia's controllers authorize); what a
 //! resource judges of the body comes after (its [`Creatable`], [`CreatableChild`] or [`Updatable`]
 //! impl: Octavia's validation, 400, then what the provider serves, 501). Each resource
 //! describes itself with these traits; its module keeps only what differs.
@@ -33,7 +34,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::app::{self, AppState, OriginalPath};
-use crate::auth::{rule, Caller, Policy};
+use crate::auth::{rule, Caller};
 use crate::body::json_body;
 use crate::error::ApiError;
 use crate::listing::{self, ListRequest};
@@ -66,6 +67,10 @@ pub trait Resource: Sized + Send + Sync + 'static {
 
 /// A top-level collection: `/v2/lbaas/<MANY>` and `/v2/lbaas/<MANY>/{id}`.
 pub trait Collection: Resource {
+    /// Whether its objects belong to projects (listings are scoped by the policy's
+    /// `get_all`/`get_all-global`); amphorae, flavors and zones do not, and are listed whole
+    /// to whoever passes `get_all`.
+    const PROJECT_SCOPED: bool = true;
     /// Read one page.
     fn load_page(
         store: &Store,
@@ -87,38 +92,59 @@ pub trait Child: Resource {
     ) -> impl Future<Output = Result<Vec<Self>, DbError>> + Send;
 }
 
-/// One object the caller may see: 404 if there is none, 403 if it is another project's.
-pub async fn fetch<R: Resource>(s: &AppState, caller: &Caller, raw: &str) -> Result<R, ApiError> {
-    fetch_if(s, caller, raw, |_| true).await
+/// One object for `action`: 404 if there is none, then 403 unless the caller passes
+/// `<RULE>:<action>` for its project (Octavia loads the object, then authorizes).
+pub async fn fetch<R: Resource>(
+    s: &AppState,
+    caller: &Caller,
+    raw: &str,
+    action: &str,
+) -> Result<R, ApiError> {
+    fetch_as(s, caller, raw, &rule(R::RULE, action)).await
 }
 
-/// One child the caller may see under the parent the path names: the parent first, then the
-/// child (404 as well if it hangs under another parent).
+/// [`fetch`] judged by a rule of another resource: the parent a new object names is
+/// checked with the new object's `post` rule.
+pub async fn fetch_as<R: Resource>(
+    s: &AppState,
+    caller: &Caller,
+    raw: &str,
+    rule: &str,
+) -> Result<R, ApiError> {
+    let object: R = load(s, raw, |_| true).await?;
+    caller.authorize(rule, object.project().or(caller.project_id()))?;
+    Ok(object)
+}
+
+/// One child under the parent the path names, for `action`: the parent must exist (404),
+/// the child must exist under it (404), then the child's rule decides (403).
 pub async fn fetch_child<R: Child>(
     s: &AppState,
     caller: &Caller,
     parent_raw: &str,
     raw: &str,
+    action: &str,
 ) -> Result<R, ApiError> {
-    let parent: R::Parent = fetch(s, caller, parent_raw).await?;
-    fetch_if(s, caller, raw, |o: &R| o.is_under(&parent)).await
+    let parent: R::Parent = load(s, parent_raw, |_| true).await?;
+    let object: R = load(s, raw, |o: &R| o.is_under(&parent)).await?;
+    caller.authorize(
+        &rule(R::RULE, action),
+        object.project().or(caller.project_id()),
+    )?;
+    Ok(object)
 }
 
-async fn fetch_if<R: Resource>(
+/// One object by its path id, whoever asks (404 if there is none or `keep` refuses it).
+async fn load<R: Resource>(
     s: &AppState,
-    caller: &Caller,
     raw: &str,
     keep: impl FnOnce(&R) -> bool,
 ) -> Result<R, ApiError> {
     let id: R::Id = app::parse_id(R::KIND, raw)?;
-    let object = R::load(&s.ctx.store, id)
+    R::load(&s.ctx.store, id)
         .await?
         .filter(keep)
-        .ok_or_else(|| ApiError::not_found(R::KIND, raw))?;
-    if let Some(project) = object.project() {
-        caller.check_owner(project)?;
-    }
-    Ok(object)
+        .ok_or_else(|| ApiError::not_found(R::KIND, raw))
 }
 
 /// `GET /v2/lbaas/<collection>`.
@@ -129,13 +155,20 @@ pub async fn list<R: Collection>(
     headers: HeaderMap,
     Extension(path): Extension<OriginalPath>,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule(R::RULE, "get_all"))?;
-    let req = listing::parse(R::KIND, q.as_deref(), &caller, &s.ctx.settings)?;
+    let mut req = listing::parse(R::KIND, q.as_deref(), &s.ctx.settings)?;
+    let requested = req.query.project_id.take();
+    req.query.project_id = if R::PROJECT_SCOPED {
+        caller.list_scope(R::RULE, requested)?
+    } else {
+        caller.authorize_own(&rule(R::RULE, "get_all"))?;
+        requested
+    };
     let items = R::load_page(&s.ctx.store, &req.query).await?;
     page(&items, &req, &s.collection_url(&headers, &path))
 }
 
-/// `GET /v2/lbaas/<parents>/{parent_id}/<children>`.
+/// `GET /v2/lbaas/<parents>/{parent_id}/<children>`: the children rule's `get_all` for the
+/// parent's project.
 pub async fn list_children<R: Child>(
     State(s): State<AppState>,
     caller: Caller,
@@ -144,9 +177,10 @@ pub async fn list_children<R: Child>(
     headers: HeaderMap,
     Extension(path): Extension<OriginalPath>,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule(R::RULE, "get_all"))?;
-    let parent: R::Parent = fetch(&s, &caller, &parent_id).await?;
-    let req = listing::parse(R::KIND, q.as_deref(), &caller, &s.ctx.settings)?;
+    let parent: R::Parent = load(&s, &parent_id, |_| true).await?;
+    caller.authorize(&rule(R::RULE, "get_all"), parent.project())?;
+    let mut req = listing::parse(R::KIND, q.as_deref(), &s.ctx.settings)?;
+    req.query.project_id = None;
     let items = R::load_page(&s.ctx.store, &parent, &req.query).await?;
     page(&items, &req, &s.collection_url(&headers, &path))
 }
@@ -165,8 +199,7 @@ pub async fn get<R: Collection>(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule(R::RULE, "get_one"))?;
-    let object: R = fetch(&s, &caller, &id).await?;
+    let object: R = fetch(&s, &caller, &id, "get_one").await?;
     one(&object, q.as_deref())
 }
 
@@ -177,8 +210,7 @@ pub async fn get_child<R: Child>(
     Path((parent_id, id)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule(R::RULE, "get_one"))?;
-    let object: R = fetch_child(&s, &caller, &parent_id, &id).await?;
+    let object: R = fetch_child(&s, &caller, &parent_id, &id, "get_one").await?;
     one(&object, q.as_deref())
 }
 
@@ -228,7 +260,6 @@ pub async fn create<R: Creatable>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule(R::RULE, "post"))?;
     let body: R::PostBody = json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
     let (object, job) = R::create(&s, &caller, body).await?;
     accepted(StatusCode::CREATED, "create", &object, job)
@@ -242,9 +273,9 @@ pub async fn create_child<R: CreatableChild>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule(R::RULE, "post"))?;
     let body: R::PostBody = json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let parent: R::Parent = fetch(&s, &caller, &parent_id).await?;
+    let parent: R::Parent = load(&s, &parent_id, |_| true).await?;
+    caller.authorize(&rule(R::RULE, "post"), parent.project())?;
     let (object, job) = R::create(&s, parent, body).await?;
     accepted(StatusCode::CREATED, "create", &object, job)
 }
@@ -271,9 +302,8 @@ pub async fn update<R: Updatable + Collection>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule(R::RULE, "put"))?;
     let body: R::PutBody = json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let old: R = fetch(&s, &caller, &id).await?;
+    let old: R = fetch(&s, &caller, &id, "put").await?;
     let (object, job) = R::update(&s, &caller, &old, body).await?;
     accepted(StatusCode::OK, "update", &object, job)
 }
@@ -286,9 +316,8 @@ pub async fn update_child<R: Updatable + Child>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule(R::RULE, "put"))?;
     let body: R::PutBody = json_body(&headers, body, s.ctx.settings.max_request_body_size).await?;
-    let old: R = fetch_child(&s, &caller, &parent_id, &id).await?;
+    let old: R = fetch_child(&s, &caller, &parent_id, &id, "put").await?;
     let (object, job) = R::update(&s, &caller, &old, body).await?;
     accepted(StatusCode::OK, "update", &object, job)
 }
@@ -316,8 +345,7 @@ pub async fn delete<R: Removable + Collection>(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule(R::RULE, "delete"))?;
-    let object: R = fetch(&s, &caller, &id).await?;
+    let object: R = fetch(&s, &caller, &id, "delete").await?;
     remove(&s, &object).await
 }
 
@@ -327,8 +355,7 @@ pub async fn delete_child<R: Removable + Child>(
     caller: Caller,
     Path((parent_id, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule(R::RULE, "delete"))?;
-    let object: R = fetch_child(&s, &caller, &parent_id, &id).await?;
+    let object: R = fetch_child(&s, &caller, &parent_id, &id, "delete").await?;
     remove(&s, &object).await
 }
 
@@ -353,8 +380,7 @@ pub async fn stats<R: Measured>(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Policy::check(&caller, &rule(R::RULE, "get_stats"))?;
-    let object: R = fetch(&s, &caller, &id).await?;
+    let object: R = fetch(&s, &caller, &id, "get_stats").await?;
     let stats = object.load_stats(&s.ctx.store).await?;
     app::single(StatusCode::OK, "stats", &StatsResponse::from(&stats))
 }
@@ -499,8 +525,14 @@ collection!(
     Pool => list_pools,
     HealthMonitor => list_health_monitors,
     L7Policy => list_l7policies,
-    Amphora => list_amphorae,
 );
+
+impl Collection for Amphora {
+    const PROJECT_SCOPED: bool = false;
+    async fn load_page(store: &Store, query: &ListQuery) -> Result<Vec<Self>, DbError> {
+        store.list_amphorae(query).await
+    }
+}
 
 /// `impl Child` for a model type that names its parent in `$parent_id` and whose store
 /// listing is `list_*(parent_id, query)`.

@@ -13,16 +13,21 @@ pub enum AuthStrategy {
     /// Trust `X-Project-Id`/`X-Tenant-Id` and `X-Roles` headers (local use, tests).
     #[default]
     Noauth,
-    /// Keystone tokens. Not implemented yet: building the router refuses it.
+    /// Keystone tokens (`[keystone_authtoken]`), validated and cached by the API.
     Keystone,
 }
 
 /// Everything the API needs from the configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiSettings {
-    /// `[api_settings] auth_strategy`. Octavia's default is keystone; ours is noauth
-    /// until Keystone support lands (keystone is refused when the router is built).
+    /// `[api_settings] auth_strategy`. Octavia's default is keystone; ours is noauth, for
+    /// the all-in-one on loopback (the binary refuses noauth on any other address unless the
+    /// operator says so).
     pub auth_strategy: AuthStrategy,
+    /// `[keystone_authtoken]`, used with `AuthStrategy::Keystone`.
+    pub keystone: crate::auth::KeystoneSettings,
+    /// `[oslo_policy]`.
+    pub policy: crate::auth::PolicySettings,
     /// `[api_settings] pagination_max_limit`: default and maximum page size (1000).
     pub pagination_max_limit: u32,
     /// `[api_settings] api_base_uri`: base of pagination links, e.g.
@@ -70,6 +75,8 @@ impl Default for ApiSettings {
     fn default() -> Self {
         Self {
             auth_strategy: AuthStrategy::Noauth,
+            keystone: Default::default(),
+            policy: Default::default(),
             pagination_max_limit: 1000,
             api_base_uri: None,
             allow_pagination: true,

@@ -37,15 +37,21 @@ pub struct Config {
     pub certificates: CertificatesSection,
     /// The `netns` compute and network drivers (amphorae as network namespaces).
     pub netns: NetnsSection,
+    /// How the API validates Keystone tokens (with `api_settings.auth_strategy = "keystone"`).
+    pub keystone_authtoken: KeystoneAuthtokenSection,
+    /// The API's policy (Octavia's default rules, overridable from a file).
+    pub oslo_policy: OsloPolicySection,
 }
 
 /// `auth_strategy` choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthStrategy {
-    /// No authentication: project from `X-Project-Id`, admin when `X-Roles` has `admin`.
+    /// No authentication, for local use and tests: the project from `X-Project-Id`, the
+    /// roles from `X-Roles` (none named: the project's member; no headers at all: the local
+    /// admin). Refused on a non-loopback `bind_host` unless `noauth_allow_remote = true`.
     Noauth,
-    /// Keystone tokens (not implemented yet: refused at start-up).
+    /// Keystone tokens (`X-Auth-Token`), validated as `[keystone_authtoken]` says.
     Keystone,
 }
 
@@ -68,6 +74,9 @@ pub struct ApiSettingsSection {
     pub bind_port: u16,
     /// How requests are authenticated: "noauth" or "keystone".
     pub auth_strategy: AuthStrategy,
+    /// Serve noauth on a non-loopback `bind_host` (anyone who can reach the port is then
+    /// any project and any role). Off: such a configuration is refused at start.
+    pub noauth_allow_remote: bool,
     /// The most objects one list page returns.
     pub pagination_max_limit: u32,
     /// Base URL used in pagination links (default: the request's own host).
@@ -92,6 +101,7 @@ impl Default for ApiSettingsSection {
             bind_host: "127.0.0.1".into(),
             bind_port: 9876,
             auth_strategy: AuthStrategy::Noauth,
+            noauth_allow_remote: false,
             pagination_max_limit: 1000,
             api_base_uri: None,
             allow_tls_terminated_listeners: true,
@@ -223,6 +233,73 @@ impl Serialize for SecretString {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str("***")
     }
+}
+
+/// `[keystone_authtoken]` (keystonemiddleware's option names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeystoneAuthtokenSection {
+    /// Public identity endpoint clients are sent to in `WWW-Authenticate` (default: auth_url).
+    pub www_authenticate_uri: Option<String>,
+    /// Identity endpoint tokens are validated against, e.g. "http://keystone:5000/v3".
+    pub auth_url: Option<String>,
+    /// `password` is the only auth type: the service user's credentials follow.
+    pub auth_type: String,
+    /// The service user that validates tokens (needs the `service` or `admin` role).
+    pub username: String,
+    /// The service user's password.
+    pub password: Option<SecretString>,
+    /// The service user's project.
+    pub project_name: String,
+    /// Domain of the service user.
+    pub user_domain_name: String,
+    /// Domain of the service user's project.
+    pub project_domain_name: String,
+    /// How long a token validation is reused; never past the token's own expiry.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub token_cache_time: Duration,
+    /// Time to wait for a connection to Keystone (then 503 to the client).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub http_connect_timeout: Duration,
+    /// Time to wait for Keystone's whole answer (then 503 to the client).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub http_request_timeout: Duration,
+    /// PEM bundle of the CAs of an https Keystone (default: the system's CA bundle).
+    pub cafile: Option<String>,
+}
+
+impl Default for KeystoneAuthtokenSection {
+    fn default() -> Self {
+        Self {
+            www_authenticate_uri: None,
+            auth_url: None,
+            auth_type: "password".into(),
+            username: "octavia".into(),
+            password: None,
+            project_name: "service".into(),
+            user_domain_name: "Default".into(),
+            project_domain_name: "Default".into(),
+            token_cache_time: Duration::from_secs(300),
+            http_connect_timeout: Duration::from_secs(3),
+            http_request_timeout: Duration::from_secs(10),
+            cafile: None,
+        }
+    }
+}
+
+/// `[oslo_policy]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct OsloPolicySection {
+    /// YAML file of rule overrides (Octavia's rule names and check strings), re-read when it
+    /// changes; a change that does not parse is logged and the rules in force stay.
+    pub policy_file: Option<String>,
+    /// Require Keystone's default roles only. Off (as Octavia documents): the deprecated
+    /// `load-balancer_*` roles also pass the rules they used to.
+    pub enforce_new_defaults: bool,
 }
 
 /// `[health_manager]`.
@@ -481,6 +558,53 @@ impl Config {
         Ok(config)
     }
 
+    /// Authentication that can work, and noauth only where it is safe.
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let a = &self.api_settings;
+        match a.auth_strategy {
+            AuthStrategy::Noauth => {
+                let loopback = a
+                    .bind_host
+                    .parse::<std::net::IpAddr>()
+                    .map(|ip| ip.is_loopback())
+                    .unwrap_or(a.bind_host == "localhost");
+                if !loopback && !a.noauth_allow_remote {
+                    return Err(ConfigError::Invalid {
+                        option: "api_settings.auth_strategy",
+                        reason: format!(
+                            "noauth on bind_host '{}' would let anyone who reaches it act as \
+                             any project and role; use auth_strategy = \"keystone\", bind a \
+                             loopback address, or set api_settings.noauth_allow_remote = true",
+                            a.bind_host
+                        ),
+                    });
+                }
+            }
+            AuthStrategy::Keystone => {
+                let k = &self.keystone_authtoken;
+                if k.auth_url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+                    return Err(ConfigError::Invalid {
+                        option: "keystone_authtoken.auth_url",
+                        reason: "required with auth_strategy = \"keystone\"".into(),
+                    });
+                }
+                if k.auth_type != "password" {
+                    return Err(ConfigError::Invalid {
+                        option: "keystone_authtoken.auth_type",
+                        reason: format!("'{}' is not supported; use \"password\"", k.auth_type),
+                    });
+                }
+                if k.password.is_none() {
+                    return Err(ConfigError::Invalid {
+                        option: "keystone_authtoken.password",
+                        reason: "the service user's password is required".into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(host) = &self.default.host {
@@ -658,6 +782,7 @@ impl Config {
                 reason: "must be at least 100ms".into(),
             });
         }
+        self.validate_auth()?;
         if self.api_settings.pagination_max_limit == 0 {
             return Err(ConfigError::Invalid {
                 option: "api_settings.pagination_max_limit",

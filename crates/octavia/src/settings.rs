@@ -61,7 +61,34 @@ pub fn api_settings(config: &Config) -> ApiSettings {
             TopologyChoice::ActiveStandby => Topology::ActiveStandby,
         },
         max_request_body_size: a.max_request_body_size,
+        keystone: keystone_settings(config),
+        policy: octavia_api::auth::PolicySettings {
+            policy_file: config.oslo_policy.policy_file.as_ref().map(Into::into),
+            enforce_new_defaults: config.oslo_policy.enforce_new_defaults,
+        },
         ..ApiSettings::default()
+    }
+}
+
+/// `[keystone_authtoken]` for the API.
+fn keystone_settings(config: &Config) -> octavia_api::auth::KeystoneSettings {
+    let k = &config.keystone_authtoken;
+    let auth_url = k.auth_url.clone().unwrap_or_default();
+    octavia_api::auth::KeystoneSettings {
+        www_authenticate_uri: k
+            .www_authenticate_uri
+            .clone()
+            .unwrap_or_else(|| auth_url.clone()),
+        auth_url,
+        username: k.username.clone(),
+        password: k.password.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
+        project_name: k.project_name.clone(),
+        user_domain_name: k.user_domain_name.clone(),
+        project_domain_name: k.project_domain_name.clone(),
+        token_cache_time: k.token_cache_time,
+        http_connect_timeout: k.http_connect_timeout,
+        http_request_timeout: k.http_request_timeout,
+        cafile: k.cafile.as_ref().map(Into::into),
     }
 }
 
