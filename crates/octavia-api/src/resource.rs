@@ -54,6 +54,11 @@ pub trait Resource: Sized + Send + Sync + 'static {
     const MANY: &'static str;
     const LINKS: &'static str;
 
+    /// Whether its objects belong to projects: the policy is asked about the object's
+    /// project once it is loaded, and listings are scoped by `get_all`/`get_all-global`.
+    /// Amphorae, flavors and zones do not: the policy is asked about the caller's own
+    /// project before anything is read (as Octavia does), and listings are whole.
+    const PROJECT_SCOPED: bool = true;
     /// Its id, for paging links and logs.
     fn id_text(&self) -> String;
     /// The project that owns it; `None` for objects of no project (amphorae).
@@ -67,10 +72,6 @@ pub trait Resource: Sized + Send + Sync + 'static {
 
 /// A top-level collection: `/v2/lbaas/<MANY>` and `/v2/lbaas/<MANY>/{id}`.
 pub trait Collection: Resource {
-    /// Whether its objects belong to projects (listings are scoped by the policy's
-    /// `get_all`/`get_all-global`); amphorae, flavors and zones do not, and are listed whole
-    /// to whoever passes `get_all`.
-    const PROJECT_SCOPED: bool = true;
     /// Read one page.
     fn load_page(
         store: &Store,
@@ -111,8 +112,12 @@ pub async fn fetch_as<R: Resource>(
     raw: &str,
     rule: &str,
 ) -> Result<R, ApiError> {
+    if !R::PROJECT_SCOPED {
+        caller.authorize_own(rule)?;
+        return load(s, raw, |_| true).await;
+    }
     let object: R = load(s, raw, |_| true).await?;
-    caller.authorize(rule, object.project().or(caller.project_id()))?;
+    caller.authorize(rule, object.project())?;
     Ok(object)
 }
 
@@ -388,8 +393,9 @@ pub async fn stats<R: Measured>(
 /// `impl Resource` for a model type whose store read is `get_*`.
 macro_rules! resource {
     ($model:ty, $id:ty, $response:ty, $kind:expr, $rule:literal, $one:literal, $many:literal,
-     $links:literal, $get:ident, |$o:ident| $project:expr) => {
+     $links:literal, $get:ident, |$o:ident| $project:expr $(, scoped: $scoped:literal)?) => {
         impl Resource for $model {
+            $(const PROJECT_SCOPED: bool = $scoped;)?
             type Id = $id;
             type Response = $response;
             const KIND: ObjectKind = $kind;
@@ -506,7 +512,8 @@ resource!(
     "amphorae",
     "amphorae_links",
     get_amphora,
-    |_o| None
+    |_o| None,
+    scoped: false
 );
 
 macro_rules! collection {
@@ -528,7 +535,6 @@ collection!(
 );
 
 impl Collection for Amphora {
-    const PROJECT_SCOPED: bool = false;
     async fn load_page(store: &Store, query: &ListQuery) -> Result<Vec<Self>, DbError> {
         store.list_amphorae(query).await
     }

@@ -1696,3 +1696,198 @@ async fn what_the_data_plane_cannot_serve_is_refused_with_501() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     }
 }
+
+/// Octavia's default policy, route by route and persona by persona (the table of
+/// `octavia_test_support::rbac`), with noauth headers naming each persona's roles; the
+/// end-to-end suite runs the same table with real Keystone tokens.
+#[tokio::test]
+async fn every_route_answers_each_role_as_octavias_default_policy() {
+    use octavia_test_support::rbac::{self, Fresh, Persona};
+    for engine in engines() {
+        let api = Api::new(engine).await;
+        let owner = |m: Method, p: &str, b: Option<Value>| {
+            let api = &api;
+            let p = p.to_string();
+            async move { api.call_as(rbac::OWNER, "", m, &p, b).await }
+        };
+        // The owner's tree (its member creates it), settled by the noop flows.
+        let make = |path: &'static str, key: &'static str, body: Value| {
+            let owner = &owner;
+            let api = &api;
+            async move {
+                let r = owner(Method::POST, path, Some(json!({ key: body }))).await;
+                assert_eq!(r.status, StatusCode::CREATED, "POST {path}: {}", r.body);
+                api.settle_all().await;
+                r.body[key]["id"].as_str().unwrap().to_string()
+            }
+        };
+        let lb = make(
+            "/v2/lbaas/loadbalancers",
+            "loadbalancer",
+            json!({"vip_subnet_id": SUBNET}),
+        )
+        .await;
+        let listener = make(
+            "/v2/lbaas/listeners",
+            "listener",
+            json!({"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80}),
+        )
+        .await;
+        let pool = make(
+            "/v2/lbaas/pools",
+            "pool",
+            json!({"listener_id": listener, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}),
+        )
+        .await;
+        let members = format!("/v2/lbaas/pools/{pool}/members");
+        let member_path: &'static str = Box::leak(members.clone().into_boxed_str());
+        let member = make(
+            member_path,
+            "member",
+            json!({"address": "10.0.0.20", "protocol_port": 80}),
+        )
+        .await;
+        let hm = make(
+            "/v2/lbaas/healthmonitors",
+            "healthmonitor",
+            json!({"pool_id": pool, "type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 2}),
+        )
+        .await;
+        let policy = make(
+            "/v2/lbaas/l7policies",
+            "l7policy",
+            json!({"listener_id": listener, "action": "REJECT"}),
+        )
+        .await;
+        let rules_path: &'static str =
+            Box::leak(format!("/v2/lbaas/l7policies/{policy}/rules").into_boxed_str());
+        let rule = make(
+            rules_path,
+            "rule",
+            json!({"type": "PATH", "compare_type": "STARTS_WITH", "value": "/x"}),
+        )
+        .await;
+        let amps = api
+            .call_as("ops", "admin", Method::GET, "/v2/octavia/amphorae", None)
+            .await;
+        let amphora = amps.body["amphorae"][0]["id"]
+            .as_str()
+            .expect("the load balancer's amphora")
+            .to_string();
+        let ids = rbac::Ids {
+            load_balancer: lb.clone(),
+            listener: listener.clone(),
+            pool: pool.clone(),
+            member,
+            health_monitor: hm,
+            l7policy: policy.clone(),
+            l7rule: rule,
+            amphora,
+        };
+        let mut port = 1000;
+        let mut failures = vec![];
+        let mut tried = 0;
+        for case in rbac::cases(&ids) {
+            for persona in Persona::ALL {
+                let path = match case.fresh {
+                    None => case.path.clone(),
+                    Some(kind) => {
+                        port += 1;
+                        let id = match kind {
+                            Fresh::LoadBalancer => make("/v2/lbaas/loadbalancers", "loadbalancer", json!({"vip_subnet_id": SUBNET})).await,
+                            Fresh::Listener => make("/v2/lbaas/listeners", "listener", json!({"loadbalancer_id": lb, "protocol": "TCP", "protocol_port": port})).await,
+                            Fresh::Pool => make("/v2/lbaas/pools", "pool", json!({"loadbalancer_id": lb, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"})).await,
+                            Fresh::HealthMonitor => {
+                                let p = make("/v2/lbaas/pools", "pool", json!({"loadbalancer_id": lb, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"})).await;
+                                make("/v2/lbaas/healthmonitors", "healthmonitor", json!({"pool_id": p, "type": "TCP", "delay": 5, "timeout": 3, "max_retries": 2})).await
+                            }
+                            Fresh::L7Policy => make("/v2/lbaas/l7policies", "l7policy", json!({"listener_id": listener, "action": "REJECT"})).await,
+                            Fresh::Member => make(member_path, "member", json!({"address": "10.0.1.1", "protocol_port": port})).await,
+                            Fresh::L7Rule => make(rules_path, "rule", json!({"type": "PATH", "compare_type": "STARTS_WITH", "value": format!("/{port}")})).await,
+                        };
+                        case.path.replace("{fresh}", &id)
+                    }
+                };
+                let method: Method = case.method.parse().unwrap();
+                let r = api
+                    .call_as(
+                        persona.project(),
+                        &persona.roles().join(","),
+                        method,
+                        &path,
+                        case.body.clone(),
+                    )
+                    .await;
+                tried += 1;
+                let expected = persona.may(case.access);
+                match rbac::verdict(r.status.as_u16()) {
+                    Ok(allowed) if allowed == expected => {}
+                    Ok(_) => failures.push(format!(
+                        "{persona:?} {} {path}: {} (expected {})",
+                        case.method,
+                        r.status,
+                        if expected { "allowed" } else { "403" }
+                    )),
+                    Err(e) => failures.push(format!(
+                        "{persona:?} {} {path}: {e}: {}",
+                        case.method, r.body
+                    )),
+                }
+                api.settle_all().await;
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} of {tried} wrong:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+        assert!(
+            tried > 400,
+            "the table covers every route ({tried} requests)"
+        );
+
+        // Listings are scoped: another project's member sees none of the owner's.
+        let r = api
+            .call_as(
+                rbac::OTHER,
+                "member,reader",
+                Method::GET,
+                "/v2/lbaas/loadbalancers",
+                None,
+            )
+            .await;
+        assert!(
+            r.body["loadbalancers"].as_array().unwrap().is_empty(),
+            "{}",
+            r.body
+        );
+        let r = api
+            .call_as(
+                rbac::OPS,
+                "load-balancer_global_observer",
+                Method::GET,
+                "/v2/lbaas/loadbalancers",
+                None,
+            )
+            .await;
+        assert!(r.body["loadbalancers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["id"] == json!(lb)));
+        // A reader's POST is refused and stores nothing.
+        let before = api.snapshot().await;
+        let r = api
+            .call_as(
+                rbac::OWNER,
+                "reader",
+                Method::POST,
+                "/v2/lbaas/loadbalancers",
+                Some(json!({"loadbalancer": {"vip_subnet_id": SUBNET}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert_eq!(api.snapshot().await, before);
+    }
+}

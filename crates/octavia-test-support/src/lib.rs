@@ -5,6 +5,7 @@
 //!   missing, failed under `CI=true`;
 //! * [`fixtures`]: model objects as a tenant creates them, for the store, flow and worker
 //!   suites to adjust where a test needs other values;
+//! * [`rbac`]: Octavia's default policy as persona × route → allowed or denied;
 //! * [`TestStore`] and [`engines`] ([`store`]): migrated throwaway stores on SQLite and, when
 //!   `OCTAVIA_TEST_PG_URL` names a server, PostgreSQL, built on octavia-db's public API.
 //!
@@ -17,6 +18,8 @@ pub mod require;
 
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
+#[cfg(feature = "rbac")]
+pub mod rbac;
 #[cfg(feature = "store")]
 pub mod store;
 

@@ -1,0 +1,404 @@
+//! Who may do what: Octavia's default policy as a table of persona × route → allowed or
+//! denied, run by the API suite (noauth headers naming the same roles) and by the end-to-end
+//! suite (real Keystone tokens). Expectations come from Octavia's policy documentation and
+//! `octavia/policies/`, not from our engine: the engine is what is under test.
+
+use serde_json::{json, Value};
+
+/// The project that owns every object the table addresses.
+pub const OWNER: &str = "rbac-owner";
+/// A second tenant project.
+pub const OTHER: &str = "rbac-other";
+/// The operators' project.
+pub const OPS: &str = "rbac-ops";
+
+/// One kind of caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Persona {
+    /// `admin` (Keystone implies `member` and `reader`), in the operators' project.
+    Admin,
+    /// `member` of the owning project.
+    Member,
+    /// `reader` of the owning project.
+    Reader,
+    /// `member` of another project.
+    OtherMember,
+    /// A role unrelated to load balancing on the owning project (Keystone scopes a token only
+    /// to a project the user has some role on).
+    NoRole,
+    /// Octavia's deprecated roles (work while `enforce_new_defaults` is off, the default).
+    LbGlobalObserver,
+    LbQuotaAdmin,
+    LbMember,
+    LbObserver,
+    LbAdmin,
+}
+
+impl Persona {
+    pub const ALL: [Persona; 10] = [
+        Persona::Admin,
+        Persona::Member,
+        Persona::Reader,
+        Persona::OtherMember,
+        Persona::NoRole,
+        Persona::LbGlobalObserver,
+        Persona::LbQuotaAdmin,
+        Persona::LbMember,
+        Persona::LbObserver,
+        Persona::LbAdmin,
+    ];
+
+    /// The roles a token of this persona carries (implied roles included, as Keystone
+    /// expands them).
+    pub fn roles(self) -> &'static [&'static str] {
+        match self {
+            Persona::Admin => &["admin", "member", "reader"],
+            Persona::Member | Persona::OtherMember => &["member", "reader"],
+            Persona::Reader => &["reader"],
+            Persona::NoRole => &["heat_stack_user"],
+            Persona::LbGlobalObserver => &["load-balancer_global_observer"],
+            Persona::LbQuotaAdmin => &["load-balancer_quota_admin"],
+            Persona::LbMember => &["load-balancer_member"],
+            Persona::LbObserver => &["load-balancer_observer"],
+            Persona::LbAdmin => &["load-balancer_admin"],
+        }
+    }
+
+    /// The roles to grant in Keystone (it adds the implied ones itself).
+    pub fn granted_roles(self) -> &'static [&'static str] {
+        match self {
+            Persona::Admin => &["admin"],
+            Persona::Member | Persona::OtherMember => &["member"],
+            p => p.roles(),
+        }
+    }
+
+    /// The project the persona's token is scoped to.
+    pub fn project(self) -> &'static str {
+        match self {
+            Persona::Admin
+            | Persona::LbGlobalObserver
+            | Persona::LbQuotaAdmin
+            | Persona::LbAdmin => OPS,
+            Persona::OtherMember => OTHER,
+            _ => OWNER,
+        }
+    }
+
+    /// Whether the persona passes `access` on an object of [`OWNER`].
+    pub fn may(self, access: Access) -> bool {
+        use Persona::*;
+        let admin = matches!(self, Admin | LbAdmin);
+        let global = admin || self == LbGlobalObserver;
+        let owner_read = matches!(self, Member | Reader | LbMember | LbObserver);
+        let owner_write = matches!(self, Member | LbMember);
+        // Read on the caller's own project (lists, providers, flavors).
+        let own_read = global || owner_read || self == OtherMember;
+        match access {
+            Access::Read => global || owner_read,
+            Access::Write => admin || owner_write,
+            Access::Admin => admin,
+            Access::List | Access::OwnRead => own_read,
+            Access::QuotaRead => global || owner_read || self == LbQuotaAdmin,
+            Access::QuotaWrite => admin || self == LbQuotaAdmin,
+            Access::QuotaList => own_read || self == LbQuotaAdmin,
+        }
+    }
+}
+
+/// What a route asks of the caller (the `load-balancer:*` rule behind its policy name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `load-balancer:read` on the object's project.
+    Read,
+    /// `load-balancer:write` on the object's project.
+    Write,
+    /// `load-balancer:admin`.
+    Admin,
+    /// A listing: `get_all-global`, else `get_all` on the caller's own project.
+    List,
+    /// `load-balancer:read` on the caller's own project (providers, flavors, zones).
+    OwnRead,
+    /// `load-balancer:read-quota` on the project named.
+    QuotaRead,
+    /// `load-balancer:write-quota`.
+    QuotaWrite,
+    /// The quota listing (`read-quota-global`, else `read-quota` on the caller's own project).
+    QuotaList,
+}
+
+/// The ids of the objects of [`OWNER`] the table addresses.
+#[derive(Debug, Clone, Default)]
+pub struct Ids {
+    pub load_balancer: String,
+    pub listener: String,
+    pub pool: String,
+    pub member: String,
+    pub health_monitor: String,
+    pub l7policy: String,
+    pub l7rule: String,
+    pub amphora: String,
+}
+
+/// A kind of object a `DELETE` case needs made fresh for it (a delete that is allowed
+/// removes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fresh {
+    LoadBalancer,
+    Listener,
+    Pool,
+    Member,
+    HealthMonitor,
+    L7Policy,
+    L7Rule,
+}
+
+/// One request of the table. In `path`, `{fresh}` stands for the id a [`Fresh`] maker
+/// returns (for members and rules: `{parent}/{child}` ids joined into the path by the maker).
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub method: &'static str,
+    pub path: String,
+    pub body: Option<Value>,
+    pub access: Access,
+    pub fresh: Option<Fresh>,
+}
+
+impl Case {
+    fn new(method: &'static str, path: String, body: Option<Value>, access: Access) -> Self {
+        Case {
+            method,
+            path,
+            body,
+            access,
+            fresh: None,
+        }
+    }
+}
+
+/// Every route of the API with a request that, once authorized, changes nothing it should
+/// not (write bodies that fail validation after the policy check, deletes of fresh objects).
+pub fn cases(ids: &Ids) -> Vec<Case> {
+    use Access::*;
+    let too_long = "x".repeat(300);
+    let rename = |key: &str| Some(json!({ key: {"name": too_long} }));
+    let lbaas = "/v2/lbaas";
+    let mut v = vec![];
+    let mut top = |collection: &str, key: &str, id: &str, post: Value, fresh: Fresh| {
+        v.push(Case::new(
+            "GET",
+            format!("{lbaas}/{collection}"),
+            None,
+            List,
+        ));
+        v.push(Case::new(
+            "POST",
+            format!("{lbaas}/{collection}"),
+            Some(post),
+            Write,
+        ));
+        v.push(Case::new(
+            "GET",
+            format!("{lbaas}/{collection}/{id}"),
+            None,
+            Read,
+        ));
+        v.push(Case::new(
+            "PUT",
+            format!("{lbaas}/{collection}/{id}"),
+            rename(key),
+            Write,
+        ));
+        v.push(Case {
+            fresh: Some(fresh),
+            ..Case::new(
+                "DELETE",
+                format!("{lbaas}/{collection}/{{fresh}}"),
+                None,
+                Write,
+            )
+        });
+    };
+    top(
+        "loadbalancers",
+        "loadbalancer",
+        &ids.load_balancer,
+        json!({"loadbalancer": {"project_id": OWNER, "name": too_long}}),
+        Fresh::LoadBalancer,
+    );
+    top(
+        "listeners",
+        "listener",
+        &ids.listener,
+        json!({"listener": {"loadbalancer_id": ids.load_balancer, "protocol": "HTTP", "protocol_port": 81, "name": too_long}}),
+        Fresh::Listener,
+    );
+    top(
+        "pools",
+        "pool",
+        &ids.pool,
+        json!({"pool": {"loadbalancer_id": ids.load_balancer, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN", "name": too_long}}),
+        Fresh::Pool,
+    );
+    top(
+        "healthmonitors",
+        "healthmonitor",
+        &ids.health_monitor,
+        json!({"healthmonitor": {"pool_id": ids.pool, "type": "HTTP", "delay": 5, "timeout": 5, "max_retries": 3, "name": too_long}}),
+        Fresh::HealthMonitor,
+    );
+    top(
+        "l7policies",
+        "l7policy",
+        &ids.l7policy,
+        json!({"l7policy": {"listener_id": ids.listener, "action": "REJECT", "name": too_long}}),
+        Fresh::L7Policy,
+    );
+    let lb = &ids.load_balancer;
+    v.push(Case::new(
+        "GET",
+        format!("{lbaas}/loadbalancers/{lb}/stats"),
+        None,
+        Read,
+    ));
+    v.push(Case::new(
+        "GET",
+        format!("{lbaas}/loadbalancers/{lb}/status"),
+        None,
+        Read,
+    ));
+    v.push(Case::new(
+        "PUT",
+        format!("{lbaas}/loadbalancers/{lb}/failover"),
+        None,
+        Admin,
+    ));
+    v.push(Case::new(
+        "GET",
+        format!("{lbaas}/listeners/{}/stats", ids.listener),
+        None,
+        Read,
+    ));
+    // Members and L7 rules, under their parents.
+    let members = format!("{lbaas}/pools/{}/members", ids.pool);
+    v.push(Case::new("GET", members.clone(), None, Read));
+    v.push(Case::new(
+        "POST",
+        members.clone(),
+        Some(json!({"member": {"address": "192.0.2.10", "protocol_port": 80, "name": too_long}})),
+        Write,
+    ));
+    v.push(Case::new(
+        "GET",
+        format!("{members}/{}", ids.member),
+        None,
+        Read,
+    ));
+    v.push(Case::new(
+        "PUT",
+        format!("{members}/{}", ids.member),
+        rename("member"),
+        Write,
+    ));
+    v.push(Case {
+        fresh: Some(Fresh::Member),
+        ..Case::new("DELETE", format!("{members}/{{fresh}}"), None, Write)
+    });
+    v.push(Case::new(
+        "PUT",
+        members.clone(),
+        Some(json!({"members": [
+            {"address": "192.0.2.10", "protocol_port": 80},
+            {"address": "192.0.2.10", "protocol_port": 80},
+        ]})),
+        Write,
+    ));
+    let rules = format!("{lbaas}/l7policies/{}/rules", ids.l7policy);
+    v.push(Case::new("GET", rules.clone(), None, Read));
+    v.push(Case::new(
+        "POST",
+        rules.clone(),
+        Some(json!({"rule": {"type": "PATH", "compare_type": "STARTS_WITH", "value": "/a\nb"}})),
+        Write,
+    ));
+    v.push(Case::new(
+        "GET",
+        format!("{rules}/{}", ids.l7rule),
+        None,
+        Read,
+    ));
+    v.push(Case::new(
+        "PUT",
+        format!("{rules}/{}", ids.l7rule),
+        Some(json!({"rule": {"value": "/a\nb"}})),
+        Write,
+    ));
+    v.push(Case {
+        fresh: Some(Fresh::L7Rule),
+        ..Case::new("DELETE", format!("{rules}/{{fresh}}"), None, Write)
+    });
+    // Quotas.
+    v.push(Case::new("GET", format!("{lbaas}/quotas"), None, QuotaList));
+    v.push(Case::new(
+        "GET",
+        format!("{lbaas}/quotas/{OWNER}"),
+        None,
+        QuotaRead,
+    ));
+    v.push(Case::new(
+        "GET",
+        format!("{lbaas}/quotas/{OWNER}/default"),
+        None,
+        QuotaRead,
+    ));
+    v.push(Case::new(
+        "PUT",
+        format!("{lbaas}/quotas/{OWNER}"),
+        Some(json!({"quota": {"member": -2}})),
+        QuotaWrite,
+    ));
+    v.push(Case::new(
+        "DELETE",
+        format!("{lbaas}/quotas/{OWNER}"),
+        None,
+        QuotaWrite,
+    ));
+    // Providers.
+    v.push(Case::new(
+        "GET",
+        format!("{lbaas}/providers"),
+        None,
+        OwnRead,
+    ));
+    v.push(Case::new(
+        "GET",
+        format!("{lbaas}/providers/amphora/flavor_capabilities"),
+        None,
+        Admin,
+    ));
+    v.push(Case::new(
+        "GET",
+        format!("{lbaas}/providers/amphora/availability_zone_capabilities"),
+        None,
+        Admin,
+    ));
+    // Amphorae (admin).
+    let amp = format!("/v2/octavia/amphorae/{}", ids.amphora);
+    v.push(Case::new("GET", "/v2/octavia/amphorae".into(), None, Admin));
+    v.push(Case::new("GET", amp.clone(), None, Admin));
+    v.push(Case::new("PUT", format!("{amp}/config"), None, Admin));
+    v.push(Case::new("PUT", format!("{amp}/failover"), None, Admin));
+    v.push(Case::new("DELETE", amp.clone(), None, Admin));
+    v
+}
+
+/// What a request's status says about the policy: 403 is a refusal; any other answer but
+/// 401 and 5xx means the policy let the request through (the request may still be refused
+/// for its content, 400/404/409, as the table's bodies intend).
+pub fn verdict(status: u16) -> Result<bool, String> {
+    match status {
+        403 => Ok(false),
+        401 | 500.. => Err(format!("status {status} says nothing about the policy")),
+        _ => Ok(true),
+    }
+}
