@@ -68,7 +68,10 @@ mod tests {
         assert_eq!(v.versions[0].id, "v2.0");
         assert_eq!(v.versions[0].status, "SUPPORTED");
         let last = v.versions.last().unwrap();
-        assert_eq!((last.id.as_str(), last.status.as_str()), ("v2.7", "CURRENT"));
+        assert_eq!(
+            (last.id.as_str(), last.status.as_str()),
+            ("v2.7", "CURRENT")
+        );
         assert_eq!(v.versions[5].links[0].href, "http://h:9876/v2");
     }
 }

@@ -1891,3 +1891,243 @@ async fn every_route_answers_each_role_as_octavias_default_policy() {
         assert_eq!(api.snapshot().await, before);
     }
 }
+
+/// A stand-in Keystone for the middleware's failure modes (the real one is exercised by the
+/// end-to-end suite): issues service tokens, validates a few known user tokens, counts calls.
+mod fake_keystone {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::get;
+    use axum::Router;
+    use serde_json::json;
+
+    #[derive(Default)]
+    pub struct Counts {
+        pub issued: AtomicUsize,
+        pub validated: AtomicUsize,
+        /// Answer 503 to everything (a connection kept alive may outlive the listener).
+        pub down: std::sync::atomic::AtomicBool,
+    }
+
+    fn expiry(minutes: i64) -> String {
+        (chrono::Utc::now() + chrono::TimeDelta::minutes(minutes))
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string()
+    }
+
+    pub async fn start() -> (String, Arc<Counts>, tokio::task::JoinHandle<()>) {
+        let counts = Arc::new(Counts::default());
+        let c1 = counts.clone();
+        let c2 = counts.clone();
+        let app = Router::new().route(
+            "/v3/auth/tokens",
+            get(move |h: HeaderMap| {
+                let c = c2.clone();
+                async move {
+                    if c.down.load(Ordering::SeqCst) {
+                        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                    }
+                    c.validated.fetch_add(1, Ordering::SeqCst);
+                    let service = h.get("x-auth-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    // The first service token is "revoked" at once: the client must renew.
+                    if service != "svc-2" {
+                        return StatusCode::UNAUTHORIZED.into_response();
+                    }
+                    let subject = h.get("x-subject-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    let (project, roles, minutes) = match subject {
+                        "member-token" => ("kp1", vec!["member", "reader"], 60),
+                        "reader-token" => ("kp1", vec!["reader"], 60),
+                        "stale-token" => ("kp1", vec!["member", "reader"], -1),
+                        _ => return StatusCode::NOT_FOUND.into_response(),
+                    };
+                    let roles: Vec<_> = roles.iter().map(|r| json!({"id": r, "name": r})).collect();
+                    axum::Json(json!({"token": {
+                        "expires_at": expiry(minutes),
+                        "roles": roles,
+                        "project": {"id": project, "name": project, "domain": {"id": "default"}},
+                        "user": {"id": format!("user-{subject}"), "name": "u", "domain": {"id": "default"}},
+                    }}))
+                    .into_response()
+                }
+            })
+            .post(move || {
+                let c = c1.clone();
+                async move {
+                    let n = c.issued.fetch_add(1, Ordering::SeqCst) + 1;
+                    let mut r: Response =
+                        (StatusCode::CREATED, axum::Json(json!({"token": {"expires_at": expiry(60)}})))
+                            .into_response();
+                    r.headers_mut().insert("x-subject-token", format!("svc-{n}").parse().unwrap());
+                    r
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v3", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        (url, counts, task)
+    }
+}
+
+#[tokio::test]
+async fn keystone_tokens_are_validated_cached_and_survive_an_outage() {
+    use std::sync::atomic::Ordering;
+    let (url, counts, keystone) = fake_keystone::start().await;
+    let ts = TestStore::new(octavia_db::Engine::Sqlite).await;
+    let app = router(ApiContext {
+        store: ts.store.clone(),
+        settings: ApiSettings {
+            auth_strategy: AuthStrategy::Keystone,
+            keystone: octavia_api::auth::KeystoneSettings {
+                auth_url: url.clone(),
+                www_authenticate_uri: "https://keystone.example/v3".into(),
+                password: "secret".into(),
+                http_connect_timeout: Duration::from_secs(2),
+                http_request_timeout: Duration::from_secs(3),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        metrics_render: None,
+        network: None,
+    })
+    .unwrap();
+    let call =
+        |token: Option<&'static str>, method: Method, path: &'static str, body: Option<Value>| {
+            let app = app.clone();
+            async move {
+                let mut b = Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .header("host", "api.test")
+                    // Headers noauth would trust are ignored under Keystone.
+                    .header("x-project-id", "spoofed")
+                    .header("x-roles", "admin");
+                if let Some(t) = token {
+                    b = b.header("x-auth-token", t);
+                }
+                let req = match body {
+                    Some(v) => b
+                        .header("content-type", "application/json")
+                        .body(Body::from(v.to_string())),
+                    None => b.body(Body::empty()),
+                }
+                .unwrap();
+                let resp = app.oneshot(req).await.unwrap();
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+                (
+                    status,
+                    headers,
+                    serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+                )
+            }
+        };
+    // The version document is open; everything else needs a token.
+    assert_eq!(call(None, Method::GET, "/", None).await.0, StatusCode::OK);
+    let (status, headers, body) = call(None, Method::GET, "/v2/lbaas/loadbalancers", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        headers["www-authenticate"],
+        "Keystone uri=\"https://keystone.example/v3\""
+    );
+    assert_eq!(body["faultcode"], "Client", "{body}");
+    // An unknown token: 401, and asked once however often it is retried.
+    for _ in 0..3 {
+        let (status, headers, _) =
+            call(Some("forged"), Method::GET, "/v2/lbaas/loadbalancers", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(headers.contains_key("www-authenticate"));
+    }
+    // The first service token was refused and renewed: two issued.
+    assert_eq!(counts.issued.load(Ordering::SeqCst), 2);
+    let validations = counts.validated.load(Ordering::SeqCst);
+    assert_eq!(
+        validations, 2,
+        "one refusal of the old service token, one answer"
+    );
+    // A member's token: its project, not the spoofed header; validated once for many calls.
+    let (status, _, body) = call(
+        Some("member-token"),
+        Method::POST,
+        "/v2/lbaas/loadbalancers",
+        Some(json!({"loadbalancer": {"vip_subnet_id": SUBNET}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["loadbalancer"]["project_id"], "kp1");
+    for _ in 0..5 {
+        let (status, _, body) = call(
+            Some("member-token"),
+            Method::GET,
+            "/v2/lbaas/loadbalancers",
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["loadbalancers"].as_array().unwrap().len(), 1);
+    }
+    assert_eq!(counts.validated.load(Ordering::SeqCst), validations + 1);
+    // The reader reads but does not write; the spoofed admin role counts for nothing.
+    let (status, _, _) = call(
+        Some("reader-token"),
+        Method::GET,
+        "/v2/lbaas/loadbalancers",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = call(
+        Some("reader-token"),
+        Method::GET,
+        "/v2/octavia/amphorae",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A token past its expiry is never cached.
+    let before = counts.validated.load(Ordering::SeqCst);
+    for _ in 0..2 {
+        call(
+            Some("stale-token"),
+            Method::GET,
+            "/v2/lbaas/loadbalancers",
+            None,
+        )
+        .await;
+    }
+    assert_eq!(counts.validated.load(Ordering::SeqCst), before + 2);
+    // Keystone goes away: cached tokens keep working, a new one gets 503 at once.
+    counts.down.store(true, Ordering::SeqCst);
+    keystone.abort();
+    let _ = keystone.await;
+    let (status, _, _) = call(
+        Some("member-token"),
+        Method::GET,
+        "/v2/lbaas/loadbalancers",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let started = std::time::Instant::now();
+    let (status, _, body) = call(
+        Some("never-seen"),
+        Method::GET,
+        "/v2/lbaas/loadbalancers",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["faultcode"], "Server");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no hang: {:?}",
+        started.elapsed()
+    );
+}
