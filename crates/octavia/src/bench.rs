@@ -50,6 +50,32 @@ pub struct BenchArgs {
     /// The all-in-one binary to start (default: this executable).
     #[arg(long)]
     pub binary: Option<PathBuf>,
+    /// A Keystone (v3) to also measure GET-one with Keystone tokens against: a second
+    /// all-in-one with `auth_strategy = "keystone"` validates a member's token (cached).
+    #[arg(long, env = "OCTAVIA_TEST_KEYSTONE_URL")]
+    pub keystone_url: Option<String>,
+    /// Password of Keystone's `admin` user (project `admin`, domain `Default`): it creates the
+    /// benchmark's project and member, and serves as the API's service user.
+    #[arg(long, env = "OCTAVIA_TEST_KEYSTONE_ADMIN_PASSWORD")]
+    pub keystone_admin_password: Option<String>,
+}
+
+/// Who a benchmark request says it is.
+#[derive(Debug, Clone)]
+enum Auth {
+    /// noauth: `X-Project-Id`.
+    Project(String),
+    /// Keystone: `X-Auth-Token`.
+    Token(String),
+}
+
+impl Auth {
+    fn header(&self) -> (&'static str, &str) {
+        match self {
+            Auth::Project(p) => ("X-Project-Id", p),
+            Auth::Token(t) => ("X-Auth-Token", t),
+        }
+    }
 }
 
 /// Run the benchmark and print the figures.
@@ -96,7 +122,8 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-async fn start_server(engine: &str, args: &BenchArgs) -> anyhow::Result<Server> {
+/// `extra`: more `[api_settings]` options, then any other sections.
+async fn start_server(engine: &str, args: &BenchArgs, extra: &str) -> anyhow::Result<Server> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let (connection, pg_cleanup) = match engine {
@@ -112,7 +139,7 @@ async fn start_server(engine: &str, args: &BenchArgs) -> anyhow::Result<Server> 
         }
     };
     let config = format!(
-        "[api_settings]\nbind_port = {port}\n[database]\nconnection = \"{connection}\"\nmax_pool_size = {}\n[task_flow]\nmax_workers = {}\n",
+        "[api_settings]\nbind_port = {port}\n{extra}[database]\nconnection = \"{connection}\"\nmax_pool_size = {}\n[task_flow]\nmax_workers = {}\n",
         args.pool_size, args.max_workers
     );
     let path = dir.path().join("octavia.toml");
@@ -149,6 +176,153 @@ async fn start_server(engine: &str, args: &BenchArgs) -> anyhow::Result<Server> 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(server)
+}
+
+/// 100 ACTIVE load balancers of `auth`'s project.
+async fn hundred_load_balancers(
+    client: &reqwest::Client,
+    base: &str,
+    auth: &Auth,
+) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        ids.push(create_lb(client, base, auth, i).await?);
+    }
+    for id in &ids {
+        wait_active(client, base, auth, id).await?;
+    }
+    Ok(ids)
+}
+
+/// GET-one against a second all-in-one that validates Keystone tokens: a fresh project and
+/// member in `keystone` (cleaned up after), its token (validated once, then cached).
+async fn keystone_get_one(
+    engine: &str,
+    args: &BenchArgs,
+    client: &reqwest::Client,
+    keystone: &str,
+    admin_password: &str,
+) -> anyhow::Result<Sample> {
+    let ks = keystone
+        .trim_end_matches('/')
+        .trim_end_matches("/v3")
+        .to_string();
+    let token = |user: Value, scope: Value| {
+        let client = client.clone();
+        let ks = ks.clone();
+        async move {
+            let r = client
+                .post(format!("{ks}/v3/auth/tokens?nocatalog"))
+                .json(&json!({"auth": {"identity": {"methods": ["password"], "password": {"user": user}}, "scope": scope}}))
+                .send()
+                .await?;
+            if r.status().as_u16() != 201 {
+                bail!("Keystone refused a password authentication: {}", r.status());
+            }
+            Ok::<String, anyhow::Error>(
+                r.headers()
+                    .get("x-subject-token")
+                    .and_then(|v| v.to_str().ok())
+                    .context("no X-Subject-Token")?
+                    .to_string(),
+            )
+        }
+    };
+    let admin = token(
+        json!({"name": "admin", "domain": {"id": "default"}, "password": admin_password}),
+        json!({"project": {"name": "admin", "domain": {"id": "default"}}}),
+    )
+    .await?;
+    let admin_call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let client = client.clone();
+        let ks = ks.clone();
+        let admin = admin.clone();
+        async move {
+            let mut req = client
+                .request(method, format!("{ks}/v3{path}"))
+                .header("X-Auth-Token", admin);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let r = req.send().await?;
+            if !r.status().is_success() {
+                bail!("Keystone {path}: {}", r.status());
+            }
+            Ok::<Value, anyhow::Error>(r.json().await.unwrap_or(Value::Null))
+        }
+    };
+    let name = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let password = uuid::Uuid::new_v4().to_string();
+    let project = admin_call(
+        reqwest::Method::POST,
+        "/projects".into(),
+        Some(json!({"project": {"name": name, "domain_id": "default"}})),
+    )
+    .await?;
+    let project_id = project["project"]["id"]
+        .as_str()
+        .context("project id")?
+        .to_string();
+    let user = admin_call(
+        reqwest::Method::POST,
+        "/users".into(),
+        Some(json!({"user": {"name": name, "password": password, "domain_id": "default"}})),
+    )
+    .await?;
+    let user_id = user["user"]["id"].as_str().context("user id")?.to_string();
+    let roles = admin_call(reqwest::Method::GET, "/roles?name=member".into(), None).await?;
+    let role = roles["roles"][0]["id"]
+        .as_str()
+        .context("Keystone has no member role")?
+        .to_string();
+    admin_call(
+        reqwest::Method::PUT,
+        format!("/projects/{project_id}/users/{user_id}/roles/{role}"),
+        None,
+    )
+    .await?;
+    let member = Auth::Token(
+        token(
+            json!({"id": user_id, "password": password}),
+            json!({"project": {"id": project_id}}),
+        )
+        .await?,
+    );
+    let extra = format!(
+        "auth_strategy = \"keystone\"\n[keystone_authtoken]\nauth_url = \"{ks}/v3\"\nusername = \"admin\"\npassword = \"{admin_password}\"\nproject_name = \"admin\"\n"
+    );
+    let server = start_server(engine, args, &extra).await;
+    let result = async {
+        let server = server?;
+        let ids = Arc::new(hundred_load_balancers(client, &server.base, &member).await?);
+        let addr = server.base.trim_start_matches("http://").to_string();
+        let sample = load(
+            &addr,
+            args.concurrency,
+            args.seconds,
+            200,
+            Arc::new(move |i| {
+                raw_request(
+                    "GET",
+                    &format!("/v2/lbaas/loadbalancers/{}", ids[i % ids.len()]),
+                    Some(&member),
+                    None,
+                )
+            }),
+        )
+        .await;
+        sample.print("GET one, Keystone token");
+        Ok::<Sample, anyhow::Error>(sample)
+    }
+    .await;
+    let _ = admin_call(reqwest::Method::DELETE, format!("/users/{user_id}"), None).await;
+    let _ = admin_call(
+        reqwest::Method::DELETE,
+        format!("/projects/{project_id}"),
+        None,
+    )
+    .await;
+    result
 }
 
 /// Latencies of one phase.
@@ -272,10 +446,10 @@ impl RawConn {
 }
 
 /// A request's bytes: `method path` with the project header and an optional JSON body.
-fn raw_request(method: &str, path: &str, project: Option<&str>, body: Option<&Value>) -> Vec<u8> {
+fn raw_request(method: &str, path: &str, auth: Option<&Auth>, body: Option<&Value>) -> Vec<u8> {
     let mut r = format!("{method} {path} HTTP/1.1\r\nHost: bench\r\n");
-    if let Some(p) = project {
-        r.push_str(&format!("X-Project-Id: {p}\r\n"));
+    if let Some((name, value)) = auth.map(Auth::header) {
+        r.push_str(&format!("{name}: {value}\r\n"));
     }
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     if !body.is_empty() {
@@ -343,23 +517,31 @@ async fn load(
     }
 }
 
-fn lb_body(project: &str, i: usize) -> Value {
-    json!({"loadbalancer": {
+fn lb_body(project: Option<&str>, i: usize) -> Value {
+    let mut lb = json!({
         "name": format!("bench-{i}"),
-        "project_id": project,
         "vip_subnet_id": "8f2fd7b6-43a2-4ea7-a3c5-4e9b6c1e0a01",
-    }})
+    });
+    if let Some(p) = project {
+        lb["project_id"] = json!(p);
+    }
+    json!({ "loadbalancer": lb })
 }
 
 async fn create_lb(
     client: &reqwest::Client,
     base: &str,
-    project: &str,
+    auth: &Auth,
     i: usize,
 ) -> anyhow::Result<String> {
+    let (name, value) = auth.header();
+    let project = match auth {
+        Auth::Project(p) => Some(p.as_str()),
+        Auth::Token(_) => None,
+    };
     let r = client
         .post(format!("{base}/v2/lbaas/loadbalancers"))
-        .header("X-Project-Id", project)
+        .header(name, value)
         .json(&lb_body(project, i))
         .send()
         .await?;
@@ -377,14 +559,15 @@ async fn create_lb(
 async fn wait_active(
     client: &reqwest::Client,
     base: &str,
-    project: &str,
+    auth: &Auth,
     id: &str,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let (name, value) = auth.header();
     loop {
         let v: Value = client
             .get(format!("{base}/v2/lbaas/loadbalancers/{id}"))
-            .header("X-Project-Id", project)
+            .header(name, value)
             .send()
             .await?
             .json()
@@ -406,22 +589,15 @@ async fn bench_engine(engine: &str, args: &BenchArgs) -> anyhow::Result<()> {
         "\n## {engine}: all-in-one with noop drivers, {} connections, {} s per phase",
         args.concurrency, args.seconds
     );
-    let server = start_server(engine, args).await?;
+    let server = start_server(engine, args, "").await?;
     let base = server.base.clone();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
 
     // 100 load balancers in one project, for GET-one and list.
-    let project = "bench-list";
-    let mut ids = Vec::new();
-    for i in 0..100 {
-        ids.push(create_lb(&client, &base, project, i).await?);
-    }
-    for id in &ids {
-        wait_active(&client, &base, project, id).await?;
-    }
-    let ids = Arc::new(ids);
+    let project = Auth::Project("bench-list".into());
+    let ids = Arc::new(hundred_load_balancers(&client, &base, &project).await?);
 
     let addr = base.trim_start_matches("http://").to_string();
     let baseline = load(
@@ -444,13 +620,22 @@ async fn bench_engine(engine: &str, args: &BenchArgs) -> anyhow::Result<()> {
             raw_request(
                 "GET",
                 &format!("/v2/lbaas/loadbalancers/{}", idsc[i % idsc.len()]),
-                Some("bench-list"),
+                Some(&project),
                 None,
             )
         }),
     )
     .await;
     get_one.print("GET one load balancer");
+    let keystone = match (&args.keystone_url, &args.keystone_admin_password) {
+        (Some(url), Some(password)) => {
+            Some(keystone_get_one(engine, args, &client, url, password).await?)
+        }
+        _ => {
+            println!("GET one with Keystone tokens: skipped (no --keystone-url / --keystone-admin-password)");
+            None
+        }
+    };
 
     let list = load(
         &addr,
@@ -461,7 +646,7 @@ async fn bench_engine(engine: &str, args: &BenchArgs) -> anyhow::Result<()> {
             raw_request(
                 "GET",
                 "/v2/lbaas/loadbalancers?limit=100",
-                Some("bench-list"),
+                Some(&Auth::Project("bench-list".into())),
                 None,
             )
         }),
@@ -473,8 +658,9 @@ async fn bench_engine(engine: &str, args: &BenchArgs) -> anyhow::Result<()> {
     let mut to_active = Vec::new();
     for i in 0..args.creates {
         let t = Instant::now();
-        let id = create_lb(&client, &base, "bench-latency", i).await?;
-        wait_active(&client, &base, "bench-latency", &id).await?;
+        let who = Auth::Project("bench-latency".into());
+        let id = create_lb(&client, &base, &who, i).await?;
+        wait_active(&client, &base, &who, &id).await?;
         to_active.push(t.elapsed());
     }
     let s = Sample {
@@ -499,14 +685,22 @@ async fn bench_engine(engine: &str, args: &BenchArgs) -> anyhow::Result<()> {
             raw_request(
                 "POST",
                 "/v2/lbaas/loadbalancers",
-                Some("bench-create"),
-                Some(&lb_body("bench-create", i)),
+                Some(&Auth::Project("bench-create".into())),
+                Some(&lb_body(Some("bench-create"), i)),
             )
         }),
     )
     .await;
     creates.print("create accepted (201)");
 
+    if let Some(ks) = keystone {
+        println!(
+            "Keystone auth: GET-one at {:.0}% of the noauth GET-one throughput ({:.0} vs {:.0} req/s)",
+            100.0 * ks.rate() / get_one.rate(),
+            ks.rate(),
+            get_one.rate()
+        );
+    }
     println!(
         "vs baseline: GET-one at {:.0}% of baseline throughput, list at {:.0}%, create at {:.0}%",
         100.0 * get_one.rate() / baseline.rate(),
