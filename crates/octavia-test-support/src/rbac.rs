@@ -5,12 +5,36 @@
 
 use serde_json::{json, Value};
 
-/// The project that owns every object the table addresses.
+/// The project that owns every object the table addresses (noauth's name for it).
 pub const OWNER: &str = "rbac-owner";
 /// A second tenant project.
 pub const OTHER: &str = "rbac-other";
 /// The operators' project.
 pub const OPS: &str = "rbac-ops";
+
+/// The project a persona's token is scoped to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Home {
+    /// The project that owns the objects.
+    Owner,
+    /// Another tenant's project.
+    Other,
+    /// The operators' project.
+    Ops,
+}
+
+impl Home {
+    pub const ALL: [Home; 3] = [Home::Owner, Home::Other, Home::Ops];
+
+    /// The noauth name of the project ([`OWNER`], [`OTHER`], [`OPS`]).
+    pub fn noauth_name(self) -> &'static str {
+        match self {
+            Home::Owner => OWNER,
+            Home::Other => OTHER,
+            Home::Ops => OPS,
+        }
+    }
+}
 
 /// One kind of caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,14 +98,14 @@ impl Persona {
     }
 
     /// The project the persona's token is scoped to.
-    pub fn project(self) -> &'static str {
+    pub fn home(self) -> Home {
         match self {
             Persona::Admin
             | Persona::LbGlobalObserver
             | Persona::LbQuotaAdmin
-            | Persona::LbAdmin => OPS,
-            Persona::OtherMember => OTHER,
-            _ => OWNER,
+            | Persona::LbAdmin => Home::Ops,
+            Persona::OtherMember => Home::Other,
+            _ => Home::Owner,
         }
     }
 
@@ -178,7 +202,8 @@ impl Case {
 
 /// Every route of the API with a request that, once authorized, changes nothing it should
 /// not (write bodies that fail validation after the policy check, deletes of fresh objects).
-pub fn cases(ids: &Ids) -> Vec<Case> {
+/// `owner` is the id of the project that owns the objects of `ids`.
+pub fn cases(ids: &Ids, owner: &str) -> Vec<Case> {
     use Access::*;
     let too_long = "x".repeat(300);
     let rename = |key: &str| Some(json!({ key: {"name": too_long} }));
@@ -223,7 +248,7 @@ pub fn cases(ids: &Ids) -> Vec<Case> {
         "loadbalancers",
         "loadbalancer",
         &ids.load_balancer,
-        json!({"loadbalancer": {"project_id": OWNER, "name": too_long}}),
+        json!({"loadbalancer": {"project_id": owner, "name": too_long}}),
         Fresh::LoadBalancer,
     );
     top(
@@ -341,25 +366,25 @@ pub fn cases(ids: &Ids) -> Vec<Case> {
     v.push(Case::new("GET", format!("{lbaas}/quotas"), None, QuotaList));
     v.push(Case::new(
         "GET",
-        format!("{lbaas}/quotas/{OWNER}"),
+        format!("{lbaas}/quotas/{owner}"),
         None,
         QuotaRead,
     ));
     v.push(Case::new(
         "GET",
-        format!("{lbaas}/quotas/{OWNER}/default"),
+        format!("{lbaas}/quotas/{owner}/default"),
         None,
         QuotaRead,
     ));
     v.push(Case::new(
         "PUT",
-        format!("{lbaas}/quotas/{OWNER}"),
+        format!("{lbaas}/quotas/{owner}"),
         Some(json!({"quota": {"member": -2}})),
         QuotaWrite,
     ));
     v.push(Case::new(
         "DELETE",
-        format!("{lbaas}/quotas/{OWNER}"),
+        format!("{lbaas}/quotas/{owner}"),
         None,
         QuotaWrite,
     ));

@@ -939,19 +939,31 @@ mod tests {
     fn noauth_stays_on_loopback_unless_the_operator_says_otherwise() {
         assert!(Config::parse("[api_settings]\nbind_host = \"::1\"\n").is_ok());
         let err = Config::parse("[api_settings]\nbind_host = \"0.0.0.0\"\n").unwrap_err();
-        assert!(err.to_string().contains("api_settings.auth_strategy"), "{err}");
+        assert!(
+            err.to_string().contains("api_settings.auth_strategy"),
+            "{err}"
+        );
         assert!(err.to_string().contains("noauth_allow_remote"), "{err}");
         let ok = "[api_settings]\nbind_host = \"0.0.0.0\"\nnoauth_allow_remote = true\n";
         assert!(Config::parse(ok).is_ok());
         // Keystone needs where and as whom to validate tokens.
         let ks = "[api_settings]\nbind_host = \"0.0.0.0\"\nauth_strategy = \"keystone\"\n";
         let err = Config::parse(ks).unwrap_err();
-        assert!(err.to_string().contains("keystone_authtoken.auth_url"), "{err}");
+        assert!(
+            err.to_string().contains("keystone_authtoken.auth_url"),
+            "{err}"
+        );
         let with_url = format!("{ks}[keystone_authtoken]\nauth_url = \"http://ks:5000/v3\"\n");
         let err = Config::parse(&with_url).unwrap_err();
-        assert!(err.to_string().contains("keystone_authtoken.password"), "{err}");
+        assert!(
+            err.to_string().contains("keystone_authtoken.password"),
+            "{err}"
+        );
         let c = Config::parse(&format!("{with_url}password = \"s3cret\"\n")).unwrap();
-        assert_eq!(c.keystone_authtoken.token_cache_time, Duration::from_secs(300));
+        assert_eq!(
+            c.keystone_authtoken.token_cache_time,
+            Duration::from_secs(300)
+        );
         assert!(!format!("{:?}", c.keystone_authtoken).contains("s3cret"));
     }
 
