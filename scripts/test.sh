@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command of the README: installs and starts what the tests need, then runs
-# formatting, lints and every test (both store engines, the real openstack CLI).
+# formatting, lints and every test (both store engines, the real openstack CLI, a real
+# Keystone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -15,6 +16,9 @@ command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v arping >/dev/null 2>&1 || need+=(iputils-arping)
 command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+# Debian's python3 makes venvs only with python3-venv (ensurepip).
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -40,15 +44,20 @@ su postgres -c "psql -p $port -Atqc \"select 1 from pg_roles where rolname='octa
   su postgres -c "psql -p $port -qc \"CREATE ROLE octavia LOGIN SUPERUSER PASSWORD 'octavia'\""
 export OCTAVIA_TEST_PG_URL="postgres://octavia:octavia@127.0.0.1:$port/postgres"
 
-# --- the real OpenStack client, in a throwaway venv (rebuildable, under target/) ----
-venv="$root/target/openstack-cli-venv"
-if [ ! -x "$venv/bin/openstack" ]; then
-  log "installing python-openstackclient + python-octaviaclient into $venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check python-openstackclient python-octaviaclient
-fi
-export OCTAVIA_TEST_OPENSTACK="$venv/bin/openstack"
+# --- OpenStack from PyPI, in throwaway venvs under target/ (scripts/openstack.sh) ---------
+# shellcheck source=scripts/openstack.sh
+source scripts/openstack.sh
+# The real OpenStack client (and openstacksdk, which it depends on, for Python test scripts).
+pinned_venv "$root/target/openstack-cli-venv" python-openstackclient python-octaviaclient
+export OCTAVIA_TEST_OPENSTACK="$root/target/openstack-cli-venv/bin/openstack"
+export OCTAVIA_TEST_OPENSTACK_PYTHON="$root/target/openstack-cli-venv/bin/python"
+"$OCTAVIA_TEST_OPENSTACK_PYTHON" -c 'import openstack'
+# A real Keystone, once for the whole run (nextest runs each test in its own process), stopped
+# when this script exits, whichever way.
+trap keystone_stop EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+keystone_start
 
 # --- checks and tests -------------------------------------------------------------
 log "cargo fmt --check"

@@ -194,6 +194,20 @@ const ENV_READERS: &[EnvReader] = &[
         why: "the dev-only test-support crate: CI=true turns a test skipped for a missing \
               piece of the machine into a failure; HAPROXY_BIN and PATH find HAProxy",
     },
+    EnvReader {
+        path: "crates/octavia-test-support/src/keystone.rs",
+        vars: Some(&[
+            "URL_ENV",
+            "ADMIN_PASSWORD_ENV",
+            "SERVICE_USER_ENV",
+            "SERVICE_PASSWORD_ENV",
+            "SERVICE_PROJECT_ENV",
+            "OPENSTACK_PYTHON_ENV",
+        ]),
+        why: "the dev-only test-support crate: OCTAVIA_TEST_KEYSTONE_* locate the run's \
+              Keystone and its admin and service users, OCTAVIA_TEST_OPENSTACK_PYTHON the \
+              python with openstacksdk (scripts/openstack.sh sets them)",
+    },
 ];
 
 const ENV_READS: &[&[&str]] = &[
