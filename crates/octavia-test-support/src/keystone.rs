@@ -110,13 +110,13 @@ pub struct Tenant {
     pub token: Token,
 }
 
-/// A `load-balancer` service with public, internal and admin endpoints at one URL, in a
-/// region of its own.
+/// Catalog services (e.g. `load-balancer`) with public, internal and admin endpoints, in a
+/// region of their own.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     /// What the test's clients must pass as `--os-region-name` / `region_name`.
     pub region: String,
-    pub service_id: String,
+    pub service_ids: Vec<String>,
     pub endpoint_ids: Vec<String>,
 }
 
@@ -374,27 +374,38 @@ impl Keystone {
     /// public, internal and admin endpoints, in a region of its own ([`Endpoint::region`]).
     /// [`Endpoint::delete`] removes them.
     pub async fn create_service_and_endpoint(&self, service_type: &str, url: &str) -> Endpoint {
+        self.create_services(&[(service_type, url)]).await
+    }
+
+    /// Like [`Keystone::create_service_and_endpoint`] for several `(service_type, url)` in one
+    /// region: what a client that talks to two services (the `openstack` CLI looks subnets up
+    /// in `network`) finds in one catalog.
+    pub async fn create_services(&self, services: &[(&str, &str)]) -> Endpoint {
         let region = unique("region");
         let body = json!({ "region": { "id": region, "description": "octavia-rs test" } });
         self.admin(Method::POST, "/regions", Some(body), StatusCode::CREATED)
             .await;
-        let body = json!({ "service": { "type": service_type, "name": unique(service_type) } });
-        let v = self
-            .admin(Method::POST, "/services", Some(body), StatusCode::CREATED)
-            .await;
-        let service_id = id(&v["service"]);
+        let mut service_ids = Vec::new();
         let mut endpoint_ids = Vec::new();
-        for interface in ["public", "internal", "admin"] {
-            let body = json!({ "endpoint": { "service_id": service_id, "interface": interface,
-                                             "region_id": region, "url": url } });
+        for (service_type, url) in services {
+            let body = json!({ "service": { "type": service_type, "name": unique(service_type) } });
             let v = self
-                .admin(Method::POST, "/endpoints", Some(body), StatusCode::CREATED)
+                .admin(Method::POST, "/services", Some(body), StatusCode::CREATED)
                 .await;
-            endpoint_ids.push(id(&v["endpoint"]));
+            let service_id = id(&v["service"]);
+            for interface in ["public", "internal", "admin"] {
+                let body = json!({ "endpoint": { "service_id": service_id, "interface": interface,
+                                                 "region_id": region, "url": url } });
+                let v = self
+                    .admin(Method::POST, "/endpoints", Some(body), StatusCode::CREATED)
+                    .await;
+                endpoint_ids.push(id(&v["endpoint"]));
+            }
+            service_ids.push(service_id);
         }
         Endpoint {
             region,
-            service_id,
+            service_ids,
             endpoint_ids,
         }
     }
@@ -460,9 +471,9 @@ impl Endpoint {
         for e in &self.endpoint_ids {
             keystone.delete(&format!("/endpoints/{e}")).await;
         }
-        keystone
-            .delete(&format!("/services/{}", self.service_id))
-            .await;
+        for service in &self.service_ids {
+            keystone.delete(&format!("/services/{service}")).await;
+        }
         keystone.delete(&format!("/regions/{}", self.region)).await;
     }
 }

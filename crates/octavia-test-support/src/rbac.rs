@@ -427,3 +427,229 @@ pub fn verdict(status: u16) -> Result<bool, String> {
         _ => Ok(true),
     }
 }
+
+/// What the table runs through: the API suite's in-process router with noauth headers, or
+/// the end-to-end suite's real server with Keystone tokens.
+#[allow(async_fn_in_trait)]
+pub trait Driver {
+    /// `method path` (with a JSON `body`) as `persona`: the status and the JSON answer
+    /// (`null` when empty or not JSON).
+    async fn call(
+        &self,
+        persona: Persona,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value);
+    /// Returns once every job the requests so far queued has finished.
+    async fn settle(&self);
+}
+
+/// The owner's member creates `{key: body}` at `path`; its id, once its job has finished.
+async fn make<D: Driver>(d: &D, path: &str, key: &str, body: Value) -> String {
+    let (status, answer) = d
+        .call(Persona::Member, "POST", path, Some(json!({ key: body })))
+        .await;
+    assert_eq!(status, 201, "POST {path}: {answer}");
+    d.settle().await;
+    answer[key]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("POST {path}: no id in {answer}"))
+        .to_string()
+}
+
+/// The owner's tree, made by its member: a load balancer on `subnet` with a listener, a
+/// pool, a member, a health monitor, an L7 policy and rule, and the amphora the flow built.
+pub async fn tree<D: Driver>(d: &D, subnet: &str) -> Ids {
+    let lb = make(
+        d,
+        "/v2/lbaas/loadbalancers",
+        "loadbalancer",
+        json!({"vip_subnet_id": subnet}),
+    )
+    .await;
+    let listener = make(
+        d,
+        "/v2/lbaas/listeners",
+        "listener",
+        json!({"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80}),
+    )
+    .await;
+    let pool = make(
+        d,
+        "/v2/lbaas/pools",
+        "pool",
+        json!({"listener_id": listener, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}),
+    )
+    .await;
+    let member = make(
+        d,
+        &format!("/v2/lbaas/pools/{pool}/members"),
+        "member",
+        json!({"address": "10.0.0.20", "protocol_port": 80}),
+    )
+    .await;
+    let health_monitor = make(
+        d,
+        "/v2/lbaas/healthmonitors",
+        "healthmonitor",
+        json!({"pool_id": pool, "type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 2}),
+    )
+    .await;
+    let l7policy = make(
+        d,
+        "/v2/lbaas/l7policies",
+        "l7policy",
+        json!({"listener_id": listener, "action": "REJECT"}),
+    )
+    .await;
+    let l7rule = make(
+        d,
+        &format!("/v2/lbaas/l7policies/{l7policy}/rules"),
+        "rule",
+        json!({"type": "PATH", "compare_type": "STARTS_WITH", "value": "/x"}),
+    )
+    .await;
+    let path = format!("/v2/octavia/amphorae?load_balancer_id={lb}");
+    let (status, amps) = d.call(Persona::Admin, "GET", &path, None).await;
+    assert_eq!(status, 200, "GET {path}: {amps}");
+    let amphora = amps["amphorae"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the load balancer's amphora: {amps}"))
+        .to_string();
+    Ids {
+        load_balancer: lb,
+        listener,
+        pool,
+        member,
+        health_monitor,
+        l7policy,
+        l7rule,
+        amphora,
+    }
+}
+
+/// What a run of the table found.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Requests sent.
+    pub tried: usize,
+    /// One line per answer that is not the policy's.
+    pub failures: Vec<String>,
+}
+
+/// Every case of [`cases`] as every [`Persona`] through `d`, against the tree of [`tree`]
+/// (owned by the project `owner`); objects a `DELETE` case removes are made fresh for it.
+pub async fn run<D: Driver>(d: &D, ids: &Ids, owner: &str, subnet: &str) -> Outcome {
+    let mut out = Outcome::default();
+    let members = format!("/v2/lbaas/pools/{}/members", ids.pool);
+    let rules = format!("/v2/lbaas/l7policies/{}/rules", ids.l7policy);
+    let mut port = 1000;
+    for case in cases(ids, owner) {
+        for persona in Persona::ALL {
+            let path = match case.fresh {
+                None => case.path.clone(),
+                Some(kind) => {
+                    port += 1;
+                    let id = fresh(d, kind, ids, subnet, &members, &rules, port).await;
+                    case.path.replace("{fresh}", &id)
+                }
+            };
+            let (status, body) = d.call(persona, case.method, &path, case.body.clone()).await;
+            out.tried += 1;
+            let expected = persona.may(case.access);
+            match verdict(status) {
+                Ok(allowed) if allowed == expected => {}
+                Ok(_) => out.failures.push(format!(
+                    "{persona:?} {} {path}: {status} (expected {})",
+                    case.method,
+                    if expected { "allowed" } else { "403" }
+                )),
+                Err(e) => out
+                    .failures
+                    .push(format!("{persona:?} {} {path}: {e}: {body}", case.method)),
+            }
+            d.settle().await;
+        }
+    }
+    out
+}
+
+/// A new object of `kind` in the owner's tree, for one `DELETE` case.
+async fn fresh<D: Driver>(
+    d: &D,
+    kind: Fresh,
+    ids: &Ids,
+    subnet: &str,
+    members: &str,
+    rules: &str,
+    port: u32,
+) -> String {
+    let lb = &ids.load_balancer;
+    let pool = || {
+        make(
+            d,
+            "/v2/lbaas/pools",
+            "pool",
+            json!({"loadbalancer_id": lb, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}),
+        )
+    };
+    match kind {
+        Fresh::LoadBalancer => {
+            make(
+                d,
+                "/v2/lbaas/loadbalancers",
+                "loadbalancer",
+                json!({"vip_subnet_id": subnet}),
+            )
+            .await
+        }
+        Fresh::Listener => {
+            make(
+                d,
+                "/v2/lbaas/listeners",
+                "listener",
+                json!({"loadbalancer_id": lb, "protocol": "TCP", "protocol_port": port}),
+            )
+            .await
+        }
+        Fresh::Pool => pool().await,
+        Fresh::HealthMonitor => {
+            let p = pool().await;
+            make(
+                d,
+                "/v2/lbaas/healthmonitors",
+                "healthmonitor",
+                json!({"pool_id": p, "type": "TCP", "delay": 5, "timeout": 3, "max_retries": 2}),
+            )
+            .await
+        }
+        Fresh::L7Policy => {
+            make(
+                d,
+                "/v2/lbaas/l7policies",
+                "l7policy",
+                json!({"listener_id": ids.listener, "action": "REJECT"}),
+            )
+            .await
+        }
+        Fresh::Member => {
+            make(
+                d,
+                members,
+                "member",
+                json!({"address": "10.0.1.1", "protocol_port": port}),
+            )
+            .await
+        }
+        Fresh::L7Rule => {
+            make(
+                d,
+                rules,
+                "rule",
+                json!({"type": "PATH", "compare_type": "STARTS_WITH", "value": format!("/{port}")}),
+            )
+            .await
+        }
+    }
+}

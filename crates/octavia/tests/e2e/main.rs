@@ -2,7 +2,9 @@
 //!
 //! * crash safety: kill -9 a worker held mid-flow by a failpoint; another worker finishes the job;
 //! * a failing step: the job's steps are reverted in reverse order, the object ends in ERROR;
-//! * the real `openstack` CLI (python-openstackclient + python-octaviaclient) drives the all-in-one.
+//! * the real `openstack` CLI (python-openstackclient + python-octaviaclient) drives the all-in-one;
+//! * behind the run's real Keystone: Octavia's default policy route by route with real tokens,
+//!   and the CLI and openstacksdk finding the API through the catalog.
 //!
 //! Every process a test starts is killed when the test ends, also when it fails.
 
@@ -15,4 +17,5 @@ mod dataplane;
 mod failover;
 mod fleet;
 mod health;
+mod keystone;
 mod lab;

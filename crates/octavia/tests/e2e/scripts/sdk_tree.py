@@ -1,7 +1,7 @@
 """openstacksdk drives octavia-rs through a real Keystone's catalog.
 
-Usage: sdk_tree.py ROLE   (environment: OS_AUTH_URL, OS_USERNAME, OS_PASSWORD, OS_PROJECT_ID,
-OS_REGION_NAME, OS_USER_DOMAIN_ID, SUBNET_ID; for ROLE=reader also LB_ID)
+Usage: sdk_tree.py ROLE   (environment: OS_AUTH_URL, OS_USER_ID, OS_PASSWORD, OS_PROJECT_ID,
+OS_REGION_NAME, SUBNET_ID; for ROLE=reader also LB_ID)
 
   member: create a load balancer with a listener, pool, member and health monitor, wait for
           each to be ACTIVE, print the load balancer id as JSON, leave the tree in place;
@@ -21,10 +21,9 @@ from openstack import exceptions
 def connect():
     return openstack.connect(
         auth_url=os.environ["OS_AUTH_URL"],
-        username=os.environ["OS_USERNAME"],
+        user_id=os.environ["OS_USER_ID"],
         password=os.environ["OS_PASSWORD"],
         project_id=os.environ["OS_PROJECT_ID"],
-        user_domain_id=os.environ.get("OS_USER_DOMAIN_ID", "default"),
         region_name=os.environ["OS_REGION_NAME"],
         interface="public",
     )
