@@ -31,6 +31,30 @@ async fn write_hm_columns(c: &mut Conn<'_>, h: &HealthMonitor) -> Result<()> {
     write_tags(c, h.id, &h.tags).await
 }
 
+/// Insert `h` (PENDING_CREATE/OFFLINE) with its tags.
+pub(crate) async fn insert_health_monitor(c: &mut Conn<'_>, h: &HealthMonitor) -> Result<()> {
+    c.execute(
+        "INSERT INTO health_monitor (id, project_id, pool_id, provisioning_status, \
+         operating_status, enabled, type, delay, timeout, fall_threshold, rise_threshold, \
+         created_at) VALUES ($1, $2, $3, 'PENDING_CREATE', 'OFFLINE', $4, $5, $6, $7, $8, \
+         $9, $10)",
+        args![
+            sid(h.id),
+            &h.project_id,
+            sid(h.pool_id),
+            h.enabled,
+            h.monitor_type.as_str(),
+            h.delay,
+            h.timeout,
+            h.fall_threshold,
+            h.rise_threshold,
+            now()
+        ],
+    )
+    .await?;
+    write_hm_columns(c, h).await
+}
+
 impl Store {
     pub async fn get_health_monitor(&self, id: HealthMonitorId) -> Result<Option<HealthMonitor>> {
         self.get(id).await
@@ -57,26 +81,7 @@ impl Store {
             )));
         }
         check_quota(&mut c, &self.quota_defaults, &h.project_id, kind, 1).await?;
-        c.execute(
-            "INSERT INTO health_monitor (id, project_id, pool_id, provisioning_status, \
-             operating_status, enabled, type, delay, timeout, fall_threshold, rise_threshold, \
-             created_at) VALUES ($1, $2, $3, 'PENDING_CREATE', 'OFFLINE', $4, $5, $6, $7, $8, \
-             $9, $10)",
-            args![
-                sid(h.id),
-                &h.project_id,
-                sid(h.pool_id),
-                h.enabled,
-                h.monitor_type.as_str(),
-                h.delay,
-                h.timeout,
-                h.fall_threshold,
-                h.rise_threshold,
-                now()
-            ],
-        )
-        .await?;
-        write_hm_columns(&mut c, h).await?;
+        insert_health_monitor(&mut c, h).await?;
         tx.created(kind, h.id.uuid(), locks).await
     }
 

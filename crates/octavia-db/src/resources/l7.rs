@@ -44,7 +44,7 @@ pub(crate) async fn renumber_policies(
 }
 
 /// The redirect pool of `p` (if any) must be on the policy's load balancer `lb`.
-async fn check_redirect_pool(
+pub(crate) async fn check_redirect_pool(
     c: &mut Conn<'_>,
     p: &L7Policy,
     lb: Option<LoadBalancerId>,
@@ -101,6 +101,63 @@ async fn write_rule_columns(c: &mut Conn<'_>, r: &L7Rule) -> Result<()> {
     write_tags(c, r.id, &r.tags).await
 }
 
+/// Insert `p` (PENDING_CREATE/OFFLINE) with its tags, at its position among the policies
+/// of its listener.
+pub(crate) async fn insert_l7policy(c: &mut Conn<'_>, p: &L7Policy) -> Result<()> {
+    c.execute(
+        "INSERT INTO l7policy (id, project_id, listener_id, provisioning_status, \
+         operating_status, enabled, action, position, created_at) \
+         VALUES ($1, $2, $3, 'PENDING_CREATE', 'OFFLINE', $4, $5, 2147483647, $6)",
+        args![
+            sid(p.id),
+            &p.project_id,
+            sid(p.listener_id),
+            p.enabled,
+            p.action.as_str(),
+            now()
+        ],
+    )
+    .await?;
+    write_policy_columns(c, p, p.listener_id).await
+}
+
+/// Conflict when `policy` already holds [`MAX_L7RULES_PER_POLICY`] rules.
+pub(crate) async fn check_rule_room(c: &mut Conn<'_>, policy: L7PolicyId) -> Result<()> {
+    let n = c
+        .count(
+            "SELECT COUNT(*) FROM l7rule WHERE l7policy_id = $1",
+            args![sid(policy)],
+        )
+        .await?;
+    if n >= MAX_L7RULES_PER_POLICY {
+        return Err(DbError::Conflict(format!(
+            "Too many rules on L7 policy {policy}"
+        )));
+    }
+    Ok(())
+}
+
+/// Insert `r` (PENDING_CREATE/OFFLINE) with its tags.
+pub(crate) async fn insert_l7rule(c: &mut Conn<'_>, r: &L7Rule) -> Result<()> {
+    c.execute(
+        "INSERT INTO l7rule (id, project_id, l7policy_id, provisioning_status, \
+         operating_status, enabled, type, compare_type, value, created_at) \
+         VALUES ($1, $2, $3, 'PENDING_CREATE', 'OFFLINE', $4, $5, $6, $7, $8)",
+        args![
+            sid(r.id),
+            &r.project_id,
+            sid(r.l7policy_id),
+            r.enabled,
+            r.rule_type.as_str(),
+            r.compare_type.as_str(),
+            &r.value,
+            now()
+        ],
+    )
+    .await?;
+    write_rule_columns(c, r).await
+}
+
 impl Store {
     pub async fn get_l7policy(&self, id: L7PolicyId) -> Result<Option<L7Policy>> {
         self.get(id).await
@@ -119,21 +176,7 @@ impl Store {
         let (lb, locks) = lock_listener_subtree(&mut c, p.listener_id).await?;
         check_redirect_pool(&mut c, p, Some(lb)).await?;
         check_quota(&mut c, &self.quota_defaults, &p.project_id, kind, 1).await?;
-        c.execute(
-            "INSERT INTO l7policy (id, project_id, listener_id, provisioning_status, \
-             operating_status, enabled, action, position, created_at) \
-             VALUES ($1, $2, $3, 'PENDING_CREATE', 'OFFLINE', $4, $5, 2147483647, $6)",
-            args![
-                sid(p.id),
-                &p.project_id,
-                sid(p.listener_id),
-                p.enabled,
-                p.action.as_str(),
-                now()
-            ],
-        )
-        .await?;
-        write_policy_columns(&mut c, p, p.listener_id).await?;
+        insert_l7policy(&mut c, p).await?;
         tx.created(kind, p.id.uuid(), locks).await
     }
 
@@ -174,36 +217,9 @@ impl Store {
         let mut c = tx.conn();
         let kind = ObjectKind::L7Rule;
         let locks = lock_policy_subtree(&mut c, r.l7policy_id).await?;
-        let n = c
-            .count(
-                "SELECT COUNT(*) FROM l7rule WHERE l7policy_id = $1",
-                args![sid(r.l7policy_id)],
-            )
-            .await?;
-        if n >= MAX_L7RULES_PER_POLICY {
-            return Err(DbError::Conflict(format!(
-                "Too many rules on L7 policy {}",
-                r.l7policy_id
-            )));
-        }
+        check_rule_room(&mut c, r.l7policy_id).await?;
         check_quota(&mut c, &self.quota_defaults, &r.project_id, kind, 1).await?;
-        c.execute(
-            "INSERT INTO l7rule (id, project_id, l7policy_id, provisioning_status, \
-             operating_status, enabled, type, compare_type, value, created_at) \
-             VALUES ($1, $2, $3, 'PENDING_CREATE', 'OFFLINE', $4, $5, $6, $7, $8)",
-            args![
-                sid(r.id),
-                &r.project_id,
-                sid(r.l7policy_id),
-                r.enabled,
-                r.rule_type.as_str(),
-                r.compare_type.as_str(),
-                &r.value,
-                now()
-            ],
-        )
-        .await?;
-        write_rule_columns(&mut c, r).await?;
+        insert_l7rule(&mut c, r).await?;
         tx.created(kind, r.id.uuid(), locks).await
     }
 

@@ -132,6 +132,60 @@ async fn write_listener_columns(c: &mut Conn<'_>, l: &Listener) -> Result<()> {
     write_tags(c, &lid, &l.tags).await
 }
 
+/// What a new listener must not clash with on its load balancer: another listener on the
+/// same port in the same port space (Conflict), and a default pool that is not on the load
+/// balancer, speaks an incompatible protocol or is another listener's (see
+/// [`check_default_pool`]).
+pub(crate) async fn check_new_listener(c: &mut Conn<'_>, l: &Listener) -> Result<()> {
+    let same_port: Vec<(String,)> = c
+        .fetch_all(
+            "SELECT protocol FROM listener WHERE load_balancer_id = $1 AND protocol_port = $2",
+            args![sid(l.load_balancer_id), l.protocol_port],
+        )
+        .await?;
+    for (p,) in same_port {
+        let p: ListenerProtocol = parse("protocol", &p)?;
+        if p.port_space() == l.protocol.port_space() {
+            return Err(DbError::Conflict(format!(
+                "Another Listener on this Load Balancer is already using protocol {p} and \
+                 protocol_port {}",
+                l.protocol_port
+            )));
+        }
+    }
+    if let Some(pool) = l.default_pool_id {
+        check_default_pool(c, pool, l.load_balancer_id, l.protocol, l.id).await?;
+    }
+    Ok(())
+}
+
+/// Insert `l` (PENDING_CREATE/OFFLINE) with its SNI, CIDR and tag rows.
+pub(crate) async fn insert_listener(c: &mut Conn<'_>, l: &Listener) -> Result<()> {
+    c.execute(
+        "INSERT INTO listener (id, project_id, load_balancer_id, provisioning_status, \
+         operating_status, enabled, protocol, protocol_port, connection_limit, \
+         timeout_client_data, timeout_member_connect, timeout_member_data, \
+         timeout_tcp_inspect, created_at) VALUES ($1, $2, $3, 'PENDING_CREATE', 'OFFLINE', \
+         $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        args![
+            sid(l.id),
+            &l.project_id,
+            sid(l.load_balancer_id),
+            l.enabled,
+            l.protocol.as_str(),
+            l.protocol_port,
+            l.connection_limit,
+            l.timeout_client_data,
+            l.timeout_member_connect,
+            l.timeout_member_data,
+            l.timeout_tcp_inspect,
+            now()
+        ],
+    )
+    .await?;
+    write_listener_columns(c, l).await
+}
+
 impl Store {
     pub async fn get_listener(&self, id: ListenerId) -> Result<Option<Listener>> {
         self.get(id).await
@@ -177,58 +231,17 @@ impl Store {
     }
 
     /// LB must exist (NotFound) and be ACTIVE (Conflict "Load Balancer ID is immutable and
-    /// cannot be updated."); port conflict in the same port space → Conflict; default
-    /// pool must exist on the same LB, be compatible, and not be another listener's default
-    /// (Conflict). LB → PENDING_UPDATE, listener PENDING_CREATE, job.
+    /// cannot be updated."); then [`check_new_listener`], quota. LB → PENDING_UPDATE,
+    /// listener PENDING_CREATE, job.
     pub async fn create_listener(&self, listener: &Listener) -> Result<(Listener, JobId)> {
         let l = listener;
         let mut tx = self.begin_job().await?;
         let mut c = tx.conn();
         lock_lb_for_child(&mut c, l.load_balancer_id).await?;
-        let same_port: Vec<(String,)> = c
-            .fetch_all(
-                "SELECT protocol FROM listener WHERE load_balancer_id = $1 AND protocol_port = $2",
-                args![sid(l.load_balancer_id), l.protocol_port],
-            )
-            .await?;
-        for (p,) in same_port {
-            let p: ListenerProtocol = parse("protocol", &p)?;
-            if p.port_space() == l.protocol.port_space() {
-                return Err(DbError::Conflict(format!(
-                    "Another Listener on this Load Balancer is already using protocol {p} and \
-                     protocol_port {}",
-                    l.protocol_port
-                )));
-            }
-        }
-        if let Some(pool) = l.default_pool_id {
-            check_default_pool(&mut c, pool, l.load_balancer_id, l.protocol, l.id).await?;
-        }
+        check_new_listener(&mut c, l).await?;
         let kind = ObjectKind::Listener;
         check_quota(&mut c, &self.quota_defaults, &l.project_id, kind, 1).await?;
-        c.execute(
-            "INSERT INTO listener (id, project_id, load_balancer_id, provisioning_status, \
-             operating_status, enabled, protocol, protocol_port, connection_limit, \
-             timeout_client_data, timeout_member_connect, timeout_member_data, \
-             timeout_tcp_inspect, created_at) VALUES ($1, $2, $3, 'PENDING_CREATE', 'OFFLINE', \
-             $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            args![
-                sid(l.id),
-                &l.project_id,
-                sid(l.load_balancer_id),
-                l.enabled,
-                l.protocol.as_str(),
-                l.protocol_port,
-                l.connection_limit,
-                l.timeout_client_data,
-                l.timeout_member_connect,
-                l.timeout_member_data,
-                l.timeout_tcp_inspect,
-                now()
-            ],
-        )
-        .await?;
-        write_listener_columns(&mut c, l).await?;
+        insert_listener(&mut c, l).await?;
         let locks = LockSet::load_balancer(l.load_balancer_id);
         tx.created(kind, l.id.uuid(), locks).await
     }

@@ -6,7 +6,7 @@ use octavia_model::*;
 use super::shared::{check_expected, check_quota, insert_tags, lock_lb_if, set_status, write_tags};
 use crate::db::{args, id as sid, Arg, Conn};
 use crate::read::{ensure_exists, stats, tree};
-use crate::{DbError, ListQuery, LoadBalancerTree, Result, Store};
+use crate::{DbError, ListQuery, LoadBalancerTree, QuotaDefaults, Result, Store};
 
 /// Statements setting every child of load balancer `$2` to status `$1`.
 pub(crate) const LB_CHILDREN_STATUS: [&str; 6] = [
@@ -69,6 +69,45 @@ async fn write_lb_columns(c: &mut Conn<'_>, lb: &LoadBalancer) -> Result<()> {
     write_tags(c, lb.id, &lb.tags).await
 }
 
+/// Insert `lb` (PENDING_CREATE/OFFLINE) with its VIP and tags, its project's quota
+/// checked; returns it as stored (derived fields filled, no children yet). Both creates, the
+/// plain one and the single-call one, insert through here: a check every new load balancer
+/// needs (its quota, what it names) belongs here, not in one of them.
+pub(crate) async fn insert_load_balancer(
+    c: &mut Conn<'_>,
+    quota_defaults: &QuotaDefaults,
+    lb: &LoadBalancer,
+) -> Result<LoadBalancer> {
+    let kind = ObjectKind::LoadBalancer;
+    check_quota(c, quota_defaults, &lb.project_id, kind, 1).await?;
+    let t = now();
+    c.execute(
+        "INSERT INTO load_balancer (id, project_id, name, description, provisioning_status, \
+         operating_status, enabled, topology, provider, flavor_id, availability_zone, \
+         created_at) VALUES ($1, $2, $3, $4, 'PENDING_CREATE', 'OFFLINE', $5, $6, $7, $8, \
+         $9, $10)",
+        [args![sid(lb.id), &lb.project_id], lb_values(lb), args![t]].concat(),
+    )
+    .await?;
+    c.execute(
+        "INSERT INTO vip (load_balancer_id, ip_address, port_id, subnet_id, network_id, \
+         qos_policy_id) VALUES ($1, $2, $3, $4, $5, $6)",
+        [args![sid(lb.id)], vip_values(&lb.vip)].concat(),
+    )
+    .await?;
+    let tags = insert_tags(c, &lb.id.to_string(), &lb.tags).await?;
+    Ok(LoadBalancer {
+        provisioning_status: ProvisioningStatus::PendingCreate,
+        operating_status: OperatingStatus::Offline,
+        tags,
+        listener_ids: Vec::new(),
+        pool_ids: Vec::new(),
+        created_at: t,
+        updated_at: None,
+        ..lb.clone()
+    })
+}
+
 impl Store {
     pub async fn get_load_balancer(&self, id: LoadBalancerId) -> Result<Option<LoadBalancer>> {
         self.get(id).await
@@ -101,37 +140,10 @@ impl Store {
     /// again.
     pub async fn create_load_balancer(&self, lb: &LoadBalancer) -> Result<(LoadBalancer, JobId)> {
         let mut tx = self.begin_job().await?;
-        let mut c = tx.conn();
-        let kind = ObjectKind::LoadBalancer;
-        check_quota(&mut c, &self.quota_defaults, &lb.project_id, kind, 1).await?;
-        let t = now();
-        c.execute(
-            "INSERT INTO load_balancer (id, project_id, name, description, provisioning_status, \
-             operating_status, enabled, topology, provider, flavor_id, availability_zone, \
-             created_at) VALUES ($1, $2, $3, $4, 'PENDING_CREATE', 'OFFLINE', $5, $6, $7, $8, \
-             $9, $10)",
-            [args![sid(lb.id), &lb.project_id], lb_values(lb), args![t]].concat(),
-        )
-        .await?;
-        c.execute(
-            "INSERT INTO vip (load_balancer_id, ip_address, port_id, subnet_id, network_id, \
-             qos_policy_id) VALUES ($1, $2, $3, $4, $5, $6)",
-            [args![sid(lb.id)], vip_values(&lb.vip)].concat(),
-        )
-        .await?;
-        let tags = insert_tags(&mut c, &lb.id.to_string(), &lb.tags).await?;
+        let stored = insert_load_balancer(&mut tx.conn(), &self.quota_defaults, lb).await?;
         let locks = LockSet::load_balancer(lb.id);
+        let kind = ObjectKind::LoadBalancer;
         let job = tx.tenant(Action::Create, kind, lb.id.uuid(), locks).await?;
-        let stored = LoadBalancer {
-            provisioning_status: ProvisioningStatus::PendingCreate,
-            operating_status: OperatingStatus::Offline,
-            tags,
-            listener_ids: Vec::new(),
-            pool_ids: Vec::new(),
-            created_at: t,
-            updated_at: None,
-            ..lb.clone()
-        };
         Ok((stored, job))
     }
 

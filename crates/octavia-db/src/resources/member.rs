@@ -20,7 +20,9 @@ fn backend_values(m: &Member) -> Vec<Arg> {
     ]
 }
 
-async fn insert_member(c: &mut Conn<'_>, m: &Member, has_hm: bool) -> Result<()> {
+/// Insert `m` (PENDING_CREATE; OFFLINE when its pool has a monitor, else NO_MONITOR) with its
+/// tags; the same address and port already in the pool → Conflict.
+pub(crate) async fn insert_member(c: &mut Conn<'_>, m: &Member, has_hm: bool) -> Result<()> {
     let dup = c
         .count(
             "SELECT COUNT(*) FROM member WHERE pool_id = $1 AND ip_address = $2 AND \

@@ -53,6 +53,26 @@ async fn write_pool_columns(c: &mut Conn<'_>, p: &Pool) -> Result<()> {
     write_tags(c, &pid, &p.tags).await
 }
 
+/// Insert `p` (PENDING_CREATE/OFFLINE) with its session persistence and tag rows.
+pub(crate) async fn insert_pool(c: &mut Conn<'_>, p: &Pool) -> Result<()> {
+    c.execute(
+        "INSERT INTO pool (id, project_id, load_balancer_id, provisioning_status, \
+         operating_status, enabled, protocol, lb_algorithm, created_at) \
+         VALUES ($1, $2, $3, 'PENDING_CREATE', 'OFFLINE', $4, $5, $6, $7)",
+        args![
+            sid(p.id),
+            &p.project_id,
+            sid(p.load_balancer_id),
+            p.enabled,
+            p.protocol.as_str(),
+            p.lb_algorithm.as_str(),
+            now()
+        ],
+    )
+    .await?;
+    write_pool_columns(c, p).await
+}
+
 /// The listener `l` a new pool becomes the default pool of: on the pool's load balancer,
 /// without a default pool yet, with a compatible protocol.
 async fn check_listener_for_new_pool(c: &mut Conn<'_>, l: ListenerId, p: &Pool) -> Result<()> {
@@ -102,22 +122,7 @@ impl Store {
             check_listener_for_new_pool(&mut c, l, p).await?;
         }
         check_quota(&mut c, &self.quota_defaults, &p.project_id, kind, 1).await?;
-        c.execute(
-            "INSERT INTO pool (id, project_id, load_balancer_id, provisioning_status, \
-             operating_status, enabled, protocol, lb_algorithm, created_at) \
-             VALUES ($1, $2, $3, 'PENDING_CREATE', 'OFFLINE', $4, $5, $6, $7)",
-            args![
-                sid(p.id),
-                &p.project_id,
-                sid(p.load_balancer_id),
-                p.enabled,
-                p.protocol.as_str(),
-                p.lb_algorithm.as_str(),
-                now()
-            ],
-        )
-        .await?;
-        write_pool_columns(&mut c, p).await?;
+        insert_pool(&mut c, p).await?;
         if let Some(l) = listener_id {
             c.execute(
                 "UPDATE listener SET default_pool_id = $1 WHERE id = $2",
