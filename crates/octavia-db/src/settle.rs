@@ -201,7 +201,8 @@ impl Store {
     }
 
     /// A job failed after reverting: target → ERROR; parents → ACTIVE; for LB-level jobs
-    /// (target kind LoadBalancer) the LB → ERROR.
+    /// (target kind LoadBalancer) the LB → ERROR, and the children a load balancer create
+    /// was creating (or a cascade delete deleting) → ERROR too.
     pub async fn settle_failure(&self, spec: &JobSpec) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         apply_failure(&mut tx.conn(), spec).await?;
@@ -289,10 +290,18 @@ pub(crate) async fn apply_failure(c: &mut Conn<'_>, spec: &JobSpec) -> Result<()
         }
         (action, kind) => {
             set_status(c, kind, &target, ProvisioningStatus::Error).await?;
-            if action == Action::Delete && kind == ObjectKind::LoadBalancer && spec.cascade {
-                // Children the cascade had marked for deletion are left in ERROR too.
+            // Children the job was to create (a single-call create) or that a cascade had
+            // marked for deletion are left in ERROR too.
+            let pending = match (action, kind) {
+                (Action::Create, ObjectKind::LoadBalancer) => Some("PENDING_CREATE"),
+                (Action::Delete, ObjectKind::LoadBalancer) if spec.cascade => {
+                    Some("PENDING_DELETE")
+                }
+                _ => None,
+            };
+            if let Some(pending) = pending {
                 for sql in LB_CHILDREN_STATUS {
-                    let sql = format!("{sql} AND provisioning_status = 'PENDING_DELETE'");
+                    let sql = format!("{sql} AND provisioning_status = '{pending}'");
                     c.execute(&sql, args![ProvisioningStatus::Error.as_str(), &target])
                         .await?;
                 }

@@ -57,17 +57,8 @@ pub struct StoreOptions {
     pub quota_defaults: QuotaDefaults,
 }
 
-/// A load balancer with everything below it, for the status tree and flows.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoadBalancerTree {
-    pub load_balancer: LoadBalancer,
-    pub listeners: Vec<Listener>,
-    pub pools: Vec<Pool>,
-    pub members: Vec<Member>,
-    pub health_monitors: Vec<HealthMonitor>,
-    pub l7policies: Vec<L7Policy>,
-    pub l7rules: Vec<L7Rule>,
-}
+/// A load balancer with everything below it (the model's), as the store reads it.
+pub use octavia_model::LoadBalancerTree;
 
 /// The members of one batch update, as computed by the API.
 #[derive(Debug, Clone, PartialEq, Default)]

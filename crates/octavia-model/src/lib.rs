@@ -5,12 +5,14 @@
 
 pub mod entity;
 pub mod enums;
+pub mod graph;
 pub mod health;
 pub mod id;
 pub mod job;
 
 pub use entity::*;
 pub use enums::*;
+pub use graph::*;
 pub use id::*;
 pub use job::*;
 

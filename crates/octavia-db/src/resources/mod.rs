@@ -3,6 +3,7 @@
 //! load balancer and subtree locks, statuses, tags, quotas, the job insert) is `shared`.
 
 pub(crate) mod amphora;
+mod graph;
 mod health_monitor;
 pub(crate) mod l7;
 pub(crate) mod listener;
