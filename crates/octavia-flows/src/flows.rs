@@ -12,11 +12,14 @@ pub fn steps_for(spec: &JobSpec) -> Result<Vec<StepKind>> {
     use Action as A;
     use ObjectKind as K;
     let steps = match (spec.action, spec.target_kind) {
+        // A single-call create stores members with the load balancer: their networks are
+        // plugged before the configuration that sends traffic to them is pushed.
         (A::Create, K::LoadBalancer) => vec![
             AllocateVip,
             BuildAmphora,
             WaitForAgent,
             PlugVip,
+            PlugMemberNetworks,
             UpdateAmphorae,
         ],
         (A::Update, K::LoadBalancer) => vec![UpdateAmphorae],
@@ -134,6 +137,7 @@ mod tests {
                 "build_amphora",
                 "wait_for_agent",
                 "plug_vip",
+                "plug_member_networks",
                 "update_amphorae"
             ]
         );

@@ -146,6 +146,7 @@ async fn load_balancer_create_builds_an_amphora_in_step_order() {
                 "build_amphora",
                 "wait_for_agent",
                 "plug_vip",
+                "plug_member_networks",
                 "update_amphorae"
             ])
         );

@@ -216,6 +216,7 @@ async fn job_of_a_worker_that_lost_its_lease_is_resumed_by_another() {
                 "build_amphora",
                 "wait_for_agent",
                 "plug_vip",
+                "plug_member_networks",
                 "update_amphorae"
             ])
         );

@@ -112,6 +112,7 @@ async fn kill9_mid_flow_then_resume(engine: Engine) {
             "build_amphora",
             "wait_for_agent",
             "plug_vip",
+            "plug_member_networks",
             "update_amphorae"
         ],
         "each step recorded exactly once across both workers"
