@@ -9,6 +9,7 @@
 pub mod amphora;
 pub mod common;
 pub mod error;
+pub mod graph;
 pub mod health_monitor;
 pub mod l7policy;
 pub mod l7rule;

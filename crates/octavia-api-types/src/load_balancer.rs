@@ -102,7 +102,6 @@ impl LoadBalancerPost {
             }
         }
         check_opt_len("availability_zone", self.availability_zone.as_deref(), 255)?;
-        let single_call = "single-call load balancer creation is not implemented yet";
         refuse_not_implemented(&[
             (
                 "flavor_id",
@@ -124,8 +123,6 @@ impl LoadBalancerPost {
                 non_empty(&self.additional_vips),
                 "additional VIPs are not implemented yet",
             ),
-            ("listeners", non_empty(&self.listeners), single_call),
-            ("pools", non_empty(&self.pools), single_call),
         ])?;
         Ok(project)
     }
@@ -321,10 +318,6 @@ mod tests {
                     r#"{{"loadbalancer":{{"vip_subnet_id":"{SUBNET}","admin_state_up":"yes"}}}}"#
                 ),
                 Some("loadbalancer.admin_state_up"),
-            ),
-            (
-                format!(r#"{{"loadbalancer":{{"vip_subnet_id":"{SUBNET}","listeners":[{{}}]}}}}"#),
-                Some("listeners"),
             ),
         ];
         for (json, field) in cases {

@@ -11,6 +11,7 @@ pub mod app;
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod graph;
 pub mod health_monitor;
 pub mod l7policy;
 pub mod listener;
@@ -111,7 +112,10 @@ fn routes() -> Router<AppState> {
         .route("/projects/{id}", g(network::identity_refused))
         .route("/v3/projects", g(network::identity_refused))
         .route("/v3/projects/{id}", g(network::identity_refused))
-        .route("/v2/loadbalancers", list_create::<LoadBalancer>())
+        .route(
+            "/v2/loadbalancers",
+            g(resource::list::<LoadBalancer>).post(graph::create),
+        )
         .route(
             "/v2/loadbalancers/{id}",
             g(resource::get::<LoadBalancer>)

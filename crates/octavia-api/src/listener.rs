@@ -49,7 +49,7 @@ async fn check_default_pool(s: &AppState, listener: &Listener) -> Result<(), Api
 
 /// Every allowed CIDR must share its IP version with a VIP of the load balancer (400, as
 /// Octavia: a CIDR no VIP can match would silently block every client of that family).
-fn check_allowed_cidrs(listener: &Listener, lb: &LoadBalancer) -> Result<(), ApiError> {
+pub(crate) fn check_allowed_cidrs(listener: &Listener, lb: &LoadBalancer) -> Result<(), ApiError> {
     let vips: Vec<String> = lb.vip.ip_address.iter().cloned().collect();
     if vips.is_empty() {
         return Ok(());

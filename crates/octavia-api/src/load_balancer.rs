@@ -16,24 +16,36 @@ impl Creatable for LoadBalancer {
     type PostBody = LoadBalancerPostBody;
 
     async fn create(s: &AppState, caller: &Caller, b: Self::PostBody) -> Queued<Self> {
-        // Whose load balancer it is, before anything about the body is judged.
-        let project = b
-            .loadbalancer
-            .project_id
-            .clone()
-            .or_else(|| b.loadbalancer.tenant_id.clone());
-        let project = caller.owning_project(project, &rule(Self::RULE, "post"))?;
-        b.loadbalancer.validate()?;
-        let mut post = b.loadbalancer;
-        if post.provider.is_none() {
-            post.provider = Some(s.ctx.settings.default_provider_driver.clone());
-        }
-        let mut lb = post.into_model(project, s.ctx.settings.loadbalancer_topology);
-        if let Some(lookup) = &s.ctx.network {
-            crate::vip::resolve(lookup.as_ref(), &mut lb.vip).await?;
-        }
+        let lb = new_load_balancer(s, caller, b).await?;
         Ok(s.ctx.store.create_load_balancer(&lb).await?)
     }
+}
+
+/// The load balancer a POST body asks for, not stored yet (a plain create stores it alone,
+/// a single-call create with its tree, `crate::graph`): whose it is and the policy for that
+/// project before anything about the body is judged, Octavia's validation, the provider,
+/// the VIP completed from the network.
+pub(crate) async fn new_load_balancer(
+    s: &AppState,
+    caller: &Caller,
+    b: LoadBalancerPostBody,
+) -> Result<LoadBalancer, ApiError> {
+    let project = b
+        .loadbalancer
+        .project_id
+        .clone()
+        .or_else(|| b.loadbalancer.tenant_id.clone());
+    let project = caller.owning_project(project, &rule(LoadBalancer::RULE, "post"))?;
+    b.loadbalancer.validate()?;
+    let mut post = b.loadbalancer;
+    if post.provider.is_none() {
+        post.provider = Some(s.ctx.settings.default_provider_driver.clone());
+    }
+    let mut lb = post.into_model(project, s.ctx.settings.loadbalancer_topology);
+    if let Some(lookup) = &s.ctx.network {
+        crate::vip::resolve(lookup.as_ref(), &mut lb.vip).await?;
+    }
+    Ok(lb)
 }
 
 impl Updatable for LoadBalancer {

@@ -328,7 +328,7 @@ pub async fn update_child<R: Updatable + Child>(
 }
 
 /// The answer to an accepted create or update: the object as stored, with the given status.
-fn accepted<R: Resource>(
+pub(crate) fn accepted<R: Resource>(
     status: StatusCode,
     write: &str,
     object: &R,

@@ -121,25 +121,7 @@ impl Api {
     /// Run every queued job through its real flow with the noop drivers, as a worker
     /// would; each must succeed (a job without a flow, or a step that fails, fails the test).
     async fn settle_all(&self) {
-        let (drivers, _) = octavia_drivers::Drivers::noop();
-        let runner = JobRunner {
-            store: self.store().clone(),
-            drivers,
-            engine: FlowEngine::new(Failpoints::none(), RetryPolicy::default()),
-            settings: FlowSettings {
-                amp_boot_poll: Duration::from_millis(5),
-                ..FlowSettings::default()
-            },
-            worker_id: "api-test".into(),
-        };
-        while let Some(job) = self
-            .store()
-            .claim_job("api-test", Duration::from_secs(60), &ClassCaps::default())
-            .await
-            .expect("claim")
-        {
-            let (_abort, abort) = AbortHandle::new();
-            let outcome = runner.run(&job, abort).await.expect("run job");
+        for (job, outcome) in self.run_jobs(Failpoints::none()).await {
             assert_eq!(
                 outcome,
                 FlowOutcome::Succeeded,
@@ -148,6 +130,34 @@ impl Api {
                 job.spec
             );
         }
+    }
+
+    /// Run every queued job through its real flow with the noop drivers and `failpoints`
+    /// armed; what each job came to.
+    async fn run_jobs(&self, failpoints: Failpoints) -> Vec<(octavia_db::ClaimedJob, FlowOutcome)> {
+        let (drivers, _) = octavia_drivers::Drivers::noop();
+        let runner = JobRunner {
+            store: self.store().clone(),
+            drivers,
+            engine: FlowEngine::new(failpoints, RetryPolicy::default()),
+            settings: FlowSettings {
+                amp_boot_poll: Duration::from_millis(5),
+                ..FlowSettings::default()
+            },
+            worker_id: "api-test".into(),
+        };
+        let mut done = Vec::new();
+        while let Some(job) = self
+            .store()
+            .claim_job("api-test", Duration::from_secs(60), &ClassCaps::default())
+            .await
+            .expect("claim")
+        {
+            let (_abort, abort) = AbortHandle::new();
+            let outcome = runner.run(&job, abort).await.expect("run job");
+            done.push((job, outcome));
+        }
+        done
     }
 
     async fn job_total(&self) -> i64 {
@@ -2130,4 +2140,493 @@ async fn keystone_tokens_are_validated_cached_and_survive_an_outage() {
         "no hang: {:?}",
         started.elapsed()
     );
+}
+
+/// A single-call create body: listener `http` (port 80) with pool `web` as its default pool
+/// (named; the whole pool is in `pools`, with two members and an HTTP monitor) and an L7
+/// policy sending `/api` paths to pool `api`; listener `alt` (port 81) with pool `api` as its
+/// default pool, given whole inline (one member, no monitor).
+fn graph_body(name: &str) -> Value {
+    json!({"loadbalancer": {
+        "name": name,
+        "vip_subnet_id": SUBNET,
+        "listeners": [
+            {"name": "http", "protocol": "HTTP", "protocol_port": 80,
+             "default_pool": {"name": "web"},
+             "l7policies": [{"name": "to-api", "action": "REDIRECT_TO_POOL",
+                             "redirect_pool": {"name": "api"},
+                             "rules": [
+                                 {"type": "PATH", "compare_type": "STARTS_WITH", "value": "/api"},
+                                 {"type": "HEADER", "compare_type": "EQUAL_TO", "key": "X-Api", "value": "1"}
+                             ]}]},
+            {"name": "alt", "protocol": "HTTP", "protocol_port": 81,
+             "default_pool": {"name": "api", "protocol": "HTTP", "lb_algorithm": "LEAST_CONNECTIONS",
+                              "members": [{"address": "10.0.0.3", "protocol_port": 8080}]}}
+        ],
+        "pools": [
+            {"name": "web", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+             "healthmonitor": {"type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 2,
+                               "url_path": "/health"},
+             "members": [{"address": "10.0.0.1", "protocol_port": 80},
+                         {"address": "10.0.0.2", "protocol_port": 80, "weight": 5}]}
+        ]
+    }})
+}
+
+fn named<'a>(items: &'a Value, name: &str) -> &'a Value {
+    items
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["name"] == name))
+        .unwrap_or_else(|| panic!("no '{name}' in {items}"))
+}
+
+fn ids_of(items: &Value) -> Vec<String> {
+    items
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| i["id"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Api {
+    /// The provisioning status of `id` in collection `path` (e.g. `/v2/lbaas/pools`) under
+    /// envelope `key`.
+    async fn provisioning(&self, path: &str, key: &str, id: &str) -> String {
+        let r = self.call(Method::GET, &format!("{path}/{id}"), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}/{id}: {}", r.body);
+        r.body[key]["provisioning_status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The provisioning status of every object of a single-call tree `lb` (the 201 body's
+    /// `loadbalancer`), as the API shows them now, with what each is.
+    async fn tree_statuses(&self, lb: &Value) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let id = lb["id"].as_str().unwrap();
+        let s = self
+            .provisioning("/v2/lbaas/loadbalancers", "loadbalancer", id)
+            .await;
+        out.push((format!("loadbalancer {id}"), s));
+        for l in lb["listeners"].as_array().unwrap() {
+            let id = l["id"].as_str().unwrap();
+            let s = self
+                .provisioning("/v2/lbaas/listeners", "listener", id)
+                .await;
+            out.push((format!("listener {id}"), s));
+            for p in l["l7policies"].as_array().unwrap() {
+                let id = p["id"].as_str().unwrap();
+                let s = self
+                    .provisioning("/v2/lbaas/l7policies", "l7policy", id)
+                    .await;
+                out.push((format!("l7policy {id}"), s));
+                for r in ids_of(&p["rules"]) {
+                    let path = format!("/v2/lbaas/l7policies/{id}/rules");
+                    let s = self.provisioning(&path, "rule", &r).await;
+                    out.push((format!("rule {r}"), s));
+                }
+            }
+        }
+        for p in lb["pools"].as_array().unwrap() {
+            let id = p["id"].as_str().unwrap();
+            let s = self.provisioning("/v2/lbaas/pools", "pool", id).await;
+            out.push((format!("pool {id}"), s));
+            for m in ids_of(&p["members"]) {
+                let path = format!("/v2/lbaas/pools/{id}/members");
+                let s = self.provisioning(&path, "member", &m).await;
+                out.push((format!("member {m}"), s));
+            }
+            if let Some(h) = p["healthmonitor"]["id"].as_str() {
+                let s = self
+                    .provisioning("/v2/lbaas/healthmonitors", "healthmonitor", h)
+                    .await;
+                out.push((format!("healthmonitor {h}"), s));
+            }
+        }
+        out
+    }
+}
+
+#[tokio::test]
+async fn single_call_create_builds_the_whole_tree_with_one_job() {
+    for engine in engines() {
+        let api = Api::new(engine).await;
+        let jobs_before = api.job_total().await;
+        let r = api
+            .call(
+                Method::POST,
+                "/v2/lbaas/loadbalancers",
+                Some(graph_body("graph")),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert_eq!(
+            api.job_total().await,
+            jobs_before + 1,
+            "one job for the tree"
+        );
+        let lb = &r.body["loadbalancer"];
+
+        // The full graph: listeners and pools as whole objects, their children too.
+        assert_eq!(lb["name"], "graph");
+        assert_eq!(lb["provisioning_status"], "PENDING_CREATE");
+        let (web, api_pool) = (named(&lb["pools"], "web"), named(&lb["pools"], "api"));
+        let (http, alt) = (
+            named(&lb["listeners"], "http"),
+            named(&lb["listeners"], "alt"),
+        );
+        assert_eq!(lb["pools"].as_array().unwrap().len(), 2);
+        assert_eq!(lb["listeners"].as_array().unwrap().len(), 2);
+        assert_eq!(http["default_pool_id"], web["id"]);
+        assert_eq!(alt["default_pool_id"], api_pool["id"]);
+        assert_eq!(http["protocol_port"], 80);
+        assert!(http.get("loadbalancers").is_none(), "{http}");
+        let policy = &http["l7policies"][0];
+        assert_eq!(policy["name"], "to-api");
+        assert_eq!(policy["redirect_pool_id"], api_pool["id"]);
+        assert_eq!(policy["listener_id"], http["id"]);
+        assert_eq!(policy["position"], 1);
+        assert_eq!(policy["rules"].as_array().unwrap().len(), 2);
+        assert_eq!(policy["rules"][1]["key"], "X-Api");
+        assert_eq!(alt["l7policies"], json!([]));
+        assert_eq!(web["healthmonitor"]["url_path"], "/health");
+        assert!(web.get("healthmonitor_id").is_none(), "{web}");
+        assert!(api_pool.get("healthmonitor").is_none(), "{api_pool}");
+        assert_eq!(api_pool["lb_algorithm"], "LEAST_CONNECTIONS");
+        assert_eq!(web["members"].as_array().unwrap().len(), 2);
+        let mut addresses: Vec<&str> = web["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["address"].as_str().unwrap())
+            .collect();
+        addresses.sort();
+        assert_eq!(addresses, ["10.0.0.1", "10.0.0.2"]);
+        // Members of the monitored pool wait OFFLINE for their first check; the others
+        // have no monitor.
+        for m in web["members"].as_array().unwrap() {
+            assert_eq!(m["operating_status"], "OFFLINE", "{m}");
+        }
+        assert_eq!(api_pool["members"][0]["operating_status"], "NO_MONITOR");
+        let mut listeners_of_api: Vec<String> = ids_of(&api_pool["listeners"]);
+        listeners_of_api.sort();
+        let mut both = vec![
+            http["id"].as_str().unwrap().to_string(),
+            alt["id"].as_str().unwrap().to_string(),
+        ];
+        both.sort();
+        assert_eq!(
+            listeners_of_api, both,
+            "default pool of one, redirect target of the other"
+        );
+        let before = api.tree_statuses(lb).await;
+        assert_eq!(before.len(), 12, "{before:?}");
+        for (what, status) in &before {
+            assert_eq!(status, "PENDING_CREATE", "{what}");
+        }
+        // The load balancer is locked while its job runs.
+        let r = api
+            .call(
+                Method::POST,
+                "/v2/lbaas/listeners",
+                Some(
+                    json!({"listener": {"loadbalancer_id": lb["id"], "protocol": "TCP",
+                                         "protocol_port": 90}}),
+                ),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+
+        // One job settles everything.
+        let done = api.run_jobs(Failpoints::none()).await;
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].0.spec.kind(), "create_load_balancer");
+        assert_eq!(done[0].1, FlowOutcome::Succeeded);
+        for (what, status) in api.tree_statuses(lb).await {
+            assert_eq!(status, "ACTIVE", "{what}");
+        }
+        let lb_id = lb["id"].as_str().unwrap();
+        let r = api
+            .call(
+                Method::GET,
+                &format!("/v2/lbaas/loadbalancers/{lb_id}/status"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let tree = &r.body["statuses"]["loadbalancer"];
+        assert_eq!(tree["provisioning_status"], "ACTIVE");
+        let http_node = named(&tree["listeners"], "http");
+        let mut pools: Vec<&str> = http_node["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        pools.sort();
+        assert_eq!(pools, ["api", "web"], "{tree}");
+        let alt_node = named(&tree["listeners"], "alt");
+        assert_eq!(alt_node["pools"].as_array().unwrap().len(), 1);
+        let web_node = named(&http_node["pools"], "web");
+        assert_eq!(web_node["provisioning_status"], "ACTIVE");
+        assert_eq!(web_node["health_monitor"]["provisioning_status"], "ACTIVE");
+        assert_eq!(web_node["health_monitor"]["operating_status"], "ONLINE");
+        let members = web_node["members"].as_array().unwrap();
+        assert_eq!(members.len(), 2);
+        for m in members {
+            assert_eq!(m["provisioning_status"], "ACTIVE", "{m}");
+            assert_eq!(m["operating_status"], "OFFLINE", "{m}");
+        }
+        let api_node = named(&alt_node["pools"], "api");
+        assert_eq!(api_node["members"][0]["operating_status"], "NO_MONITOR");
+        assert!(api_node["health_monitor"].is_null(), "{api_node}");
+
+        // A plain create still answers with ids only.
+        let r = api
+            .call(
+                Method::POST,
+                "/v2/lbaas/loadbalancers",
+                Some(json!({"loadbalancer": {"vip_subnet_id": SUBNET, "listeners": [], "pools": []}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert_eq!(r.body["loadbalancer"]["listeners"], json!([]));
+        assert_eq!(r.body["loadbalancer"]["pools"], json!([]));
+        api.settle_all().await;
+    }
+}
+
+#[tokio::test]
+async fn single_call_create_refusals_store_nothing() {
+    for engine in engines() {
+        let api = Api::new(engine).await;
+        let before = api.snapshot().await;
+        let set = |path: &str, v: Value| {
+            let mut b = graph_body("refused");
+            let mut at = &mut b["loadbalancer"];
+            let parts: Vec<&str> = path.split('/').collect();
+            for p in &parts[..parts.len() - 1] {
+                at = match p.parse::<usize>() {
+                    Ok(i) => &mut at[i],
+                    Err(_) => &mut at[*p],
+                };
+            }
+            let last = parts[parts.len() - 1];
+            match (last.parse::<usize>(), at.as_array_mut()) {
+                (Ok(i), Some(a)) if i == a.len() => a.push(v),
+                (Ok(i), _) => at[i] = v,
+                (Err(_), _) => at[last] = v,
+            }
+            b
+        };
+        let web = || graph_body("x")["loadbalancer"]["pools"][0].clone();
+        let duplicate_member = json!({"address": "10.0.0.1", "protocol_port": 80});
+        // (body, status, text the fault must contain)
+        let cases: Vec<(Value, StatusCode, &str)> = vec![
+            (
+                set("listeners/0/default_pool", json!({"name": "nowhere"})),
+                StatusCode::BAD_REQUEST,
+                "Pool 'nowhere' was referenced but no full definition was found.",
+            ),
+            (
+                set("pools/1", web()),
+                StatusCode::BAD_REQUEST,
+                "Pool names must be unique",
+            ),
+            (
+                set("pools/0/protocol", Value::Null),
+                StatusCode::BAD_REQUEST,
+                "Pool definition for 'web' missing required attribute: protocol",
+            ),
+            (
+                set("listeners/1/default_pool", json!({"name": "api"})),
+                StatusCode::BAD_REQUEST,
+                "Pool 'api' was referenced",
+            ),
+            (
+                set(
+                    "listeners/0/default_pool",
+                    json!({"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}),
+                ),
+                StatusCode::BAD_REQUEST,
+                "Pools must be named",
+            ),
+            (
+                set("listeners/1/default_pool/protocol", json!("TCP")),
+                StatusCode::BAD_REQUEST,
+                "The pool protocol 'TCP' is invalid while the listener protocol is 'HTTP'",
+            ),
+            (
+                set("listeners/1/protocol", json!("UDP")),
+                StatusCode::BAD_REQUEST,
+                "listener protocol is 'UDP'",
+            ),
+            (
+                set("listeners/0/protocol", json!("TCP")),
+                StatusCode::NOT_IMPLEMENTED,
+                "TCP protocol listeners do not support L7 policies",
+            ),
+            (
+                set("pools/0/lb_algorithm", json!("SOURCE_IP_PORT")),
+                StatusCode::NOT_IMPLEMENTED,
+                "SOURCE_IP_PORT",
+            ),
+            (
+                set("listeners/1/protocol_port", json!(80)),
+                StatusCode::CONFLICT,
+                "protocol_port 80",
+            ),
+            (
+                set("pools/0/members/1", duplicate_member),
+                StatusCode::CONFLICT,
+                "already using ip 10.0.0.1",
+            ),
+            (
+                set("pools/0/members/1/address", json!("169.254.169.254")),
+                StatusCode::BAD_REQUEST,
+                "pools[0].members[1].address",
+            ),
+            (
+                set(
+                    "listeners/0/l7policies/0/rules/0/value",
+                    json!("not a path"),
+                ),
+                StatusCode::BAD_REQUEST,
+                "rules[0].value",
+            ),
+            (
+                set(
+                    "listeners/0/l7policies/0/listener_id",
+                    json!("00000000-0000-0000-0000-000000000000"),
+                ),
+                StatusCode::BAD_REQUEST,
+                "l7policies[0].listener_id",
+            ),
+            (
+                set("pools/0/healthmonitor/type", json!("UDP-CONNECT")),
+                StatusCode::BAD_REQUEST,
+                "pools[0].healthmonitor.url_path",
+            ),
+        ];
+        for (body, status, needle) in cases {
+            let r = api
+                .call(Method::POST, "/v2/lbaas/loadbalancers", Some(body.clone()))
+                .await;
+            assert_eq!(r.status, status, "{body}: {}", r.body);
+            fault_names(&r, needle);
+            assert_eq!(api.snapshot().await, before, "{body} changed the store");
+        }
+
+        // Quotas are checked for the whole tree at once: the graph holds 2 pools,
+        // 2 listeners, 3 members and 1 monitor.
+        for (quota, resource) in [
+            (json!({"pool": 1}), "pool"),
+            (json!({"listener": 1}), "listener"),
+            (json!({"member": 2}), "member"),
+            (json!({"healthmonitor": 0}), "health_monitor"),
+            (json!({"loadbalancer": 0}), "load_balancer"),
+        ] {
+            let path = "/v2/lbaas/quotas/p1";
+            let r = api
+                .call_as(
+                    "ops",
+                    "admin",
+                    Method::PUT,
+                    path,
+                    Some(json!({"quota": quota})),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+            let r = api
+                .call(
+                    Method::POST,
+                    "/v2/lbaas/loadbalancers",
+                    Some(graph_body("over")),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{quota}: {}", r.body);
+            fault_names(&r, &format!("Quota has been met for resources: {resource}"));
+            assert_eq!(api.snapshot().await, before, "{quota} changed the store");
+            let r = api
+                .call_as("ops", "admin", Method::DELETE, path, None)
+                .await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        }
+        // As in Octavia, a single-call create checks no L7 policy or rule quota, and a
+        // quota the tree fits in lets it through.
+        let r = api
+            .call_as(
+                "ops",
+                "admin",
+                Method::PUT,
+                "/v2/lbaas/quotas/p1",
+                Some(
+                    json!({"quota": {"l7policy": 0, "l7rule": 0, "pool": 2, "member": 3,
+                                      "listener": 2, "healthmonitor": 1, "loadbalancer": 1}}),
+                ),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        let r = api
+            .call(
+                Method::POST,
+                "/v2/lbaas/loadbalancers",
+                Some(graph_body("fits")),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        api.settle_all().await;
+    }
+}
+
+#[tokio::test]
+async fn single_call_create_whose_job_fails_leaves_the_tree_in_error() {
+    for engine in engines() {
+        let api = Api::new(engine).await;
+        let r = api
+            .call(
+                Method::POST,
+                "/v2/lbaas/loadbalancers",
+                Some(graph_body("doomed")),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let lb = &r.body["loadbalancer"];
+        let fp = Failpoints::parse("create_load_balancer/update_amphorae=error").unwrap();
+        let done = api.run_jobs(fp).await;
+        assert_eq!(done.len(), 1);
+        assert!(
+            matches!(&done[0].1, FlowOutcome::Reverted { step, .. } if step == "update_amphorae"),
+            "{:?}",
+            done[0].1
+        );
+        let statuses = api.tree_statuses(lb).await;
+        assert_eq!(statuses.len(), 12);
+        for (what, status) in statuses {
+            assert_eq!(status, "ERROR", "{what}");
+        }
+        // A tree in ERROR is deleted with its load balancer.
+        let lb_id = lb["id"].as_str().unwrap();
+        let r = api
+            .call(
+                Method::DELETE,
+                &format!("/v2/lbaas/loadbalancers/{lb_id}?cascade=true"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+        api.settle_all().await;
+        let r = api
+            .call(
+                Method::GET,
+                &format!("/v2/lbaas/loadbalancers/{lb_id}"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    }
 }

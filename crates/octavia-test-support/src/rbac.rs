@@ -279,6 +279,17 @@ pub fn cases(ids: &Ids, owner: &str) -> Vec<Case> {
         json!({"l7policy": {"listener_id": ids.listener, "action": "REJECT", "name": too_long}}),
         Fresh::L7Policy,
     );
+    // A single-call create asks the load balancer's rule alone, for the body's project.
+    v.push(Case::new(
+        "POST",
+        format!("{lbaas}/loadbalancers"),
+        Some(
+            json!({"loadbalancer": {"project_id": owner, "name": too_long,
+            "listeners": [{"protocol": "HTTP", "protocol_port": 80, "default_pool": {"name": "p"}}],
+            "pools": [{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}]}}),
+        ),
+        Write,
+    ));
     let lb = &ids.load_balancer;
     v.push(Case::new(
         "GET",
