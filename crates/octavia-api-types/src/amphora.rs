@@ -1,8 +1,8 @@
-//! Amphora (admin API) response body.
+//! Amphora (admin API) response bodies: the amphora and its statistics.
 
 use serde::{Deserialize, Serialize};
 
-use octavia_model::{Amphora, AmphoraRole, ProvisioningStatus};
+use octavia_model::{Amphora, AmphoraRole, AmphoraStatistics, ProvisioningStatus};
 
 use crate::common::{fmt_opt_time, fmt_time};
 
@@ -54,6 +54,36 @@ impl From<&Amphora> for AmphoraResponse {
             updated_at: fmt_opt_time(&a.updated_at),
             image_id: a.image_id.clone(),
             compute_flavor: a.compute_flavor.clone(),
+        }
+    }
+}
+
+/// The counters of one listener on one amphora, one item of `amphora_stats` in
+/// `GET /v2/octavia/amphorae/{id}/stats` (v2.4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AmphoraStatisticsResponse {
+    /// The amphora's id.
+    pub id: String,
+    pub loadbalancer_id: Option<String>,
+    pub listener_id: String,
+    pub active_connections: i64,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    pub request_errors: i64,
+    pub total_connections: i64,
+}
+
+impl From<&AmphoraStatistics> for AmphoraStatisticsResponse {
+    fn from(s: &AmphoraStatistics) -> Self {
+        Self {
+            id: s.amphora_id.to_string(),
+            loadbalancer_id: s.load_balancer_id.map(|l| l.to_string()),
+            listener_id: s.listener_id.to_string(),
+            active_connections: s.stats.active_connections,
+            bytes_in: s.stats.bytes_in,
+            bytes_out: s.stats.bytes_out,
+            request_errors: s.stats.request_errors,
+            total_connections: s.stats.total_connections,
         }
     }
 }

@@ -186,6 +186,7 @@ fn routes() -> Router<AppState> {
             "/v2/octavia/amphorae/{id}/config",
             axum::routing::put(misc::update_amphora_config),
         )
+        .route("/v2/octavia/amphorae/{id}/stats", g(misc::amphora_stats))
 }
 
 /// `GET` (a page) and `POST` of a top-level collection.

@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use octavia_api_types::amphora::AmphoraStatisticsResponse;
 use octavia_api_types::load_balancer::PROVIDERS;
 use octavia_api_types::provider;
 use octavia_model::{AmphoraId, ObjectKind};
@@ -121,6 +122,26 @@ pub async fn update_amphora_config(
     let job = s.ctx.store.update_amphora_config(aid).await?;
     tracing::info!(amphora_id = %aid, job_id = %job, "amphora configuration update requested");
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `GET /v2/octavia/amphorae/{id}/stats` (admin): the counters of each listener on the
+/// amphora. As Octavia, 404 "Amphora stats for <id> not found." when there are none (an
+/// unknown amphora, or one no heartbeat has brought statistics from).
+pub async fn amphora_stats(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.authorize_own(&rule("amphora", "get_stats"))?;
+    let aid: AmphoraId = app::parse_id(ObjectKind::Amphora, &id)?;
+    let stats = s.ctx.store.amphora_stats(aid).await?;
+    if stats.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "Amphora stats for {id} not found."
+        )));
+    }
+    let items: Vec<AmphoraStatisticsResponse> = stats.iter().map(Into::into).collect();
+    Ok(Json(serde_json::json!({ "amphora_stats": items })).into_response())
 }
 
 /// Fallback for unknown paths.

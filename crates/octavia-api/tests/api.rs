@@ -2630,3 +2630,121 @@ async fn single_call_create_whose_job_fails_leaves_the_tree_in_error() {
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
     }
 }
+
+#[tokio::test]
+async fn amphora_stats_list_each_listener_the_amphora_reported() {
+    use octavia_db::HeartbeatRecord;
+    use octavia_model::health::HealthReport;
+    use octavia_model::{AmphoraId, ListenerId, ListenerStatistics};
+
+    for engine in engines() {
+        let api = Api::new(engine).await;
+        let r = api
+            .call(
+                Method::POST,
+                "/v2/lbaas/loadbalancers",
+                Some(graph_body("counted")),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let lb = r.body["loadbalancer"].clone();
+        let lb_id = lb["id"].as_str().unwrap().to_string();
+        api.settle_all().await;
+        let r = api
+            .call_as(
+                "ops",
+                "admin",
+                Method::GET,
+                &format!("/v2/octavia/amphorae?loadbalancer_id={lb_id}"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let amp = r.body["amphorae"][0]["id"]
+            .as_str()
+            .expect("amphora")
+            .to_string();
+        let stats_path = format!("/v2/octavia/amphorae/{amp}/stats");
+
+        // No heartbeat has brought statistics yet: 404, as Octavia.
+        let r = api
+            .call_as("ops", "admin", Method::GET, &stats_path, None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+        fault_names(&r, &format!("Amphora stats for {amp} not found."));
+
+        // Two heartbeats with counters (deltas, v3) for both listeners.
+        let listeners: Vec<ListenerId> = ids_of(&lb["listeners"])
+            .iter()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        let amphora_id: AmphoraId = amp.parse().unwrap();
+        let beat = |n: i64| HeartbeatRecord {
+            amphora_id,
+            received_at: octavia_model::now(),
+            refresh_health: true,
+            report: HealthReport {
+                listeners: listeners.iter().map(|l| (*l, "OPEN".to_string())).collect(),
+                reported_listener_count: listeners.len(),
+                ..Default::default()
+            },
+            stats: listeners
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let i = i as i64 + 1;
+                    (
+                        *l,
+                        ListenerStatistics {
+                            bytes_in: 100 * i * n,
+                            bytes_out: 200 * i * n,
+                            active_connections: i * n,
+                            total_connections: 10 * i * n,
+                            request_errors: i,
+                        },
+                    )
+                })
+                .collect(),
+            stats_are_deltas: true,
+        };
+        api.store().record_heartbeats(&[beat(1)]).await.unwrap();
+        api.store().record_heartbeats(&[beat(2)]).await.unwrap();
+
+        let r = api
+            .call_as("ops", "admin", Method::GET, &stats_path, None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let mut rows = r.body["amphora_stats"].as_array().unwrap().clone();
+        rows.sort_by_key(|row| row["bytes_in"].as_i64());
+        let mut want = Vec::new();
+        for (i, l) in listeners.iter().enumerate() {
+            let i = i as i64 + 1;
+            // Deltas add up; active connections are the latest value.
+            want.push(json!({
+                "id": amp, "loadbalancer_id": lb_id, "listener_id": l.to_string(),
+                "active_connections": 2 * i, "bytes_in": 300 * i, "bytes_out": 600 * i,
+                "request_errors": 2 * i, "total_connections": 30 * i
+            }));
+        }
+        assert_eq!(rows, want);
+
+        // Admin only; an unknown amphora is a 404 too.
+        let r = api.call(Method::GET, &stats_path, None).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        let unknown = "/v2/octavia/amphorae/00000000-0000-0000-0000-000000000000/stats";
+        let r = api
+            .call_as("ops", "admin", Method::GET, unknown, None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+        let r = api
+            .call_as(
+                "ops",
+                "admin",
+                Method::GET,
+                "/v2/octavia/amphorae/bogus/stats",
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    }
+}

@@ -322,3 +322,13 @@ pub struct ListenerStatistics {
     pub total_connections: i64,
     pub request_errors: i64,
 }
+
+/// The counters one amphora holds for one listener, with the load balancer the amphora
+/// serves (`listener_statistics` joined with `amphora`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AmphoraStatistics {
+    pub amphora_id: AmphoraId,
+    pub load_balancer_id: Option<LoadBalancerId>,
+    pub listener_id: ListenerId,
+    pub stats: ListenerStatistics,
+}

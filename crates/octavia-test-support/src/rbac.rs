@@ -424,6 +424,7 @@ pub fn cases(ids: &Ids, owner: &str) -> Vec<Case> {
     v.push(Case::new("GET", amp.clone(), None, Admin));
     v.push(Case::new("PUT", format!("{amp}/config"), None, Admin));
     v.push(Case::new("PUT", format!("{amp}/failover"), None, Admin));
+    v.push(Case::new("GET", format!("{amp}/stats"), None, Admin));
     v.push(Case::new("DELETE", amp.clone(), None, Admin));
     v
 }

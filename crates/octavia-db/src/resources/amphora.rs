@@ -29,6 +29,10 @@ async fn live_amphora(
     Ok((lb, status))
 }
 
+/// A row of [`Store::amphora_stats`]: listener, load balancer, then the counters in the
+/// order of `listener_statistics`.
+type StatsRow = (String, Option<String>, i64, i64, i64, i64, i64);
+
 /// The spec of a job doing `action` to `amphora` (naming it in `amphora_id` too).
 fn amphora_job(action: Action, amphora: AmphoraId, locks: LockSet) -> JobSpec {
     JobSpec {
@@ -57,6 +61,41 @@ pub(crate) async fn failover_amphora_in(
 }
 
 impl Store {
+    /// The counters `id` holds for each of its listeners, in listener id order, each with
+    /// the load balancer the amphora serves (as Octavia's query: the amphora joined, the
+    /// listener not). Empty for an unknown amphora, or one that has reported no statistics.
+    pub async fn amphora_stats(&self, id: AmphoraId) -> Result<Vec<AmphoraStatistics>> {
+        let mut h = self.pool.acquire().await?;
+        let rows: Vec<StatsRow> = h
+            .conn()
+            .fetch_all(
+                "SELECT s.listener_id, a.load_balancer_id, s.bytes_in, s.bytes_out, \
+                 s.active_connections, s.total_connections, s.request_errors \
+                 FROM listener_statistics s JOIN amphora a ON a.id = s.amphora_id \
+                 WHERE s.amphora_id = $1 ORDER BY s.listener_id",
+                args![sid(id)],
+            )
+            .await?;
+        rows.into_iter()
+            .map(
+                |(listener, lb, bytes_in, bytes_out, active, total, errors)| {
+                    Ok(AmphoraStatistics {
+                        amphora_id: id,
+                        load_balancer_id: lb.map(|l| parse("load balancer id", &l)).transpose()?,
+                        listener_id: parse("listener id", &listener)?,
+                        stats: ListenerStatistics {
+                            bytes_in,
+                            bytes_out,
+                            active_connections: active,
+                            total_connections: total,
+                            request_errors: errors,
+                        },
+                    })
+                },
+            )
+            .collect()
+    }
+
     pub async fn get_amphora(&self, id: AmphoraId) -> Result<Option<Amphora>> {
         self.get(id).await
     }
