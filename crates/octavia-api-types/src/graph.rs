@@ -542,6 +542,70 @@ mod tests {
         assert_eq!(g.count(ObjectKind::L7Rule), 1);
     }
 
+    #[test]
+    fn null_lists_and_objects_are_absent() {
+        let mut pool = http_pool("p");
+        pool["members"] = Value::Null;
+        pool["healthmonitor"] = Value::Null;
+        let g = build_json(
+            json!([
+                {"protocol": "HTTP", "protocol_port": 80, "default_pool": null, "l7policies": null},
+                {"protocol": "HTTP", "protocol_port": 81, "default_pool": {"name": "p"},
+                 "l7policies": [{"action": "REJECT", "redirect_pool": null, "rules": null}]}
+            ]),
+            json!([pool]),
+        )
+        .unwrap();
+        assert_eq!(g.listeners[0].listener.default_pool_id, None);
+        assert!(g.listeners[0].l7policies.is_empty());
+        assert_eq!(
+            g.listeners[1].listener.default_pool_id,
+            Some(g.pools[0].pool.id)
+        );
+        let policy = &g.listeners[1].l7policies[0];
+        assert_eq!(policy.policy.redirect_pool_id, None);
+        assert!(policy.rules.is_empty());
+        assert!(g.pools[0].members.is_empty());
+        assert!(g.pools[0].health_monitor.is_none());
+
+        // A null where an object or a list must be is refused, naming where it is.
+        for (listeners, pools, field) in [
+            (json!([null]), json!([]), "listeners[0]"),
+            (json!([]), json!([null]), "pools[0]"),
+            (
+                json!([]),
+                json!([{"name": "p", "protocol": null, "lb_algorithm": "ROUND_ROBIN"}]),
+                "pools[0].protocol",
+            ),
+            (
+                json!([{"protocol": "HTTP", "protocol_port": 80, "l7policies": [null]}]),
+                json!([]),
+                "listeners[0].l7policies[0]",
+            ),
+            (
+                json!([{"protocol": "HTTP", "protocol_port": 80, "l7policies": {}}]),
+                json!([]),
+                "listeners[0].l7policies",
+            ),
+            (
+                json!([]),
+                json!([{"name": "p", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN", "members": [null]}]),
+                "pools[0].members[0]",
+            ),
+            // A redirect to a pool needs the pool: a null one is no pool.
+            (
+                json!([{"protocol": "HTTP", "protocol_port": 80,
+                     "l7policies": [{"action": "REDIRECT_TO_POOL", "redirect_pool": null}]}]),
+                json!([]),
+                "listeners[0].l7policies[0].redirect_pool_id",
+            ),
+        ] {
+            let what = format!("{listeners} {pools}");
+            let e = build_json(listeners, pools).expect_err(&what);
+            assert_eq!(e.field(), field, "{what}: {e}");
+        }
+    }
+
     fn lb_id_of(g: &LoadBalancerGraph) -> octavia_model::LoadBalancerId {
         g.listeners[0].listener.load_balancer_id
     }

@@ -2192,63 +2192,49 @@ fn ids_of(items: &Value) -> Vec<String> {
 }
 
 impl Api {
-    /// The provisioning status of `id` in collection `path` (e.g. `/v2/lbaas/pools`) under
-    /// envelope `key`.
-    async fn provisioning(&self, path: &str, key: &str, id: &str) -> String {
-        let r = self.call(Method::GET, &format!("{path}/{id}"), None).await;
-        assert_eq!(r.status, StatusCode::OK, "{path}/{id}: {}", r.body);
-        r.body[key]["provisioning_status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-
     /// The provisioning status of every object of a single-call tree `lb` (the 201 body's
-    /// `loadbalancer`), as the API shows them now, with what each is.
+    /// `loadbalancer`), as the API shows them now, with the URL of each.
     async fn tree_statuses(&self, lb: &Value) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        let id = lb["id"].as_str().unwrap();
-        let s = self
-            .provisioning("/v2/lbaas/loadbalancers", "loadbalancer", id)
-            .await;
-        out.push((format!("loadbalancer {id}"), s));
-        for l in lb["listeners"].as_array().unwrap() {
-            let id = l["id"].as_str().unwrap();
-            let s = self
-                .provisioning("/v2/lbaas/listeners", "listener", id)
-                .await;
-            out.push((format!("listener {id}"), s));
-            for p in l["l7policies"].as_array().unwrap() {
-                let id = p["id"].as_str().unwrap();
-                let s = self
-                    .provisioning("/v2/lbaas/l7policies", "l7policy", id)
-                    .await;
-                out.push((format!("l7policy {id}"), s));
-                for r in ids_of(&p["rules"]) {
-                    let path = format!("/v2/lbaas/l7policies/{id}/rules");
-                    let s = self.provisioning(&path, "rule", &r).await;
-                    out.push((format!("rule {r}"), s));
-                }
-            }
-        }
-        for p in lb["pools"].as_array().unwrap() {
-            let id = p["id"].as_str().unwrap();
-            let s = self.provisioning("/v2/lbaas/pools", "pool", id).await;
-            out.push((format!("pool {id}"), s));
-            for m in ids_of(&p["members"]) {
-                let path = format!("/v2/lbaas/pools/{id}/members");
-                let s = self.provisioning(&path, "member", &m).await;
-                out.push((format!("member {m}"), s));
-            }
-            if let Some(h) = p["healthmonitor"]["id"].as_str() {
-                let s = self
-                    .provisioning("/v2/lbaas/healthmonitors", "healthmonitor", h)
-                    .await;
-                out.push((format!("healthmonitor {h}"), s));
-            }
+        for (url, key) in tree_objects(lb) {
+            let r = self.call(Method::GET, &url, None).await;
+            assert_eq!(r.status, StatusCode::OK, "{url}: {}", r.body);
+            let status = r.body[key]["provisioning_status"]
+                .as_str()
+                .unwrap_or_default();
+            out.push((url, status.to_string()));
         }
         out
     }
+}
+
+/// The URL and envelope key of every object of a single-call tree `lb` (the 201 body's
+/// `loadbalancer`), the load balancer first.
+fn tree_objects(lb: &Value) -> Vec<(String, &'static str)> {
+    let lbaas = "/v2/lbaas";
+    let id = |v: &Value| v["id"].as_str().unwrap_or_default().to_string();
+    let mut out = vec![(format!("{lbaas}/loadbalancers/{}", id(lb)), "loadbalancer")];
+    for l in lb["listeners"].as_array().unwrap() {
+        out.push((format!("{lbaas}/listeners/{}", id(l)), "listener"));
+        for p in l["l7policies"].as_array().unwrap() {
+            let policy = format!("{lbaas}/l7policies/{}", id(p));
+            for r in ids_of(&p["rules"]) {
+                out.push((format!("{policy}/rules/{r}"), "rule"));
+            }
+            out.push((policy, "l7policy"));
+        }
+    }
+    for p in lb["pools"].as_array().unwrap() {
+        let pool = format!("{lbaas}/pools/{}", id(p));
+        for m in ids_of(&p["members"]) {
+            out.push((format!("{pool}/members/{m}"), "member"));
+        }
+        if let Some(h) = p["healthmonitor"]["id"].as_str() {
+            out.push((format!("{lbaas}/healthmonitors/{h}"), "healthmonitor"));
+        }
+        out.push((pool, "pool"));
+    }
+    out
 }
 
 #[tokio::test]
@@ -2384,6 +2370,41 @@ async fn single_call_create_builds_the_whole_tree_with_one_job() {
         let api_node = named(&alt_node["pools"], "api");
         assert_eq!(api_node["members"][0]["operating_status"], "NO_MONITOR");
         assert!(api_node["health_monitor"].is_null(), "{api_node}");
+
+        // A cascade delete takes the whole tree and the amphora away, with one job.
+        let amphorae = format!("/v2/octavia/amphorae?loadbalancer_id={lb_id}");
+        let admin = |path: String| {
+            let api = &api;
+            async move { api.call_as("ops", "admin", Method::GET, &path, None).await }
+        };
+        let r = admin(amphorae.clone()).await;
+        assert_eq!(
+            r.body["amphorae"].as_array().map(Vec::len),
+            Some(1),
+            "{}",
+            r.body
+        );
+        let r = api
+            .call(
+                Method::DELETE,
+                &format!("/v2/lbaas/loadbalancers/{lb_id}?cascade=true"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+        for (what, status) in api.tree_statuses(lb).await {
+            assert_eq!(status, "PENDING_DELETE", "{what}");
+        }
+        let done = api.run_jobs(Failpoints::none()).await;
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].0.spec.kind(), "delete_load_balancer");
+        assert_eq!(done[0].1, FlowOutcome::Succeeded);
+        for (url, _) in tree_objects(lb) {
+            let r = api.call(Method::GET, &url, None).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{url}: {}", r.body);
+        }
+        let r = admin(amphorae).await;
+        assert_eq!(r.body["amphorae"], json!([]), "{}", r.body);
 
         // A plain create still answers with ids only.
         let r = api
