@@ -12,7 +12,7 @@ use octavia_flows::{
 use octavia_model::*;
 use octavia_render::RenderSettings;
 use octavia_test_support::fixtures::{
-    health_monitor, listener, load_balancer, member, pool, PROJECT,
+    health_monitor, l7policy, l7rule, listener, load_balancer, member, pool, PROJECT,
 };
 use octavia_test_support::{engines, TestStore};
 
@@ -760,5 +760,240 @@ async fn unrenderable_listener_goes_error_without_wedging_its_load_balancer() {
         assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
         assert_eq!(h.log.count("amphora.remove_config"), 1);
         assert_eq!(h.lb_status(lb_id).await, ProvisioningStatus::Active);
+    }
+}
+
+/// A single-call tree under `lb`, as the API resolves one: listener HTTP 80 whose default
+/// pool `web` has an HTTP monitor and two members on a member subnet, and an L7 policy
+/// sending `/api` paths to pool `api` (one member on the same subnet).
+fn single_call_graph(lb: LoadBalancerId) -> LoadBalancerGraph {
+    let on_subnet = |m: Member| Member {
+        subnet_id: Some("member-subnet".into()),
+        ..m
+    };
+    let web = pool(lb, PoolProtocol::Http);
+    let api = pool(lb, PoolProtocol::Http);
+    let monitored = |ip: &str| Member {
+        operating_status: OperatingStatus::Offline,
+        ..on_subnet(member(web.id, ip, 8080))
+    };
+    let l = Listener {
+        default_pool_id: Some(web.id),
+        ..listener(lb, ListenerProtocol::Http, 80)
+    };
+    let policy = l7policy(l.id, 1, Some(api.id));
+    let rule = l7rule(
+        policy.id,
+        L7RuleType::Path,
+        L7RuleCompareType::StartsWith,
+        "/api",
+    );
+    LoadBalancerGraph {
+        pools: vec![
+            PoolGraph {
+                health_monitor: Some(health_monitor(web.id, HealthMonitorType::Http)),
+                members: vec![monitored("10.1.1.5"), monitored("10.1.1.6")],
+                pool: web,
+            },
+            PoolGraph {
+                health_monitor: None,
+                members: vec![on_subnet(member(api.id, "10.1.1.7", 8080))],
+                pool: api,
+            },
+        ],
+        listeners: vec![ListenerGraph {
+            listener: l,
+            l7policies: vec![L7PolicyGraph {
+                policy,
+                rules: vec![rule],
+            }],
+        }],
+    }
+}
+
+/// Every provisioning status of the stored tree of `lb`, with what each object is.
+async fn tree_statuses(store: &Store, lb: LoadBalancerId) -> Vec<(String, ProvisioningStatus)> {
+    let t = store.load_balancer_tree(lb).await.unwrap().expect("tree");
+    let mut out = vec![(
+        format!("load balancer {lb}"),
+        t.load_balancer.provisioning_status,
+    )];
+    let named = |kind: &str, id: String, s: ProvisioningStatus| (format!("{kind} {id}"), s);
+    out.extend(
+        t.listeners
+            .iter()
+            .map(|x| named("listener", x.id.to_string(), x.provisioning_status)),
+    );
+    out.extend(
+        t.pools
+            .iter()
+            .map(|x| named("pool", x.id.to_string(), x.provisioning_status)),
+    );
+    out.extend(
+        t.members
+            .iter()
+            .map(|x| named("member", x.id.to_string(), x.provisioning_status)),
+    );
+    out.extend(
+        t.health_monitors
+            .iter()
+            .map(|x| named("health monitor", x.id.to_string(), x.provisioning_status)),
+    );
+    out.extend(
+        t.l7policies
+            .iter()
+            .map(|x| named("l7 policy", x.id.to_string(), x.provisioning_status)),
+    );
+    out.extend(
+        t.l7rules
+            .iter()
+            .map(|x| named("l7 rule", x.id.to_string(), x.provisioning_status)),
+    );
+    out
+}
+
+#[tokio::test]
+async fn single_call_tree_is_built_by_one_create_job() {
+    for engine in engines() {
+        let ts = TestStore::new(engine).await;
+        let h = Harness::new(&ts.store);
+        let lb = load_balancer(PROJECT, Topology::Single);
+        let g = single_call_graph(lb.id);
+        let (tree, job_id) = ts.store.create_load_balancer_graph(&lb, &g).await.unwrap();
+        let before = tree_statuses(&ts.store, lb.id).await;
+        assert_eq!(before.len(), 10, "{before:?}");
+        assert!(
+            before
+                .iter()
+                .all(|(_, s)| *s == ProvisioningStatus::PendingCreate),
+            "{before:?}"
+        );
+        assert_eq!(tree.members.len(), 3);
+
+        let (job, out) = h.run_next().await;
+        assert_eq!(job.id, job_id);
+        assert_eq!(out, FlowOutcome::Succeeded, "{engine:?}");
+        assert_eq!(
+            h.job(job_id).await.completed_steps,
+            strings(&[
+                "allocate_vip",
+                "build_amphora",
+                "wait_for_agent",
+                "plug_vip",
+                "plug_member_networks",
+                "update_amphorae"
+            ])
+        );
+        // One job settled everything; nothing else was queued.
+        let next = ts
+            .store
+            .claim_job("flow-test", Duration::from_secs(30), &ClassCaps::default())
+            .await
+            .unwrap();
+        assert!(next.is_none(), "{next:?}");
+        for (what, status) in tree_statuses(&ts.store, lb.id).await {
+            assert_eq!(status, ProvisioningStatus::Active, "{what}");
+        }
+
+        // The members' network is plugged once, before the one configuration that sends
+        // traffic to them.
+        assert_in_order(
+            &h.log.ops(),
+            &[
+                "network.allocate_vip",
+                "compute.build",
+                "amphora.wait_for_connectivity",
+                "network.plug_vip",
+                "amphora.plug_vip",
+                "network.plug_network",
+                "amphora.plug_network",
+                "amphora.upload_config",
+            ],
+        );
+        assert_eq!(h.log.count("network.plug_network"), 1);
+        assert_eq!(h.log.count("amphora.upload_config"), 1);
+        assert_eq!(h.log.count("amphora.remove_config"), 0);
+        let cfg = h
+            .log
+            .calls()
+            .into_iter()
+            .find(|c| c.op == "amphora.upload_config")
+            .unwrap()
+            .detail;
+        let (web, api) = (&g.pools[0], &g.pools[1]);
+        let l = &g.listeners[0].listener;
+        let rule = &g.listeners[0].l7policies[0].rules[0];
+        let mut needles = vec![
+            format!("\nfrontend {}\n", l.id),
+            format!("    default_backend {}:{}\n", web.pool.id, l.id),
+            format!("    acl {} path -m beg /api\n", rule.id),
+            format!("    use_backend {}:{} if {}\n", api.pool.id, l.id, rule.id),
+            format!("\nbackend {}:{}\n", web.pool.id, l.id),
+            format!("\nbackend {}:{}\n", api.pool.id, l.id),
+            "    option httpchk GET /\n".to_string(),
+        ];
+        // The monitored pool's members are checked, the other pool's are not.
+        for m in &web.members {
+            let ip = &m.ip_address;
+            needles.push(format!(
+                "    server {} {ip}:8080 weight 1 check inter 5s",
+                m.id
+            ));
+        }
+        for m in &api.members {
+            let ip = &m.ip_address;
+            needles.push(format!("    server {} {ip}:8080 weight 1\n", m.id));
+        }
+        for needle in needles {
+            assert!(cfg.contains(&needle), "{needle:?} not in\n{cfg}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn single_call_tree_whose_create_fails_reverts_and_goes_error() {
+    for engine in engines() {
+        let ts = TestStore::new(engine).await;
+        let h = Harness::new(&ts.store);
+        h.failpoints.set(
+            "create_load_balancer",
+            "update_amphorae",
+            octavia_flows::FailAction::Error,
+        );
+        let lb = load_balancer(PROJECT, Topology::Single);
+        let (_, job_id) = ts
+            .store
+            .create_load_balancer_graph(&lb, &single_call_graph(lb.id))
+            .await
+            .unwrap();
+        let (_, out) = h.run_next().await;
+        assert!(
+            matches!(&out, FlowOutcome::Reverted { step, .. } if step == "update_amphorae"),
+            "{out:?}"
+        );
+        assert_eq!(
+            h.job(job_id).await.reverted_steps,
+            strings(&[
+                "plug_member_networks",
+                "plug_vip",
+                "wait_for_agent",
+                "build_amphora",
+                "allocate_vip"
+            ])
+        );
+        let statuses = tree_statuses(&ts.store, lb.id).await;
+        assert_eq!(statuses.len(), 10);
+        for (what, status) in statuses {
+            assert_eq!(status, ProvisioningStatus::Error, "{what}");
+        }
+        assert_eq!(h.log.count("amphora.upload_config"), 0);
+        assert_in_order(
+            &h.log.ops(),
+            &[
+                "network.unplug_vip",
+                "compute.delete",
+                "network.deallocate_vip",
+            ],
+        );
     }
 }
