@@ -2543,13 +2543,15 @@ async fn single_call_create_refusals_store_nothing() {
         }
 
         // Quotas are checked for the whole tree at once: the graph holds 2 pools,
-        // 2 listeners, 3 members and 1 monitor.
+        // 2 listeners, 3 members, 1 monitor, 1 L7 policy and 2 rules.
         for (quota, resource) in [
             (json!({"pool": 1}), "pool"),
             (json!({"listener": 1}), "listener"),
             (json!({"member": 2}), "member"),
             (json!({"healthmonitor": 0}), "health_monitor"),
             (json!({"loadbalancer": 0}), "load_balancer"),
+            (json!({"l7policy": 0}), "l7policy"),
+            (json!({"l7rule": 1}), "l7rule"),
         ] {
             let path = "/v2/lbaas/quotas/p1";
             let r = api
@@ -2577,8 +2579,7 @@ async fn single_call_create_refusals_store_nothing() {
                 .await;
             assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
         }
-        // As in Octavia, a single-call create checks no L7 policy or rule quota, and a
-        // quota the tree fits in lets it through.
+        // A quota the tree fits in exactly lets it through.
         let r = api
             .call_as(
                 "ops",
@@ -2586,7 +2587,7 @@ async fn single_call_create_refusals_store_nothing() {
                 Method::PUT,
                 "/v2/lbaas/quotas/p1",
                 Some(
-                    json!({"quota": {"l7policy": 0, "l7rule": 0, "pool": 2, "member": 3,
+                    json!({"quota": {"l7policy": 1, "l7rule": 2, "pool": 2, "member": 3,
                                       "listener": 2, "healthmonitor": 1, "loadbalancer": 1}}),
                 ),
             )

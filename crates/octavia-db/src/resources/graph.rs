@@ -13,13 +13,16 @@ use super::shared::check_quota;
 use crate::read::tree;
 use crate::{DbError, LoadBalancerTree, Result, Store};
 
-/// The kinds a single-call create checks quotas of, in bulk, and in this order (Octavia
-/// checks no L7 policy or rule quota there).
-const QUOTA_KINDS: [ObjectKind; 4] = [
+/// The kinds a single-call create checks quotas of, in bulk, and in this order: Octavia's
+/// order, then the L7 policies and rules, which Octavia does not check there (on purpose,
+/// ARCHITECTURE.md: a tree must not get past a quota its objects cannot get past one by one).
+const QUOTA_KINDS: [ObjectKind; 6] = [
     ObjectKind::Pool,
     ObjectKind::HealthMonitor,
     ObjectKind::Member,
     ObjectKind::Listener,
+    ObjectKind::L7Policy,
+    ObjectKind::L7Rule,
 ];
 
 impl Store {
