@@ -67,8 +67,10 @@ def reader(conn):
 
 def delete(conn):
     lb_api = conn.load_balancer
-    lb_api.delete_load_balancer(os.environ["LB_ID"], cascade=True)
-    lb_api.wait_for_delete(lb_api.get_load_balancer(os.environ["LB_ID"]), interval=0.2, wait=60)
+    # Fetched before the delete: the job may remove it before a fetch after the call.
+    lb = lb_api.get_load_balancer(os.environ["LB_ID"])
+    lb_api.delete_load_balancer(lb, cascade=True)
+    lb_api.wait_for_delete(lb, interval=0.2, wait=60)
     print(json.dumps({"deleted": os.environ["LB_ID"]}))
 
 
