@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AmphoraId, AmphoraRole, ClientAuthentication, HealthMonitorId, HealthMonitorType, HttpMethod,
-    L7PolicyAction, L7PolicyId, L7RuleCompareType, L7RuleId, L7RuleType, LbAlgorithm, ListenerId,
-    ListenerProtocol, LoadBalancerId, MemberId, OperatingStatus, PoolId, PoolProtocol,
-    ProvisioningStatus, SessionPersistenceType, Timestamp, Topology,
+    AmphoraId, AmphoraRole, AvailabilityZoneProfileId, ClientAuthentication, FlavorId,
+    FlavorProfileId, HealthMonitorId, HealthMonitorType, HttpMethod, L7PolicyAction, L7PolicyId,
+    L7RuleCompareType, L7RuleId, L7RuleType, LbAlgorithm, ListenerId, ListenerProtocol,
+    LoadBalancerId, MemberId, OperatingStatus, PoolId, PoolProtocol, ProvisioningStatus,
+    SessionPersistenceType, Timestamp, Topology,
 };
 
 /// The virtual IP of a load balancer (Octavia's `vip` table).
@@ -252,6 +253,48 @@ pub struct Quota {
     pub member: Option<i64>,
     pub l7policy: Option<i64>,
     pub l7rule: Option<i64>,
+}
+
+/// What a provider makes of a flavor (`flavor_profile` table): `flavor_data` is the JSON
+/// object of provider settings, kept as the operator wrote it (for the amphora provider,
+/// [`crate::FlavorMetadata`] reads it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlavorProfile {
+    pub id: FlavorProfileId,
+    pub name: String,
+    pub provider_name: String,
+    pub flavor_data: String,
+}
+
+/// A flavor tenants pick for their load balancers (`flavor` table); its name is unique.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flavor {
+    pub id: FlavorId,
+    pub name: String,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub flavor_profile_id: FlavorProfileId,
+}
+
+/// What a provider makes of an availability zone (`availability_zone_profile` table):
+/// `availability_zone_data` is the JSON object of provider settings (for the amphora
+/// provider, [`crate::AvailabilityZoneMetadata`] reads it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvailabilityZoneProfile {
+    pub id: AvailabilityZoneProfileId,
+    pub name: String,
+    pub provider_name: String,
+    pub availability_zone_data: String,
+}
+
+/// An availability zone tenants pick for their load balancers (`availability_zone` table),
+/// keyed by its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvailabilityZone {
+    pub name: String,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub availability_zone_profile_id: AvailabilityZoneProfileId,
 }
 
 /// An amphora (`amphora` table).

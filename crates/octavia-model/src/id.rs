@@ -110,6 +110,18 @@ id_type!(
     /// Id of a job in the queue.
     JobId
 );
+id_type!(
+    /// Id of a flavor (what a load balancer's `flavor_id` names).
+    FlavorId
+);
+id_type!(
+    /// Id of a flavor profile.
+    FlavorProfileId
+);
+id_type!(
+    /// Id of an availability zone profile (availability zones themselves are keyed by name).
+    AvailabilityZoneProfileId
+);
 
 #[cfg(test)]
 mod tests {

@@ -9,12 +9,14 @@ pub mod graph;
 pub mod health;
 pub mod id;
 pub mod job;
+pub mod metadata;
 
 pub use entity::*;
 pub use enums::*;
 pub use graph::*;
 pub use id::*;
 pub use job::*;
+pub use metadata::{AvailabilityZoneMetadata, FlavorMetadata, MetadataError};
 
 /// Timestamps are UTC without a zone, as Octavia stores them.
 pub type Timestamp = chrono::NaiveDateTime;
