@@ -221,6 +221,11 @@ pub fn check_len(field: &str, value: &str, max: usize) -> Result<(), TypesError>
     Ok(())
 }
 
+/// A field the body must give (Octavia's wording when it is absent or `null`).
+pub fn mandatory<T>(field: &str, value: Option<T>) -> Result<T, TypesError> {
+    value.ok_or_else(|| TypesError::invalid(field, "Value: 'None'. Mandatory field missing."))
+}
+
 /// Optional string length check.
 pub fn check_opt_len(field: &str, value: Option<&str>, max: usize) -> Result<(), TypesError> {
     match value {

@@ -7,8 +7,10 @@
 //! share it.
 
 pub mod amphora;
+pub mod availability_zone;
 pub mod common;
 pub mod error;
+pub mod flavor;
 pub mod graph;
 pub mod health_monitor;
 pub mod l7policy;
