@@ -28,6 +28,11 @@ pub(crate) const SQLITE_MIGRATIONS: &[Migration] = &[
         "job_queue_indexes",
         include_str!("../migrations/sqlite/0003_job_queue_indexes.sql"),
     ),
+    (
+        4,
+        "flavors_availability_zones",
+        include_str!("../migrations/sqlite/0004_flavors_availability_zones.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[Migration] = &[
@@ -45,6 +50,11 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
         3,
         "job_queue_indexes",
         include_str!("../migrations/postgres/0003_job_queue_indexes.sql"),
+    ),
+    (
+        4,
+        "flavors_availability_zones",
+        include_str!("../migrations/postgres/0004_flavors_availability_zones.sql"),
     ),
 ];
 

@@ -4,7 +4,7 @@
 //! engines), and bound from a list of [`Arg`]s. [`Conn`] is a borrowed connection of
 //! either engine (from the pool or inside a [`Tx`]); its methods match on the engine
 //! and run the same text on the concrete sqlx types. Where the SQL itself differs, the
-//! rest of the crate asks a [`Conn`] for it (`pick`, `for_update`,
+//! rest of the crate asks a [`Conn`] for it (`pick`, `for_update`, `for_share`,
 //! `for_update_skip_locked`, `text_sort_key`, `serialize`, `native`): nothing outside this
 //! module matches on the engine.
 
@@ -196,6 +196,13 @@ impl Conn<'_> {
     /// already hold the database lock from `BEGIN IMMEDIATE`).
     pub(crate) fn for_update(&self) -> &'static str {
         self.pick("", " FOR UPDATE")
+    }
+
+    /// `" FOR SHARE"` on PostgreSQL (the row cannot change or go until the transaction
+    /// ends; others may share it), nothing on SQLite (whose write transactions already hold
+    /// the database lock).
+    pub(crate) fn for_share(&self) -> &'static str {
+        self.pick("", " FOR SHARE")
     }
 
     /// `" FOR UPDATE SKIP LOCKED"` on PostgreSQL (rows another transaction holds are

@@ -8,14 +8,24 @@ use octavia_model::ObjectKind;
 /// and [`DbError::Other`]; named here so callers need not depend on the driver.
 pub use sqlx::Error as DriverError;
 
-/// What a [`DbError::NotFound`] did not find: an object of the model, or a record that is
-/// no object a job can target.
+/// A kind of record the store holds: an object of the model (what a job can target), or a
+/// record no job targets (a quota row; the operator's catalogue of flavors, availability
+/// zones and their profiles). It names what a [`DbError::NotFound`] did not find and what a
+/// list query reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordKind {
     /// A load balancer, listener, ..., amphora.
     Object(ObjectKind),
     /// A project's quota row.
     Quota,
+    /// A flavor (`flavor`).
+    Flavor,
+    /// A flavor profile (`flavor_profile`).
+    FlavorProfile,
+    /// An availability zone (`availability_zone`, keyed by name).
+    AvailabilityZone,
+    /// An availability zone profile (`availability_zone_profile`).
+    AvailabilityZoneProfile,
 }
 
 impl From<ObjectKind> for RecordKind {
@@ -24,12 +34,17 @@ impl From<ObjectKind> for RecordKind {
     }
 }
 
-/// Octavia's name in user-facing messages (`Load Balancer`, `L7 Policy`, `Quota`).
+/// Octavia's name in user-facing messages (`Load Balancer`, `L7 Policy`, `Quota`,
+/// `Flavor Profile`).
 impl fmt::Display for RecordKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Object(kind) => kind.display_name(),
             Self::Quota => "Quota",
+            Self::Flavor => "Flavor",
+            Self::FlavorProfile => "Flavor Profile",
+            Self::AvailabilityZone => "Availability Zone",
+            Self::AvailabilityZoneProfile => "Availability Zone Profile",
         })
     }
 }

@@ -20,8 +20,9 @@
 //! Layout. `store` is the [`Store`] handle, its options and interface types, and its
 //! lifecycle. Every other public method sits in an `impl Store` block next to what it
 //! touches: `resources/` holds one module per resource (`load_balancer`, `listener`,
-//! `pool`, `member`, `health_monitor`, `l7` for policies and rules, `quota`, `amphora`),
-//! each with that resource's reads and writes, and `resources/shared` what their writes
+//! `pool`, `member`, `health_monitor`, `l7` for policies and rules, `quota`, `amphora`,
+//! and the operator's catalogue: `flavor`, `flavor_profile`, `availability_zone`,
+//! `availability_zone_profile`), each with that resource's reads and writes, and `resources/shared` what their writes
 //! share (the job transaction, the load balancer and subtree locks, statuses, tags,
 //! quota checks, the job insert); `jobs` is the job queue, `settle` settlement, `health`
 //! heartbeat batches, `stale` the stale-amphora sweep. Below them: `read` (row loaders and

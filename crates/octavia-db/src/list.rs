@@ -24,8 +24,11 @@ pub(crate) struct Source {
     pub base_where: Option<&'static str>,
     /// Keys appended to every sort (ascending) when absent.
     pub default_sort: &'static [&'static str],
-    /// How [`ListQuery::project_id`] restricts rows; `{}` is the placeholder.
-    pub project_cond: &'static str,
+    /// How [`ListQuery::project_id`] restricts rows; `{}` is the placeholder. `None`: the
+    /// kind belongs to no project (the operator's catalogue).
+    pub project_cond: Option<&'static str>,
+    /// The column a marker names (the primary key: `id`, or `name` for availability zones).
+    pub key: &'static str,
 }
 
 /// Accumulates bind arguments and hands out their placeholders.
@@ -124,8 +127,11 @@ pub(crate) async fn list_rows<R: crate::db::AnyRow>(
         conds.push(format!("x.{column} = {p}"));
     }
     if let Some(p) = &q.project_id {
+        let cond = src
+            .project_cond
+            .ok_or_else(|| DbError::Internal(format!("{} rows belong to no project", src.table)))?;
         let ph = b.push(Arg::Text(Some(p.clone())));
-        conds.push(src.project_cond.replace("{}", &ph));
+        conds.push(cond.replace("{}", &ph));
     }
     for f in &q.filters {
         let col = find_col(src, &f.column).ok_or_else(|| {
@@ -203,7 +209,7 @@ pub(crate) async fn list_rows<R: crate::db::AnyRow>(
         let ph = b.push(Arg::Text(Some(m.clone())));
         let found = c
             .count(
-                &format!("SELECT COUNT(*) FROM {} WHERE id = $1", src.table),
+                &format!("SELECT COUNT(*) FROM {} WHERE {} = $1", src.table, src.key),
                 vec![Arg::Text(Some(m.clone()))],
             )
             .await?;
@@ -219,9 +225,10 @@ pub(crate) async fn list_rows<R: crate::db::AnyRow>(
             })
             .collect();
         from = format!(
-            "{from} CROSS JOIN (SELECT {} FROM {} WHERE x.id = {ph}) mk",
+            "{from} CROSS JOIN (SELECT {} FROM {} WHERE x.{} = {ph}) mk",
             sel.join(", "),
-            src.from
+            src.from,
+            src.key
         );
         let mut ors = Vec::new();
         for i in 0..exprs.len() {

@@ -5,6 +5,8 @@
 //! store accepts only columns it knows for the resource and answers
 //! [`crate::DbError::Invalid`] otherwise, so no user text ever reaches SQL.
 
+use crate::RecordKind;
+
 /// A value to compare a column with.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FilterValue {
@@ -86,17 +88,30 @@ pub struct Column {
 /// `client_crl_container_id`; pool: `tls_certificate_id` (API `tls_container_ref`),
 /// `ca_tls_certificate_id`, `crl_container_id`. Text filters on Int/Bool/Timestamp
 /// columns are parsed (`"80"`, `"true"`, `"2024-01-01T00:00:00"`).
-pub fn columns(kind: octavia_model::ObjectKind) -> &'static [Column] {
+///
+/// The operator's catalogue lists by its own columns: flavors `id`, `name`, `description`,
+/// `enabled`, `flavor_profile_id`; flavor profiles `id`, `name`, `provider_name`,
+/// `flavor_data`; availability zones `name`, `description`, `enabled`,
+/// `availability_zone_profile_id`; their profiles `id`, `name`, `provider_name`,
+/// `availability_zone_data`.
+pub fn columns(kind: impl Into<RecordKind>) -> &'static [Column] {
     use octavia_model::ObjectKind as K;
-    match kind {
-        K::LoadBalancer => LB_COLUMNS,
-        K::Listener => LISTENER_COLUMNS,
-        K::Pool => POOL_COLUMNS,
-        K::Member => MEMBER_COLUMNS,
-        K::HealthMonitor => HM_COLUMNS,
-        K::L7Policy => L7POLICY_COLUMNS,
-        K::L7Rule => L7RULE_COLUMNS,
-        K::Amphora => AMPHORA_COLUMNS,
+    match kind.into() {
+        RecordKind::Object(kind) => match kind {
+            K::LoadBalancer => LB_COLUMNS,
+            K::Listener => LISTENER_COLUMNS,
+            K::Pool => POOL_COLUMNS,
+            K::Member => MEMBER_COLUMNS,
+            K::HealthMonitor => HM_COLUMNS,
+            K::L7Policy => L7POLICY_COLUMNS,
+            K::L7Rule => L7RULE_COLUMNS,
+            K::Amphora => AMPHORA_COLUMNS,
+        },
+        RecordKind::Quota => QUOTA_COLUMNS,
+        RecordKind::Flavor => FLAVOR_COLUMNS,
+        RecordKind::FlavorProfile => FLAVOR_PROFILE_COLUMNS,
+        RecordKind::AvailabilityZone => AVAILABILITY_ZONE_COLUMNS,
+        RecordKind::AvailabilityZoneProfile => AVAILABILITY_ZONE_PROFILE_COLUMNS,
     }
 }
 
@@ -296,3 +311,28 @@ const AMPHORA_COLUMNS: &[Column] = &[
 
 /// The filterable/sortable columns of the quota list.
 pub const QUOTA_COLUMNS: &[Column] = &[t("project_id")];
+
+const FLAVOR_COLUMNS: &[Column] = &[
+    t("id"),
+    t("name"),
+    t("description"),
+    b("enabled"),
+    t("flavor_profile_id"),
+];
+
+const FLAVOR_PROFILE_COLUMNS: &[Column] =
+    &[t("id"), t("name"), t("provider_name"), t("flavor_data")];
+
+const AVAILABILITY_ZONE_COLUMNS: &[Column] = &[
+    t("name"),
+    t("description"),
+    b("enabled"),
+    t("availability_zone_profile_id"),
+];
+
+const AVAILABILITY_ZONE_PROFILE_COLUMNS: &[Column] = &[
+    t("id"),
+    t("name"),
+    t("provider_name"),
+    t("availability_zone_data"),
+];

@@ -35,7 +35,7 @@ pub(crate) trait Load: Sized + Send {
         args: Vec<Arg>,
     ) -> impl Future<Output = Result<Vec<Self>>> + Send {
         async move {
-            let src = source(Some(Self::KIND));
+            let src = source(Self::KIND);
             let sql = format!("SELECT {} FROM {} WHERE {cond}", src.select, src.from);
             let rows: Vec<Self::Row> = c.fetch_all(&sql, args).await?;
             Self::from_rows(c, rows).await
@@ -50,7 +50,7 @@ pub(crate) trait Load: Sized + Send {
         extra: Vec<(&'static str, Arg)>,
     ) -> impl Future<Output = Result<Vec<Self>>> + Send {
         async move {
-            let rows: Vec<Self::Row> = list_rows(c, &source(Some(Self::KIND)), q, extra).await?;
+            let rows: Vec<Self::Row> = list_rows(c, &source(Self::KIND), q, extra).await?;
             Self::from_rows(c, rows).await
         }
     }

@@ -10,7 +10,7 @@ use crate::db::{corrupt, Arg, Conn};
 use crate::list::Source;
 use crate::query::{columns, QUOTA_COLUMNS};
 use crate::schema::Table;
-use crate::Result;
+use crate::{RecordKind, Result};
 
 pub(crate) fn parse<T: FromStr>(what: &str, s: &str) -> Result<T>
 where
@@ -574,22 +574,161 @@ impl AmphoraRow {
     }
 }
 
+// ------------------------------------------------------------------ the operator's catalogue
+
+pub(crate) const FLAVOR_SELECT: &str =
+    "x.id, x.name, x.description, x.enabled, x.flavor_profile_id";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct FlavorRow {
+    id: String,
+    name: String,
+    description: Option<String>,
+    enabled: bool,
+    flavor_profile_id: String,
+}
+
+impl FlavorRow {
+    pub(crate) fn into_model(self) -> Result<Flavor> {
+        Ok(Flavor {
+            id: parse("flavor id", &self.id)?,
+            name: self.name,
+            description: self.description,
+            enabled: self.enabled,
+            flavor_profile_id: parse("flavor profile id", &self.flavor_profile_id)?,
+        })
+    }
+}
+
+pub(crate) const FLAVOR_PROFILE_SELECT: &str = "x.id, x.name, x.provider_name, x.flavor_data";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct FlavorProfileRow {
+    id: String,
+    name: String,
+    provider_name: String,
+    flavor_data: String,
+}
+
+impl FlavorProfileRow {
+    pub(crate) fn into_model(self) -> Result<FlavorProfile> {
+        Ok(FlavorProfile {
+            id: parse("flavor profile id", &self.id)?,
+            name: self.name,
+            provider_name: self.provider_name,
+            flavor_data: self.flavor_data,
+        })
+    }
+}
+
+pub(crate) const AVAILABILITY_ZONE_SELECT: &str =
+    "x.name, x.description, x.enabled, x.availability_zone_profile_id";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AvailabilityZoneRow {
+    name: String,
+    description: Option<String>,
+    enabled: bool,
+    availability_zone_profile_id: String,
+}
+
+impl AvailabilityZoneRow {
+    pub(crate) fn into_model(self) -> Result<AvailabilityZone> {
+        Ok(AvailabilityZone {
+            name: self.name,
+            description: self.description,
+            enabled: self.enabled,
+            availability_zone_profile_id: parse(
+                "availability zone profile id",
+                &self.availability_zone_profile_id,
+            )?,
+        })
+    }
+}
+
+pub(crate) const AVAILABILITY_ZONE_PROFILE_SELECT: &str =
+    "x.id, x.name, x.provider_name, x.availability_zone_data";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AvailabilityZoneProfileRow {
+    id: String,
+    name: String,
+    provider_name: String,
+    availability_zone_data: String,
+}
+
+impl AvailabilityZoneProfileRow {
+    pub(crate) fn into_model(self) -> Result<AvailabilityZoneProfile> {
+        Ok(AvailabilityZoneProfile {
+            id: parse("availability zone profile id", &self.id)?,
+            name: self.name,
+            provider_name: self.provider_name,
+            availability_zone_data: self.availability_zone_data,
+        })
+    }
+}
+
 // ------------------------------------------------------------------ sources
 
-/// Where a list query reads: an object kind, or the quotas (`None`).
-pub(crate) fn source(kind: Option<ObjectKind>) -> Source {
+/// Where a list query reads: an object kind, the quotas, or a kind of the operator's
+/// catalogue (flavors, availability zones and their profiles).
+pub(crate) fn source(kind: impl Into<RecordKind>) -> Source {
     use ObjectKind as K;
-    let Some(kind) = kind else {
-        return Source {
-            table: "quotas",
-            from: "quotas x",
-            select: QUOTA_SELECT,
-            columns: QUOTA_COLUMNS,
-            tags: false,
-            base_where: None,
-            default_sort: &["project_id"],
-            project_cond: "x.project_id = {}",
-        };
+    let kind: RecordKind = kind.into();
+    let catalogue = |table, from, select, default_sort, key| Source {
+        table,
+        from,
+        select,
+        columns: columns(kind),
+        tags: false,
+        base_where: None,
+        default_sort,
+        project_cond: None,
+        key,
+    };
+    let kind = match kind {
+        RecordKind::Object(kind) => kind,
+        RecordKind::Quota => {
+            return Source {
+                table: "quotas",
+                from: "quotas x",
+                select: QUOTA_SELECT,
+                columns: QUOTA_COLUMNS,
+                tags: false,
+                base_where: None,
+                default_sort: &["project_id"],
+                project_cond: Some("x.project_id = {}"),
+                key: "project_id",
+            }
+        }
+        RecordKind::Flavor => return catalogue("flavor", "flavor x", FLAVOR_SELECT, &["id"], "id"),
+        RecordKind::FlavorProfile => {
+            return catalogue(
+                "flavor_profile",
+                "flavor_profile x",
+                FLAVOR_PROFILE_SELECT,
+                &["id"],
+                "id",
+            )
+        }
+        RecordKind::AvailabilityZone => {
+            return catalogue(
+                "availability_zone",
+                "availability_zone x",
+                AVAILABILITY_ZONE_SELECT,
+                &["name"],
+                "name",
+            )
+        }
+        RecordKind::AvailabilityZoneProfile => {
+            return catalogue(
+                "availability_zone_profile",
+                "availability_zone_profile x",
+                AVAILABILITY_ZONE_PROFILE_SELECT,
+                &["id"],
+                "id",
+            )
+        }
     };
     let (from, select) = match kind {
         K::LoadBalancer => (LB_FROM, LB_SELECT),
@@ -609,12 +748,13 @@ pub(crate) fn source(kind: Option<ObjectKind>) -> Source {
         tags: kind != K::Amphora,
         base_where: kind.live(),
         default_sort: &["created_at", "id"],
-        project_cond: if kind == K::Amphora {
+        project_cond: Some(if kind == K::Amphora {
             "EXISTS (SELECT 1 FROM load_balancer pl WHERE pl.id = x.load_balancer_id AND \
              pl.project_id = {})"
         } else {
             "x.project_id = {}"
-        },
+        }),
+        key: "id",
     }
 }
 

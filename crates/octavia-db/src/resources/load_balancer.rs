@@ -3,6 +3,8 @@
 
 use octavia_model::*;
 
+use super::availability_zone::use_availability_zone;
+use super::flavor::use_flavor;
 use super::shared::{check_expected, check_quota, insert_tags, lock_lb_if, set_status, write_tags};
 use crate::db::{args, id as sid, Arg, Conn};
 use crate::read::{ensure_exists, stats, tree};
@@ -70,7 +72,8 @@ async fn write_lb_columns(c: &mut Conn<'_>, lb: &LoadBalancer) -> Result<()> {
 }
 
 /// Insert `lb` (PENDING_CREATE/OFFLINE) with its VIP and tags, its project's quota
-/// checked; returns it as stored (derived fields filled, no children yet). Both creates, the
+/// checked, and the flavor and availability zone it names taken (they must exist and be
+/// enabled, Invalid otherwise, and cannot be deleted until the insert commits); returns it as stored (derived fields filled, no children yet). Both creates, the
 /// plain one and the single-call one, insert through here: a check every new load balancer
 /// needs (its quota, what it names) belongs here, not in one of them.
 pub(crate) async fn insert_load_balancer(
@@ -79,6 +82,12 @@ pub(crate) async fn insert_load_balancer(
     lb: &LoadBalancer,
 ) -> Result<LoadBalancer> {
     let kind = ObjectKind::LoadBalancer;
+    if let Some(flavor) = &lb.flavor_id {
+        use_flavor(c, flavor).await?;
+    }
+    if let Some(zone) = &lb.availability_zone {
+        use_availability_zone(c, zone).await?;
+    }
     check_quota(c, quota_defaults, &lb.project_id, kind, 1).await?;
     let t = now();
     c.execute(
@@ -135,9 +144,9 @@ impl Store {
     }
 
     /// Insert `lb` (PENDING_CREATE/OFFLINE), its VIP and tags and its
-    /// `create_load_balancer` job (class Tenant). Quota checked. Returns the load balancer
-    /// as stored (derived fields filled; what a read would give back), without reading it
-    /// again.
+    /// `create_load_balancer` job (class Tenant), checked as [`insert_load_balancer`]
+    /// checks (quota, flavor, availability zone). Returns the load balancer as stored
+    /// (derived fields filled; what a read would give back), without reading it again.
     pub async fn create_load_balancer(&self, lb: &LoadBalancer) -> Result<(LoadBalancer, JobId)> {
         let mut tx = self.begin_job().await?;
         let stored = insert_load_balancer(&mut tx.conn(), &self.quota_defaults, lb).await?;

@@ -26,7 +26,7 @@ impl Store {
     pub async fn list_quotas(&self, q: &ListQuery) -> Result<Vec<Quota>> {
         let mut h = self.pool.acquire().await?;
         let mut c = h.conn();
-        let rows: Vec<QuotaRow> = list_rows(&mut c, &source(None), q, vec![]).await?;
+        let rows: Vec<QuotaRow> = list_rows(&mut c, &source(RecordKind::Quota), q, vec![]).await?;
         Ok(rows.into_iter().map(QuotaRow::into_model).collect())
     }
 

@@ -27,6 +27,7 @@ macro_rules! engine_tests {
 }
 
 mod amphorae;
+mod catalogue;
 mod common;
 mod jobs;
 mod lifecycle;
