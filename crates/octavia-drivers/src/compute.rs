@@ -5,19 +5,28 @@ use octavia_model::AmphoraId;
 
 use crate::Result;
 
-/// What to build for one amphora.
+/// What to build for one amphora. The flows fill it from the configuration and from the
+/// load balancer's flavor and availability zone (their profiles' settings win).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildRequest {
     /// The amphora the instance will run (its agent certificate names this id).
     pub amphora_id: AmphoraId,
-    /// Image to boot; `None` = the newest image carrying `image_tag`.
+    /// Image to boot (`[controller_worker] amp_image_id`); `None` = the newest image
+    /// carrying `image_tag`.
     pub image_id: Option<String>,
-    /// Tag that selects the image when `image_id` is `None` (`[controller_worker] amp_image_tag`).
+    /// Tag that selects the image when `image_id` is `None` (the flavor's `amp_image_tag`,
+    /// else `[controller_worker] amp_image_tag`).
     pub image_tag: Option<String>,
-    /// Compute flavor (`[controller_worker] amp_flavor_id`).
+    /// Compute flavor (the flavor's `compute_flavor`, else `[controller_worker]
+    /// amp_flavor_id`).
     pub flavor: Option<String>,
-    /// Availability zone to place the instance in.
+    /// Compute zone to place the instance in (the availability zone's `compute_zone`);
+    /// `None` = anywhere. A driver that cannot place it there fails the build.
     pub availability_zone: Option<String>,
+    /// Management network to plug the instance into (the availability zone's
+    /// `management_network`); `None` = the driver's configured one. A driver that does not
+    /// have it fails the build.
+    pub management_network: Option<String>,
     /// Compute ids of instances this one must not share a host with (ACTIVE_STANDBY peers).
     pub anti_affinity_peers: Vec<String>,
 }

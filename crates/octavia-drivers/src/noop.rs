@@ -38,12 +38,31 @@ pub const CALL_LOG_CAPACITY: usize = 10_000;
 #[derive(Debug, Clone, Default)]
 pub struct CallLog {
     calls: Arc<Mutex<Vec<DriverCall>>>,
+    /// The requests of the `compute.build` calls, in order (same bound as the calls).
+    builds: Arc<Mutex<Vec<BuildRequest>>>,
 }
 
 impl CallLog {
     fn lock(&self) -> MutexGuard<'_, Vec<DriverCall>> {
         // A poisoned log only means a test thread panicked while pushing; the data is intact.
         self.calls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_builds(&self) -> MutexGuard<'_, Vec<BuildRequest>> {
+        self.builds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push_build(&self, request: &BuildRequest) {
+        let mut builds = self.lock_builds();
+        if builds.len() >= CALL_LOG_CAPACITY {
+            builds.drain(..CALL_LOG_CAPACITY / 2);
+        }
+        builds.push(request.clone());
+    }
+
+    /// What each `compute.build` call asked for (image, flavor, zone, peers), in order.
+    pub fn build_requests(&self) -> Vec<BuildRequest> {
+        self.lock_builds().clone()
     }
 
     fn push(&self, op: &'static str, subject: impl ToString, detail: impl Into<String>) {
@@ -88,6 +107,7 @@ impl CallLog {
     /// Forget every call so far.
     pub fn clear(&self) {
         self.lock().clear();
+        self.lock_builds().clear();
     }
 }
 
@@ -112,11 +132,14 @@ fn mac(id: Uuid) -> String {
     format!("fa:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
 }
 
-/// Noop compute: instances are "active" as soon as they are built.
+/// Noop compute: instances are "active" as soon as they are built, in the zone they were
+/// asked for.
 #[derive(Debug, Default)]
 pub struct NoopCompute {
     log: CallLog,
     deleted: Mutex<BTreeSet<String>>,
+    /// compute id → the zone its build asked for
+    zones: Mutex<BTreeMap<String, String>>,
 }
 
 impl NoopCompute {
@@ -125,11 +148,16 @@ impl NoopCompute {
         Self {
             log,
             deleted: Mutex::new(BTreeSet::new()),
+            zones: Mutex::new(BTreeMap::new()),
         }
     }
 
     fn deleted(&self) -> MutexGuard<'_, BTreeSet<String>> {
         self.deleted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn zones(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
+        self.zones.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -138,6 +166,11 @@ impl ComputeDriver for NoopCompute {
     async fn build(&self, request: &BuildRequest) -> Result<String> {
         let compute_id = derived_id("compute", &request.amphora_id.to_string()).to_string();
         self.deleted().remove(&compute_id);
+        match &request.availability_zone {
+            Some(zone) => self.zones().insert(compute_id.clone(), zone.clone()),
+            None => self.zones().remove(&compute_id),
+        };
+        self.log.push_build(request);
         self.log
             .push("compute.build", request.amphora_id, compute_id.clone());
         Ok(compute_id)
@@ -157,7 +190,7 @@ impl ComputeDriver for NoopCompute {
             lb_network_ip: Some(address("10.0", id)),
             host: Some(format!("noop-host-{}", id.as_bytes()[3] % 4)),
             image_id: Some(derived_id("image", "noop").to_string()),
-            availability_zone: None,
+            availability_zone: self.zones().get(compute_id).cloned(),
         })
     }
 
@@ -468,11 +501,27 @@ mod tests {
             amphora_id: amp.id,
             image_id: None,
             image_tag: Some("amphora".into()),
-            flavor: None,
-            availability_zone: None,
+            flavor: Some("m1.amp".into()),
+            availability_zone: Some("az1".into()),
+            management_network: None,
             anti_affinity_peers: vec![],
         };
         let id = d.compute.build(&req).await.unwrap();
+        assert_eq!(
+            log.build_requests(),
+            vec![req.clone()],
+            "the request is recorded"
+        );
+        assert_eq!(
+            d.compute
+                .instance(&id)
+                .await
+                .unwrap()
+                .availability_zone
+                .as_deref(),
+            Some("az1"),
+            "the instance runs in the zone it was asked for"
+        );
         assert_eq!(
             d.compute.build(&req).await.unwrap(),
             id,
@@ -486,6 +535,7 @@ mod tests {
         d.compute.delete(&id).await.unwrap();
         assert_eq!(d.compute.status(&id).await.unwrap(), ComputeStatus::Deleted);
         assert_eq!(log.count("compute.build"), 2);
+        assert_eq!(log.build_requests().len(), 2);
         assert_eq!(log.count("compute.delete"), 2);
         assert_eq!(log.calls_for(&amp.id.to_string())[0].detail, id);
     }

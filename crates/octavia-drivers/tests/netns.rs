@@ -165,6 +165,11 @@ fn compute(cleanup: &Cleanup, net: u8, agent: &Path, hosts: &[&str]) -> NetnsCom
             host_address: Ipv4Addr::new(10, 213, net, 1),
         },
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        // Every host in zone az1, which `build_request` asks for.
+        host_zones: hosts
+            .iter()
+            .map(|h| (h.to_string(), "az1".to_string()))
+            .collect(),
         agent: AgentSettings {
             controller_ip_port_list: vec![format!("10.213.{net}.1:5555")],
             heartbeat_interval_secs: 3,
@@ -187,6 +192,7 @@ fn build_request(amphora_id: AmphoraId) -> BuildRequest {
         image_tag: None,
         flavor: None,
         availability_zone: Some("az1".into()),
+        management_network: None,
         anti_affinity_peers: Vec::new(),
     }
 }
@@ -328,6 +334,23 @@ async fn build_reach_and_delete_an_amphora() {
     let inst2 = driver.instance(&id2).await.unwrap();
     assert_eq!(inst2.host.as_deref(), Some("host-b"));
     assert_eq!(inst2.lb_network_ip.as_deref(), Some("10.213.41.3"));
+
+    // A zone no host is in, or a management network the driver does not have: the build
+    // fails naming it, and creates nothing.
+    let amp3 = AmphoraId::new();
+    let elsewhere = BuildRequest {
+        availability_zone: Some("az2".into()),
+        ..build_request(amp3)
+    };
+    let err = driver.build(&elsewhere).await.unwrap_err();
+    assert!(err.to_string().contains("availability zone az2"), "{err}");
+    let other_net = BuildRequest {
+        management_network: Some("some-other-net".into()),
+        ..build_request(amp3)
+    };
+    let err = driver.build(&other_net).await.unwrap_err();
+    assert!(err.to_string().contains("some-other-net"), "{err}");
+    assert!(!namespaces().contains(&driver.compute_id_of(amp3)));
 
     assert!(driver.delete_management_network().is_err());
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 use octavia_db::{Filter, FilterValue, ListQuery, Store};
 use octavia_drivers::Drivers;
 use octavia_model::{
-    Action, Amphora, AmphoraId, AmphoraRole, JobId, JobSpec, LoadBalancer, LoadBalancerId,
-    ObjectKind, ProvisioningStatus, Topology,
+    Action, Amphora, AmphoraId, AmphoraRole, AvailabilityZoneMetadata, FlavorId, FlavorMetadata,
+    JobId, JobSpec, LoadBalancer, LoadBalancerId, ObjectKind, ProvisioningStatus, Topology,
 };
 use octavia_render::RenderSettings;
 use uuid::Uuid;
@@ -19,9 +19,9 @@ use crate::{FlowError, Result};
 pub struct FlowSettings {
     /// Image to boot amphorae from; `None` = newest image with `amp_image_tag`.
     pub amp_image_id: Option<String>,
-    /// Tag selecting the amphora image.
+    /// Tag selecting the amphora image (a flavor's `amp_image_tag` wins).
     pub amp_image_tag: Option<String>,
-    /// Compute flavor of amphorae.
+    /// Compute flavor of amphorae (a flavor's `compute_flavor` wins).
     pub amp_flavor: Option<String>,
     /// How long an amphora instance may take to become active.
     pub amp_boot_timeout: Duration,
@@ -48,6 +48,25 @@ impl Default for FlowSettings {
             render: RenderSettings::default(),
         }
     }
+}
+
+/// What the amphorae of a load balancer are built with: the configuration
+/// ([`FlowSettings`]), overridden by the settings of the load balancer's flavor profile
+/// (`amp_image_tag`, `compute_flavor`) and availability zone profile (`compute_zone`,
+/// `management_network`). The topology is not here: the API wrote the flavor's onto the load
+/// balancer row when it created it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AmphoraSpec {
+    /// `[controller_worker] amp_image_id`: wins over any tag, as in Octavia.
+    pub image_id: Option<String>,
+    /// The flavor's `amp_image_tag`, else `[controller_worker] amp_image_tag`.
+    pub image_tag: Option<String>,
+    /// The flavor's `compute_flavor`, else `[controller_worker] amp_flavor_id`.
+    pub compute_flavor: Option<String>,
+    /// The availability zone's `compute_zone` (`None`: anywhere).
+    pub compute_zone: Option<String>,
+    /// The availability zone's `management_network` (`None`: the driver's own).
+    pub management_network: Option<String>,
 }
 
 /// The context of one job's steps.
@@ -101,6 +120,59 @@ impl JobContext {
         lb.vip.ip_address.clone().ok_or_else(|| {
             FlowError::Internal(format!("load balancer {} has no VIP allocated", lb.id))
         })
+    }
+
+    /// What `lb`'s amphorae are built with ([`AmphoraSpec`]), read from the store when the
+    /// build step runs rather than resolved into the job when it was queued: the store keeps
+    /// a profile's settings fixed while a flavor or zone uses it and refuses to delete a
+    /// flavor or zone a live load balancer uses, so every attempt of a job (a resumed one
+    /// too) reads what the create saw, even if the operator edits the catalogue meanwhile;
+    /// and the failovers the health manager queues, knowing nothing of flavors, build
+    /// replacements the way the originals were built.
+    pub async fn amphora_spec(&self, lb: &LoadBalancer) -> Result<AmphoraSpec> {
+        let mut spec = AmphoraSpec {
+            image_id: self.settings.amp_image_id.clone(),
+            image_tag: self.settings.amp_image_tag.clone(),
+            compute_flavor: self.settings.amp_flavor.clone(),
+            ..AmphoraSpec::default()
+        };
+        if let Some(raw) = &lb.flavor_id {
+            let missing = || FlowError::Missing {
+                kind: "flavor",
+                id: raw.clone(),
+            };
+            let id: FlavorId = raw.parse().map_err(|_| missing())?;
+            let (_, profile) = self
+                .store
+                .get_flavor_with_profile(id)
+                .await?
+                .ok_or_else(missing)?;
+            let flavor = FlavorMetadata::parse(&profile.flavor_data).map_err(|e| {
+                FlowError::Internal(format!("flavor profile {} settings: {e}", profile.id))
+            })?;
+            spec.image_tag = flavor.amp_image_tag.or(spec.image_tag);
+            spec.compute_flavor = flavor.compute_flavor.or(spec.compute_flavor);
+        }
+        if let Some(name) = &lb.availability_zone {
+            let (_, profile) = self
+                .store
+                .get_availability_zone_with_profile(name)
+                .await?
+                .ok_or_else(|| FlowError::Missing {
+                    kind: "availability zone",
+                    id: name.clone(),
+                })?;
+            let zone =
+                AvailabilityZoneMetadata::parse(&profile.availability_zone_data).map_err(|e| {
+                    FlowError::Internal(format!(
+                        "availability zone profile {} settings: {e}",
+                        profile.id
+                    ))
+                })?;
+            spec.compute_zone = zone.compute_zone;
+            spec.management_network = zone.management_network;
+        }
+        Ok(spec)
     }
 
     /// Every amphora row of the load balancer (including DELETED and ERROR ones).

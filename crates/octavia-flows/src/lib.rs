@@ -14,7 +14,7 @@ pub mod flows;
 pub mod job;
 pub mod steps;
 
-pub use context::{FlowSettings, JobContext};
+pub use context::{AmphoraSpec, FlowSettings, JobContext};
 pub use engine::{
     Abort, AbortHandle, Engine, Flow, FlowOutcome, Progress, Resume, RetryPolicy, Step,
 };

@@ -10,7 +10,7 @@ use octavia_drivers::{
 use octavia_model::{now, Amphora, AmphoraId, AmphoraRole, ProvisioningStatus};
 use tracing::{debug, info, warn};
 
-use crate::context::JobContext;
+use crate::context::{AmphoraSpec, JobContext};
 use crate::engine::Step;
 use crate::{config, FlowError, Result};
 
@@ -150,9 +150,10 @@ fn vrrp_priority(role: AmphoraRole) -> Option<i32> {
 
 async fn build_amphorae(ctx: &JobContext) -> Result<()> {
     let lb = ctx.load_balancer().await?;
+    let spec = ctx.amphora_spec(&lb).await?;
     let mut peers = Vec::new();
     for (role, id) in ctx.amphorae_to_build().await? {
-        let amp = build_one(ctx, &lb, role, id, &peers).await?;
+        let amp = build_one(ctx, &lb, &spec, role, id, &peers).await?;
         peers.extend(amp.compute_id);
     }
     Ok(())
@@ -161,6 +162,7 @@ async fn build_amphorae(ctx: &JobContext) -> Result<()> {
 async fn build_one(
     ctx: &JobContext,
     lb: &octavia_model::LoadBalancer,
+    spec: &AmphoraSpec,
     role: AmphoraRole,
     id: AmphoraId,
     peers: &[String],
@@ -178,7 +180,7 @@ async fn build_one(
     amp.role = Some(role);
     amp.vrrp_priority = vrrp_priority(role);
     amp.vrrp_id = (role != AmphoraRole::Standalone).then_some(1);
-    amp.compute_flavor = ctx.settings.amp_flavor.clone();
+    amp.compute_flavor = spec.compute_flavor.clone();
 
     // Reuse an instance an earlier attempt started, unless it is gone or broken.
     let reusable = match &amp.compute_id {
@@ -200,10 +202,11 @@ async fn build_one(
             .compute
             .build(&BuildRequest {
                 amphora_id: id,
-                image_id: ctx.settings.amp_image_id.clone(),
-                image_tag: ctx.settings.amp_image_tag.clone(),
-                flavor: ctx.settings.amp_flavor.clone(),
-                availability_zone: lb.availability_zone.clone(),
+                image_id: spec.image_id.clone(),
+                image_tag: spec.image_tag.clone(),
+                flavor: spec.compute_flavor.clone(),
+                availability_zone: spec.compute_zone.clone(),
+                management_network: spec.management_network.clone(),
                 anti_affinity_peers: peers.to_vec(),
             })
             .await?;
@@ -245,7 +248,8 @@ async fn build_one(
         }
     };
     amp.lb_network_ip = instance.lb_network_ip;
-    amp.cached_zone = instance.availability_zone;
+    // The zone the compute driver placed it in (as Octavia caches it), else the one asked for.
+    amp.cached_zone = instance.availability_zone.or(spec.compute_zone.clone());
     amp.image_id = instance.image_id;
     amp.status = ProvisioningStatus::Allocated;
     amp.updated_at = Some(now());

@@ -23,6 +23,8 @@ struct Harness {
     log: CallLog,
     failpoints: Failpoints,
     render: RenderSettings,
+    /// The `[controller_worker]` options the flows see (the rest are the test's).
+    settings: FlowSettings,
 }
 
 impl Harness {
@@ -34,6 +36,7 @@ impl Harness {
             log,
             failpoints: Failpoints::none(),
             render: RenderSettings::default(),
+            settings: FlowSettings::default(),
         }
     }
 
@@ -59,7 +62,7 @@ impl Harness {
             settings: FlowSettings {
                 amp_boot_poll: Duration::from_millis(10),
                 render: self.render.clone(),
-                ..FlowSettings::default()
+                ..self.settings.clone()
             },
             worker_id: "flow-test".into(),
         };
@@ -215,6 +218,153 @@ async fn active_standby_builds_master_and_backup() {
             ]
         );
         assert_eq!(h.log.count("compute.build"), 2);
+    }
+}
+
+/// A flavor and an availability zone (with their profiles) whose settings are `flavor_data`
+/// and `zone_data`; their id and name.
+async fn flavor_and_zone(s: &Store, flavor_data: &str, zone_data: &str) -> (FlavorId, String) {
+    let fp = s
+        .create_flavor_profile(&FlavorProfile {
+            id: FlavorProfileId::new(),
+            name: "fp".into(),
+            provider_name: "amphora".into(),
+            flavor_data: flavor_data.into(),
+        })
+        .await
+        .unwrap();
+    let flavor = s
+        .create_flavor(&Flavor {
+            id: FlavorId::new(),
+            name: "gold".into(),
+            description: None,
+            enabled: true,
+            flavor_profile_id: fp.id,
+        })
+        .await
+        .unwrap();
+    let zp = s
+        .create_availability_zone_profile(&AvailabilityZoneProfile {
+            id: AvailabilityZoneProfileId::new(),
+            name: "zp".into(),
+            provider_name: "amphora".into(),
+            availability_zone_data: zone_data.into(),
+        })
+        .await
+        .unwrap();
+    let zone = s
+        .create_availability_zone(&AvailabilityZone {
+            name: "az1".into(),
+            description: None,
+            enabled: true,
+            availability_zone_profile_id: zp.id,
+        })
+        .await
+        .unwrap();
+    (flavor.id, zone.name)
+}
+
+#[tokio::test]
+async fn flavor_and_zone_settings_reach_the_build_and_the_amphorae() {
+    for engine in engines() {
+        let ts = TestStore::new(engine).await;
+        let mut h = Harness::new(&ts.store);
+        h.settings.amp_flavor = Some("config-flavor".into());
+        let (flavor, zone) = flavor_and_zone(
+            &ts.store,
+            r#"{"loadbalancer_topology": "ACTIVE_STANDBY", "compute_flavor": "m1.amp",
+                "amp_image_tag": "gold"}"#,
+            r#"{"compute_zone": "east", "management_network": "mgmt-east"}"#,
+        )
+        .await;
+        // The API writes the flavor's topology on the row; the flows build what it says.
+        let lb = LoadBalancer {
+            flavor_id: Some(flavor.to_string()),
+            availability_zone: Some(zone),
+            ..load_balancer(PROJECT, Topology::ActiveStandby)
+        };
+        let (lb, _) = ts.store.create_load_balancer(&lb).await.unwrap();
+        assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded, "{engine:?}");
+
+        let builds = h.log.build_requests();
+        assert_eq!(builds.len(), 2, "{builds:?}");
+        for b in &builds {
+            assert_eq!(b.image_id, None);
+            assert_eq!(
+                b.image_tag.as_deref(),
+                Some("gold"),
+                "the flavor's tag wins"
+            );
+            assert_eq!(b.flavor.as_deref(), Some("m1.amp"), "the flavor's wins");
+            assert_eq!(b.availability_zone.as_deref(), Some("east"));
+            assert_eq!(b.management_network.as_deref(), Some("mgmt-east"));
+        }
+        assert!(builds[0].anti_affinity_peers.is_empty());
+        assert_eq!(
+            builds[1].anti_affinity_peers.len(),
+            1,
+            "the backup avoids the master"
+        );
+        let amps = h.amphorae(lb.id).await;
+        assert_eq!(amps.len(), 2);
+        for a in &amps {
+            assert_eq!(a.compute_flavor.as_deref(), Some("m1.amp"));
+            assert_eq!(a.cached_zone.as_deref(), Some("east"));
+        }
+
+        // A failover builds the replacement the same way (the health manager's job knows
+        // nothing of flavors).
+        assert_eq!(h.lb_status(lb.id).await, ProvisioningStatus::Active);
+        h.log.clear();
+        ts.store
+            .failover_amphora(amps[0].id, JobClass::Failover)
+            .await
+            .unwrap();
+        assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
+        let builds = h.log.build_requests();
+        assert_eq!(builds.len(), 1);
+        assert_eq!(
+            (builds[0].image_tag.as_deref(), builds[0].flavor.as_deref()),
+            (Some("gold"), Some("m1.amp"))
+        );
+        assert_eq!(builds[0].availability_zone.as_deref(), Some("east"));
+    }
+}
+
+#[tokio::test]
+async fn configuration_fills_what_the_flavor_leaves_unset() {
+    for engine in engines() {
+        let ts = TestStore::new(engine).await;
+        let mut h = Harness::new(&ts.store);
+        h.settings.amp_flavor = Some("config-flavor".into());
+        h.settings.amp_image_id = Some("pinned-image".into());
+        let (flavor, zone) = flavor_and_zone(&ts.store, r#"{"amp_image_tag": "gold"}"#, "{}").await;
+        let lb = LoadBalancer {
+            flavor_id: Some(flavor.to_string()),
+            availability_zone: Some(zone),
+            ..load_balancer(PROJECT, Topology::Single)
+        };
+        let (lb, _) = ts.store.create_load_balancer(&lb).await.unwrap();
+        assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
+        let builds = h.log.build_requests();
+        assert_eq!(builds.len(), 1);
+        let b = &builds[0];
+        assert_eq!(
+            b.image_id.as_deref(),
+            Some("pinned-image"),
+            "amp_image_id still wins"
+        );
+        assert_eq!(b.flavor.as_deref(), Some("config-flavor"));
+        assert_eq!(
+            (
+                b.availability_zone.as_deref(),
+                b.management_network.as_deref()
+            ),
+            (None, None)
+        );
+        let amps = h.amphorae(lb.id).await;
+        assert_eq!(amps[0].compute_flavor.as_deref(), Some("config-flavor"));
+        assert_eq!(amps[0].cached_zone, None);
     }
 }
 

@@ -4,6 +4,7 @@
 //! sample generated from this schema (doc lines become comments); a test keeps
 //! `etc/octavia.sample.toml` equal to it.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -496,6 +497,11 @@ pub struct NetnsSection {
     pub management_host_address: String,
     /// Names of the hypervisor hosts amphorae are placed on.
     pub hosts: Vec<String>,
+    /// The availability zone of each host that has one, e.g. `{ "host-1" = "az1" }`. A load
+    /// balancer whose availability zone profile sets `compute_zone` gets its amphorae only on
+    /// hosts of that zone (none there: its create fails, naming the zone); one without gets
+    /// them on any host. Hosts not listed belong to no zone.
+    pub host_zones: BTreeMap<String, String>,
 }
 
 impl Default for NetnsSection {
@@ -508,6 +514,7 @@ impl Default for NetnsSection {
             management_cidr: "172.31.0.0/24".into(),
             management_host_address: "172.31.0.1".into(),
             hosts: vec!["host-1".into()],
+            host_zones: BTreeMap::new(),
         }
     }
 }
@@ -725,6 +732,20 @@ impl Config {
                 reason: "name at least one host".into(),
             });
         }
+        for (host, zone) in &n.host_zones {
+            if !n.hosts.contains(host) {
+                return Err(ConfigError::Invalid {
+                    option: "netns.host_zones",
+                    reason: format!("'{host}' is not one of netns.hosts"),
+                });
+            }
+            if zone.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    option: "netns.host_zones",
+                    reason: format!("host '{host}' has an empty zone"),
+                });
+            }
+        }
         let hm = &self.health_manager;
         if real
             && hm.controller_ip_port_list.is_empty()
@@ -862,6 +883,9 @@ impl Config {
                 let value = &defaults[section][field];
                 if value.is_null() {
                     out.push_str(&format!("# {field} =\n"));
+                } else if value.is_object() {
+                    // A map option stays inside its section: an inline table.
+                    out.push_str(&format!("{field} = {}\n", json_to_toml(value)));
                 } else {
                     let mut t = toml::Table::new();
                     t.insert(field.clone(), json_to_toml(value));
@@ -986,6 +1010,16 @@ mod tests {
         assert!(err.to_string().contains("reserved_ips"), "{err}");
         let err = Config::parse("[health_manager]\nbind_ip = \"localhost\"\n").unwrap_err();
         assert!(err.to_string().contains("health_manager.bind_ip"), "{err}");
+        let err = Config::parse("[netns]\nhosts = [\"h1\"]\nhost_zones = { h2 = \"az1\" }\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("netns.host_zones"), "{err}");
+        let zoned =
+            Config::parse("[netns]\nhosts = [\"h1\", \"h2\"]\nhost_zones = { h2 = \"az1\" }\n")
+                .unwrap();
+        assert_eq!(
+            zoned.netns.host_zones.get("h2").map(String::as_str),
+            Some("az1")
+        );
         let ok = Config::parse("[task_flow]\njobboard_expiration_time = \"5s\"\n").unwrap();
         assert_eq!(
             ok.task_flow.jobboard_expiration_time,

@@ -245,6 +245,7 @@ pub fn drivers(config: &Config) -> anyhow::Result<DriverSet> {
                     .context("netns.management_host_address")?,
             },
             hosts: n.hosts.clone(),
+            host_zones: n.host_zones.clone(),
             agent: AgentSettings {
                 controller_ip_port_list: controller_ip_port_list(config),
                 heartbeat_interval_secs: config.health_manager.heartbeat_interval.as_secs().max(1),

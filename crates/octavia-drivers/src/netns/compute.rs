@@ -115,6 +115,9 @@ pub struct NetnsComputeSettings {
     pub management: ManagementNetwork,
     /// Hypervisor host names amphorae are placed on (least-loaded first).
     pub hosts: Vec<String>,
+    /// The availability zone of each host that has one (host name → zone). A build that
+    /// names a zone goes to a host of that zone; a build that names none goes to any host.
+    pub host_zones: BTreeMap<String, String>,
     /// Agent configuration shared by all amphorae.
     pub agent: AgentSettings,
     /// Resolves images to agent binaries.
@@ -128,6 +131,7 @@ impl std::fmt::Debug for NetnsComputeSettings {
             .field("netns_prefix", &self.netns_prefix)
             .field("management", &self.management)
             .field("hosts", &self.hosts)
+            .field("host_zones", &self.host_zones)
             .field("agent", &self.agent)
             .finish_non_exhaustive()
     }
@@ -144,6 +148,7 @@ pub struct InstanceRecord {
     pub mgmt_veth: String,
     pub image_id: String,
     pub agent_path: PathBuf,
+    /// The zone of the host it runs on.
     pub availability_zone: Option<String>,
     /// Pid of the agent (`ip netns exec` execs it, so this is the agent itself).
     pub agent_pid: Option<u32>,
@@ -210,6 +215,17 @@ impl NetnsCompute {
         }
         if settings.hosts.is_empty() || settings.hosts.iter().any(|h| h.trim().is_empty()) {
             return Err(invalid(CTX, "hosts must be a non-empty list of names"));
+        }
+        for (host, zone) in &settings.host_zones {
+            if !settings.hosts.contains(host) {
+                return Err(invalid(
+                    CTX,
+                    format!("host_zones names {host:?}, which is not one of the hosts"),
+                ));
+            }
+            if zone.trim().is_empty() {
+                return Err(invalid(CTX, format!("host {host:?} has an empty zone")));
+            }
         }
         std::fs::create_dir_all(&settings.state_dir)
             .map_err(|e| sys::io_error(OWNER, CTX, &settings.state_dir, e))?;
@@ -379,6 +395,16 @@ impl Inner {
     }
 
     fn build(&self, request: &BuildRequest) -> Result<String> {
+        let bridge = &self.settings.management.bridge;
+        if let Some(net) = request.management_network.as_ref().filter(|n| *n != bridge) {
+            return Err(invalid(
+                "build instance",
+                format!(
+                    "management network {net} is not available: this compute driver plugs \
+                     amphorae into its one management network, bridge {bridge}"
+                ),
+            ));
+        }
         let image = self
             .settings
             .images
@@ -405,7 +431,14 @@ impl Inner {
             Some(r) => r,
             None => {
                 let others = self.records()?;
-                let host = place(&self.settings.hosts, &others, &request.anti_affinity_peers)?;
+                let host = place(
+                    &self.settings.hosts,
+                    &self.settings.host_zones,
+                    &others,
+                    &request.anti_affinity_peers,
+                    request.availability_zone.as_deref(),
+                )?;
+                let availability_zone = self.settings.host_zones.get(&host).cloned();
                 let lb_network_ip = self.free_mgmt_address(&others)?;
                 InstanceRecord {
                     compute_id: compute_id.clone(),
@@ -418,7 +451,7 @@ impl Inner {
                     ),
                     image_id: image.image_id.clone(),
                     agent_path: image.agent_path.clone(),
-                    availability_zone: request.availability_zone.clone(),
+                    availability_zone,
                     agent_pid: None,
                 }
             }
@@ -751,8 +784,27 @@ impl Inner {
     }
 }
 
-/// The least-loaded host (first in list order on ties) that runs none of `peers`.
-fn place(hosts: &[String], records: &[InstanceRecord], peers: &[String]) -> Result<String> {
+/// The host for a new instance: among the hosts of `zone` (every host when `None`; hosts
+/// without an entry in `zones` belong to no named zone), the least-loaded one (first in list
+/// order on ties) that runs none of `peers`. No host in `zone` at all, or none left after
+/// anti-affinity: an error naming the zone (permanent: trying again places nothing).
+fn place(
+    hosts: &[String],
+    zones: &BTreeMap<String, String>,
+    records: &[InstanceRecord],
+    peers: &[String],
+    zone: Option<&str>,
+) -> Result<String> {
+    let in_zone: Vec<&String> = hosts
+        .iter()
+        .filter(|h| zone.is_none_or(|z| zones.get(*h).map(String::as_str) == Some(z)))
+        .collect();
+    if let (Some(zone), true) = (zone, in_zone.is_empty()) {
+        return Err(invalid(
+            "place instance",
+            format!("no host in availability zone {zone}"),
+        ));
+    }
     let mut load: BTreeMap<&str, usize> = hosts.iter().map(|h| (h.as_str(), 0)).collect();
     let mut excluded = BTreeSet::new();
     for r in records {
@@ -763,15 +815,16 @@ fn place(hosts: &[String], records: &[InstanceRecord], peers: &[String]) -> Resu
             excluded.insert(r.host.as_str());
         }
     }
-    hosts
-        .iter()
+    in_zone
+        .into_iter()
         .filter(|h| !excluded.contains(h.as_str()))
         .min_by_key(|h| load.get(h.as_str()).copied().unwrap_or(0))
         .cloned()
         .ok_or_else(|| {
+            let scope = zone.map_or(String::new(), |z| format!(" in availability zone {z}"));
             invalid(
                 "place instance",
-                "no host left that satisfies anti-affinity",
+                format!("no host left{scope} that satisfies anti-affinity"),
             )
         })
 }
@@ -850,13 +903,60 @@ mod tests {
     #[test]
     fn placement_is_least_loaded_and_honours_anti_affinity() {
         let hosts = vec!["h1".to_string(), "h2".to_string(), "h3".to_string()];
-        assert_eq!(place(&hosts, &[], &[]).unwrap(), "h1");
+        let none = BTreeMap::new();
+        assert_eq!(place(&hosts, &none, &[], &[], None).unwrap(), "h1");
         let records = vec![rec("a", "h1"), rec("b", "h1"), rec("c", "h2")];
-        assert_eq!(place(&hosts, &records, &[]).unwrap(), "h3");
+        assert_eq!(place(&hosts, &none, &records, &[], None).unwrap(), "h3");
         let records = vec![rec("a", "h1"), rec("c", "h2"), rec("d", "h3")];
-        assert_eq!(place(&hosts, &records, &[]).unwrap(), "h1");
-        assert_eq!(place(&hosts, &records, &["a".into()]).unwrap(), "h2");
-        let err = place(&hosts, &records, &["a".into(), "c".into(), "d".into()]).unwrap_err();
+        assert_eq!(place(&hosts, &none, &records, &[], None).unwrap(), "h1");
+        assert_eq!(
+            place(&hosts, &none, &records, &["a".into()], None).unwrap(),
+            "h2"
+        );
+        let peers = ["a".into(), "c".into(), "d".into()];
+        let err = place(&hosts, &none, &records, &peers, None).unwrap_err();
         assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn placement_keeps_to_the_requested_zone() {
+        let hosts: Vec<String> = ["h1", "h2", "h3", "h4"].map(String::from).to_vec();
+        let zones: BTreeMap<String, String> = [("h2", "az1"), ("h3", "az1"), ("h4", "az2")]
+            .map(|(h, z)| (h.to_string(), z.to_string()))
+            .into_iter()
+            .collect();
+        // No zone asked: any host, zoned or not (h1 has no zone and is first).
+        assert_eq!(place(&hosts, &zones, &[], &[], None).unwrap(), "h1");
+        let busy_h1 = vec![rec("a", "h1")];
+        assert_eq!(place(&hosts, &zones, &busy_h1, &[], None).unwrap(), "h2");
+        // A zone: only its hosts, least loaded first, even when others are idler.
+        let records = vec![rec("a", "h2"), rec("b", "h2"), rec("c", "h3")];
+        assert_eq!(
+            place(&hosts, &zones, &records, &[], Some("az1")).unwrap(),
+            "h3"
+        );
+        assert_eq!(
+            place(&hosts, &zones, &records, &[], Some("az2")).unwrap(),
+            "h4"
+        );
+        // Anti-affinity inside the zone: the peer's host is out.
+        assert_eq!(
+            place(&hosts, &zones, &records, &["c".into()], Some("az1")).unwrap(),
+            "h2"
+        );
+        let on_h4 = vec![rec("d", "h4")];
+        let err = place(&hosts, &zones, &on_h4, &["d".into()], Some("az2")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no host left in availability zone az2"),
+            "{err}"
+        );
+        // A zone no host is in: the error names it; nothing falls back to other hosts.
+        let err = place(&hosts, &zones, &[], &[], Some("az9")).unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(
+            err.to_string().contains("no host in availability zone az9"),
+            "{err}"
+        );
     }
 }
