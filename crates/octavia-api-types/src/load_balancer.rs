@@ -101,18 +101,11 @@ impl LoadBalancerPost {
                 ));
             }
         }
+        if let Some(f) = &self.flavor_id {
+            check_uuid("flavor_id", f)?;
+        }
         check_opt_len("availability_zone", self.availability_zone.as_deref(), 255)?;
         refuse_not_implemented(&[
-            (
-                "flavor_id",
-                self.flavor_id.is_some(),
-                "flavors are not implemented yet",
-            ),
-            (
-                "availability_zone",
-                self.availability_zone.is_some(),
-                "availability zones are not implemented yet",
-            ),
             (
                 "vip_sg_ids",
                 non_empty(&self.vip_sg_ids),
@@ -127,7 +120,8 @@ impl LoadBalancerPost {
         Ok(project)
     }
 
-    /// The new object (PENDING_CREATE / OFFLINE). Call [`Self::validate`] first.
+    /// The new object (PENDING_CREATE / OFFLINE) with the `topology` its flavor (or the
+    /// configuration) gives. Call [`Self::validate`] first.
     pub fn into_model(self, project_id: String, topology: Topology) -> LoadBalancer {
         LoadBalancer {
             id: LoadBalancerId::new(),
@@ -139,8 +133,11 @@ impl LoadBalancerPost {
             enabled: admin_state(self.admin_state_up, true),
             topology,
             provider: Some(self.provider.unwrap_or_else(|| "amphora".to_string())),
-            flavor_id: None,
-            availability_zone: None,
+            // The canonical spelling, as the flavor's id is stored.
+            flavor_id: self
+                .flavor_id
+                .map(|f| uuid::Uuid::parse_str(&f).map_or(f, |u| u.to_string())),
+            availability_zone: self.availability_zone,
             vip: Vip {
                 ip_address: self.vip_address,
                 port_id: self.vip_port_id,

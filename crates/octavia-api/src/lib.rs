@@ -2,15 +2,19 @@
 //!
 //! [`router`] builds the whole HTTP surface from an [`ApiContext`]: the version
 //! document, every `/v2/lbaas/...` resource (also mounted directly under `/v2/...` and
-//! `/v2.0/...`, with an optional `.json` suffix), the admin amphora API and `/metrics`.
+//! `/v2.0/...`, with an optional `.json` suffix), the operator's catalogue (flavors,
+//! availability zones and their profiles), the admin amphora API and `/metrics`.
 //! Handlers validate with `octavia-api-types`, ask the [`auth::Caller`] (Octavia's policy), and write
 //! through `octavia_db::Store` (which locks, writes and enqueues the job atomically).
 //! Errors become Octavia's fault body in exactly one place ([`error::ApiError`]).
 
 pub mod app;
 pub mod auth;
+pub mod availability_zone;
 pub mod body;
+pub mod catalogue;
 pub mod error;
+pub mod flavor;
 pub mod graph;
 pub mod health_monitor;
 pub mod l7policy;
@@ -36,11 +40,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
 use axum::Router;
 use octavia_model::{
-    Amphora, HealthMonitor, L7Policy, L7Rule, Listener, LoadBalancer, Member, Pool,
+    Amphora, AvailabilityZone, AvailabilityZoneProfile, Flavor, FlavorProfile, HealthMonitor,
+    L7Policy, L7Rule, Listener, LoadBalancer, Member, Pool,
 };
 use tower::ServiceExt;
 use tracing::Instrument;
 
+use crate::catalogue::Catalogued;
 use crate::resource::{Child, Collection, Creatable, CreatableChild, Removable, Updatable};
 
 pub use app::{AppState, OriginalPath};
@@ -164,6 +170,32 @@ fn routes() -> Router<AppState> {
             g(quota::get).put(quota::put).delete(quota::delete),
         )
         .route("/v2/quotas/{project}/default", g(quota::project_defaults))
+        .route("/v2/flavors", catalogue_list_create::<Flavor>())
+        .route("/v2/flavors/{id}", catalogue_get_put_delete::<Flavor>())
+        .route(
+            "/v2/flavorprofiles",
+            catalogue_list_create::<FlavorProfile>(),
+        )
+        .route(
+            "/v2/flavorprofiles/{id}",
+            catalogue_get_put_delete::<FlavorProfile>(),
+        )
+        .route(
+            "/v2/availabilityzones",
+            catalogue_list_create::<AvailabilityZone>(),
+        )
+        .route(
+            "/v2/availabilityzones/{name}",
+            catalogue_get_put_delete::<AvailabilityZone>(),
+        )
+        .route(
+            "/v2/availabilityzoneprofiles",
+            catalogue_list_create::<AvailabilityZoneProfile>(),
+        )
+        .route(
+            "/v2/availabilityzoneprofiles/{id}",
+            catalogue_get_put_delete::<AvailabilityZoneProfile>(),
+        )
         .route("/v2/providers", g(misc::providers))
         .route(
             "/v2/providers/{provider}/flavor_capabilities",
@@ -192,6 +224,18 @@ fn routes() -> Router<AppState> {
 /// `GET` (a page) and `POST` of a top-level collection.
 fn list_create<R: Creatable>() -> MethodRouter<AppState> {
     get(resource::list::<R>).post(resource::create::<R>)
+}
+
+/// `GET` (a page) and `POST` of a collection of the operator's catalogue.
+fn catalogue_list_create<R: Catalogued>() -> MethodRouter<AppState> {
+    get(catalogue::list::<R>).post(catalogue::create::<R>)
+}
+
+/// `GET`, `PUT` and `DELETE` of one record of the operator's catalogue.
+fn catalogue_get_put_delete<R: Catalogued>() -> MethodRouter<AppState> {
+    get(catalogue::get::<R>)
+        .put(catalogue::update::<R>)
+        .delete(catalogue::delete::<R>)
 }
 
 /// `GET`, `PUT` and `DELETE` of one object of a top-level collection.

@@ -1,7 +1,9 @@
 //! Collection listing: query parameters → [`ListQuery`], field selection, and the
 //! `*_links` pagination links (reference §1.4).
 
-use octavia_db::{columns, ColumnType, Filter, FilterValue, ListQuery, SortDir, TagFilter};
+use octavia_db::{
+    columns, ColumnType, Filter, FilterValue, ListQuery, RecordKind, SortDir, TagFilter,
+};
 use octavia_model::ObjectKind;
 use serde_json::Value;
 
@@ -9,12 +11,16 @@ use crate::error::ApiError;
 use crate::settings::ApiSettings;
 
 /// API attribute name → database column, per kind (names not listed map to themselves).
-fn db_name(kind: ObjectKind, api: &str) -> String {
+fn db_name(kind: RecordKind, api: &str) -> String {
     let common = match api {
         "admin_state_up" => Some("enabled"),
         "loadbalancer_id" => Some("load_balancer_id"),
         "tenant_id" => Some("project_id"),
         _ => None,
+    };
+    let RecordKind::Object(kind) = kind else {
+        // The catalogue's wire names are its column names.
+        return api.to_string();
     };
     let specific = match (kind, api) {
         (ObjectKind::Member, "address") => Some("ip_address"),
@@ -33,7 +39,7 @@ fn db_name(kind: ObjectKind, api: &str) -> String {
     specific.or(common).unwrap_or(api).to_string()
 }
 
-fn column_type(kind: ObjectKind, column: &str) -> Option<ColumnType> {
+fn column_type(kind: RecordKind, column: &str) -> Option<ColumnType> {
     columns(kind)
         .iter()
         .find(|c| c.name == column)
@@ -82,12 +88,39 @@ pub struct ListRequest {
     sort_params: Vec<(String, String)>,
 }
 
-/// Parse the query string of a list request on `kind`.
+/// Parse the query string of a list request on `kind` (`project_id` as asked: the handler narrows it).
 pub fn parse(
     kind: ObjectKind,
     raw_query: Option<&str>,
     settings: &ApiSettings,
 ) -> Result<ListRequest, ApiError> {
+    let (mut req, project) = parse_query(kind.into(), raw_query, settings)?;
+    // The project asked for; the handler narrows it to what the policy allows.
+    req.query.project_id = project;
+    Ok(req)
+}
+
+/// Parse the query string of a list request on a kind that belongs to no project (the
+/// operator's catalogue): every caller the policy lets list sees every record, and
+/// `project_id` is not a filter there.
+pub fn parse_unscoped(
+    kind: RecordKind,
+    raw_query: Option<&str>,
+    settings: &ApiSettings,
+) -> Result<ListRequest, ApiError> {
+    let (req, project) = parse_query(kind, raw_query, settings)?;
+    if project.is_some() {
+        return Err(invalid_args("project_id"));
+    }
+    Ok(req)
+}
+
+/// The request without its project scope, and the project the query names.
+fn parse_query(
+    kind: RecordKind,
+    raw_query: Option<&str>,
+    settings: &ApiSettings,
+) -> Result<(ListRequest, Option<String>), ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw_query.unwrap_or(""))
         .map_err(|_| ApiError::BadRequest("Malformed query string".to_string()))?;
     let mut req = ListRequest::default();
@@ -159,8 +192,6 @@ pub fn parse(
     if !settings.allow_field_selection {
         req.fields.clear();
     }
-    // The project asked for; the handler narrows it to what the policy allows.
-    req.query.project_id = project;
     let max = settings.pagination_max_limit;
     req.query.limit = match limit.as_deref() {
         _ if !settings.allow_pagination => None,
@@ -180,7 +211,7 @@ pub fn parse(
         req.query.marker = None;
         req.query.page_reverse = false;
     }
-    Ok(req)
+    Ok((req, project))
 }
 
 fn parse_dir(d: &str) -> Result<SortDir, ApiError> {

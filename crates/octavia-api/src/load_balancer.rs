@@ -24,7 +24,7 @@ impl Creatable for LoadBalancer {
 /// The load balancer a POST body asks for, not stored yet (a plain create stores it alone,
 /// a single-call create with its tree, `crate::graph`): whose it is and the policy for that
 /// project before anything about the body is judged, Octavia's validation, the provider,
-/// the VIP completed from the network.
+/// the flavor and availability zone applied, the VIP completed from the network.
 pub(crate) async fn new_load_balancer(
     s: &AppState,
     caller: &Caller,
@@ -38,13 +38,18 @@ pub(crate) async fn new_load_balancer(
     let project = caller.owning_project(project, &rule(LoadBalancer::RULE, "post"))?;
     b.loadbalancer.validate()?;
     let mut post = b.loadbalancer;
-    if post.provider.is_none() {
-        post.provider = Some(s.ctx.settings.default_provider_driver.clone());
-    }
-    let mut lb = post.into_model(project, s.ctx.settings.loadbalancer_topology);
+    // The flavor decides the provider (when the body names none) and the topology; the
+    // availability zone may restrict the VIP's network.
+    let topology = crate::flavor::apply_to_new_load_balancer(s, &mut post).await?;
+    let provider = post.provider.clone().unwrap_or_default();
+    let zone = post.availability_zone.clone();
+    let zone =
+        crate::availability_zone::for_new_load_balancer(s, zone.as_deref(), &provider).await?;
+    let mut lb = post.into_model(project, topology);
     if let Some(lookup) = &s.ctx.network {
         crate::vip::resolve(lookup.as_ref(), &mut lb.vip).await?;
     }
+    crate::vip::check_network_allowed(&lb.vip, &zone.valid_vip_networks)?;
     Ok(lb)
 }
 

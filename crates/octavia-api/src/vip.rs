@@ -190,9 +190,51 @@ pub async fn resolve(lookup: &dyn NetworkLookup, vip: &mut Vip) -> Result<(), Ap
     Ok(())
 }
 
+/// The VIP's network must be one of `valid_networks` when the list is not empty (an
+/// availability zone's `valid_vip_networks`; compared without regard to case, as Octavia
+/// does). A VIP whose network is not known (no network service to ask) cannot be shown to
+/// be allowed and is refused.
+pub fn check_network_allowed(vip: &Vip, valid_networks: &[String]) -> Result<(), ApiError> {
+    if valid_networks.is_empty() {
+        return Ok(());
+    }
+    let allowed = vip.network_id.as_deref().is_some_and(|n| {
+        valid_networks
+            .iter()
+            .any(|v| v.to_lowercase() == n.to_lowercase())
+    });
+    if allowed {
+        Ok(())
+    } else {
+        Err(validation(
+            "Supplied VIP network_id is not allowed by the configuration of this deployment.",
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zone_restricts_the_vip_network() {
+        let on = |n: Option<&str>| Vip {
+            network_id: n.map(String::from),
+            ..Vip::default()
+        };
+        let list = vec!["NET-A".to_string(), "net-b".to_string()];
+        assert!(check_network_allowed(&on(Some("x")), &[]).is_ok());
+        assert!(check_network_allowed(&on(None), &[]).is_ok());
+        assert!(check_network_allowed(&on(Some("net-a")), &list).is_ok());
+        assert!(check_network_allowed(&on(Some("NET-B")), &list).is_ok());
+        for vip in [on(Some("net-c")), on(None)] {
+            let e = check_network_allowed(&vip, &list).unwrap_err();
+            assert_eq!(e.status().as_u16(), 400);
+            assert!(e
+                .to_string()
+                .starts_with("Validation failure: Supplied VIP network_id"));
+        }
+    }
 
     #[test]
     fn cidr_membership() {

@@ -1707,145 +1707,44 @@ async fn what_the_data_plane_cannot_serve_is_refused_with_501() {
     }
 }
 
+/// The table's requests through the in-process router, each persona named by noauth
+/// headers (its home project and roles).
+impl octavia_test_support::rbac::Driver for Api {
+    async fn call(
+        &self,
+        persona: octavia_test_support::rbac::Persona,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let r = self
+            .call_as(
+                persona.home().noauth_name(),
+                &persona.roles().join(","),
+                method.parse().expect("an HTTP method"),
+                path,
+                body,
+            )
+            .await;
+        (r.status.as_u16(), r.body)
+    }
+
+    async fn settle(&self) {
+        self.settle_all().await;
+    }
+}
+
 /// Octavia's default policy, route by route and persona by persona (the table of
 /// `octavia_test_support::rbac`), with noauth headers naming each persona's roles; the
 /// end-to-end suite runs the same table with real Keystone tokens.
 #[tokio::test]
 async fn every_route_answers_each_role_as_octavias_default_policy() {
-    use octavia_test_support::rbac::{self, Fresh, Persona};
+    use octavia_test_support::rbac;
     for engine in engines() {
         let api = Api::new(engine).await;
-        let owner = |m: Method, p: &str, b: Option<Value>| {
-            let api = &api;
-            let p = p.to_string();
-            async move { api.call_as(rbac::OWNER, "", m, &p, b).await }
-        };
-        // The owner's tree (its member creates it), settled by the noop flows.
-        let make = |path: &'static str, key: &'static str, body: Value| {
-            let owner = &owner;
-            let api = &api;
-            async move {
-                let r = owner(Method::POST, path, Some(json!({ key: body }))).await;
-                assert_eq!(r.status, StatusCode::CREATED, "POST {path}: {}", r.body);
-                api.settle_all().await;
-                r.body[key]["id"].as_str().unwrap().to_string()
-            }
-        };
-        let lb = make(
-            "/v2/lbaas/loadbalancers",
-            "loadbalancer",
-            json!({"vip_subnet_id": SUBNET}),
-        )
-        .await;
-        let listener = make(
-            "/v2/lbaas/listeners",
-            "listener",
-            json!({"loadbalancer_id": lb, "protocol": "HTTP", "protocol_port": 80}),
-        )
-        .await;
-        let pool = make(
-            "/v2/lbaas/pools",
-            "pool",
-            json!({"listener_id": listener, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}),
-        )
-        .await;
-        let members = format!("/v2/lbaas/pools/{pool}/members");
-        let member_path: &'static str = Box::leak(members.clone().into_boxed_str());
-        let member = make(
-            member_path,
-            "member",
-            json!({"address": "10.0.0.20", "protocol_port": 80}),
-        )
-        .await;
-        let hm = make(
-            "/v2/lbaas/healthmonitors",
-            "healthmonitor",
-            json!({"pool_id": pool, "type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 2}),
-        )
-        .await;
-        let policy = make(
-            "/v2/lbaas/l7policies",
-            "l7policy",
-            json!({"listener_id": listener, "action": "REJECT"}),
-        )
-        .await;
-        let rules_path: &'static str =
-            Box::leak(format!("/v2/lbaas/l7policies/{policy}/rules").into_boxed_str());
-        let rule = make(
-            rules_path,
-            "rule",
-            json!({"type": "PATH", "compare_type": "STARTS_WITH", "value": "/x"}),
-        )
-        .await;
-        let amps = api
-            .call_as("ops", "admin", Method::GET, "/v2/octavia/amphorae", None)
-            .await;
-        let amphora = amps.body["amphorae"][0]["id"]
-            .as_str()
-            .expect("the load balancer's amphora")
-            .to_string();
-        let ids = rbac::Ids {
-            load_balancer: lb.clone(),
-            listener: listener.clone(),
-            pool: pool.clone(),
-            member,
-            health_monitor: hm,
-            l7policy: policy.clone(),
-            l7rule: rule,
-            amphora,
-        };
-        let mut port = 1000;
-        let mut failures = vec![];
-        let mut tried = 0;
-        for case in rbac::cases(&ids, rbac::OWNER) {
-            for persona in Persona::ALL {
-                let path = match case.fresh {
-                    None => case.path.clone(),
-                    Some(kind) => {
-                        port += 1;
-                        let id = match kind {
-                            Fresh::LoadBalancer => make("/v2/lbaas/loadbalancers", "loadbalancer", json!({"vip_subnet_id": SUBNET})).await,
-                            Fresh::Listener => make("/v2/lbaas/listeners", "listener", json!({"loadbalancer_id": lb, "protocol": "TCP", "protocol_port": port})).await,
-                            Fresh::Pool => make("/v2/lbaas/pools", "pool", json!({"loadbalancer_id": lb, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"})).await,
-                            Fresh::HealthMonitor => {
-                                let p = make("/v2/lbaas/pools", "pool", json!({"loadbalancer_id": lb, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"})).await;
-                                make("/v2/lbaas/healthmonitors", "healthmonitor", json!({"pool_id": p, "type": "TCP", "delay": 5, "timeout": 3, "max_retries": 2})).await
-                            }
-                            Fresh::L7Policy => make("/v2/lbaas/l7policies", "l7policy", json!({"listener_id": listener, "action": "REJECT"})).await,
-                            Fresh::Member => make(member_path, "member", json!({"address": "10.0.1.1", "protocol_port": port})).await,
-                            Fresh::L7Rule => make(rules_path, "rule", json!({"type": "PATH", "compare_type": "STARTS_WITH", "value": format!("/{port}")})).await,
-                        };
-                        case.path.replace("{fresh}", &id)
-                    }
-                };
-                let method: Method = case.method.parse().unwrap();
-                let r = api
-                    .call_as(
-                        persona.home().noauth_name(),
-                        &persona.roles().join(","),
-                        method,
-                        &path,
-                        case.body.clone(),
-                    )
-                    .await;
-                tried += 1;
-                let expected = persona.may(case.access);
-                match rbac::verdict(r.status.as_u16()) {
-                    Ok(allowed) if allowed == expected => {}
-                    Ok(_) => failures.push(format!(
-                        "{persona:?} {} {path}: {} (expected {})",
-                        case.method,
-                        r.status,
-                        if expected { "allowed" } else { "403" }
-                    )),
-                    Err(e) => failures.push(format!(
-                        "{persona:?} {} {path}: {e}: {}",
-                        case.method, r.body
-                    )),
-                }
-                api.settle_all().await;
-            }
-        }
+        let ids = rbac::tree(&api, SUBNET).await;
+        let lb = ids.load_balancer.clone();
+        let rbac::Outcome { tried, failures } = rbac::run(&api, &ids, rbac::OWNER, SUBNET).await;
         assert!(
             failures.is_empty(),
             "{} of {tried} wrong:\n{}",
@@ -1853,7 +1752,7 @@ async fn every_route_answers_each_role_as_octavias_default_policy() {
             failures.join("\n")
         );
         assert!(
-            tried > 400,
+            tried > 700,
             "the table covers every route ({tried} requests)"
         );
 
@@ -2768,5 +2667,637 @@ async fn amphora_stats_list_each_listener_the_amphora_reported() {
             )
             .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    }
+}
+
+// ------------------------------------------------------------------ flavors and zones
+
+impl Api {
+    /// A call as the operator (admin role).
+    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.call_as("admin", "admin", method, path, body).await
+    }
+
+    /// POST as the operator (201 expected); the new record under `key`.
+    async fn admin_create(&self, path: &str, key: &str, body: Value) -> Value {
+        let r = self
+            .admin(Method::POST, path, Some(json!({ key: body })))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "POST {path}: {}", r.body);
+        r.body[key].clone()
+    }
+
+    /// POST a load balancer as the tenant with `extra` fields; the reply.
+    async fn post_lb(&self, extra: Value) -> Reply {
+        let mut lb = json!({"name": "lb", "vip_subnet_id": SUBNET});
+        if let (Some(lb), Some(extra)) = (lb.as_object_mut(), extra.as_object()) {
+            lb.extend(extra.clone());
+        }
+        self.call(
+            Method::POST,
+            "/v2/lbaas/loadbalancers",
+            Some(json!({ "loadbalancer": lb })),
+        )
+        .await
+    }
+
+    /// The amphorae of load balancer `lb` as the admin API shows them, by role.
+    async fn amphorae_of(&self, lb: &str) -> Vec<Value> {
+        let r = self
+            .admin(
+                Method::GET,
+                &format!("/v2/octavia/amphorae?loadbalancer_id={lb}&sort=role"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["amphorae"].as_array().expect("amphorae").clone()
+    }
+
+    /// DELETE the load balancer and run its job.
+    async fn delete_lb(&self, lb: &str) {
+        let r = self
+            .call(
+                Method::DELETE,
+                &format!("/v2/lbaas/loadbalancers/{lb}"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+        self.settle_all().await;
+    }
+}
+
+fn faultstring(r: &Reply) -> &str {
+    r.body["faultstring"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn flavors_and_flavor_profiles() {
+    const PROFILES: &str = "/v2/lbaas/flavorprofiles";
+    const FLAVORS: &str = "/v2/lbaas/flavors";
+    let data = r#"{"loadbalancer_topology": "ACTIVE_STANDBY", "compute_flavor": "m1.amp", "amp_image_tag": "gold"}"#;
+    for engine in engines() {
+        let api = Api::new(engine).await;
+
+        // Profiles: admin only, the settings checked against the provider.
+        let body = json!({"flavorprofile": {"name": "ha", "provider_name": "amphora", "flavor_data": data}});
+        let r = api.call(Method::POST, PROFILES, Some(body.clone())).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        for (fields, status, fault) in [
+            (
+                json!({"name": "x", "provider_name": "amphora", "flavor_data": "{bad"}),
+                StatusCode::BAD_REQUEST,
+                "{bad is not a valid option for flavor_data".to_string(),
+            ),
+            (
+                json!({"name": "x", "provider_name": "amphora", "flavor_data": r#"{"sriov_vip": true}"#}),
+                StatusCode::NOT_IMPLEMENTED,
+                "Provider 'amphora' does not support a requested option: Additional \
+                 properties are not allowed ('sriov_vip' was unexpected)"
+                    .to_string(),
+            ),
+            (
+                json!({"name": "x", "provider_name": "amphora",
+                       "flavor_data": r#"{"loadbalancer_topology": "TRIPLE"}"#}),
+                StatusCode::NOT_IMPLEMENTED,
+                "Provider 'amphora' does not support a requested option: loadbalancer_topology \
+                 'TRIPLE' is not one of ['SINGLE', 'ACTIVE_STANDBY']"
+                    .to_string(),
+            ),
+            (
+                json!({"name": "x", "provider_name": "f5", "flavor_data": "{}"}),
+                StatusCode::BAD_REQUEST,
+                "Provider 'f5' is not enabled.".to_string(),
+            ),
+            (
+                json!({"provider_name": "amphora", "flavor_data": "{}"}),
+                StatusCode::BAD_REQUEST,
+                "Invalid input for field/attribute name. Value: 'None'. Mandatory field missing."
+                    .to_string(),
+            ),
+            (
+                json!({"name": "x", "provider_name": "amphora", "flavor_data": "x".repeat(4097)}),
+                StatusCode::BAD_REQUEST,
+                "Invalid input for field/attribute flavor_data.".to_string(),
+            ),
+        ] {
+            let r = api
+                .admin(
+                    Method::POST,
+                    PROFILES,
+                    Some(json!({ "flavorprofile": fields })),
+                )
+                .await;
+            assert_eq!(r.status, status, "{fields}: {}", r.body);
+            assert!(faultstring(&r).starts_with(&fault), "{}", r.body);
+        }
+        let profile = api
+            .admin_create(PROFILES, "flavorprofile", body["flavorprofile"].clone())
+            .await;
+        let pid = profile["id"].as_str().unwrap().to_string();
+        assert_eq!(profile["name"], "ha");
+        assert_eq!(profile["provider_name"], "amphora");
+        assert_eq!(profile["flavor_data"], data);
+        let r = api.admin(Method::GET, "/v2/flavorprofiles", None).await;
+        assert_eq!(r.body["flavorprofiles"][0]["id"], pid.as_str());
+        assert!(r.body["flavorprofile_links"].is_array(), "{}", r.body);
+        let r = api.call(Method::GET, PROFILES, None).await;
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "profiles are the operator's"
+        );
+        let r = api
+            .admin(
+                Method::GET,
+                &format!("/v2.0/lbaas/flavorprofiles/{pid}.json?fields=name"),
+                None,
+            )
+            .await;
+        assert_eq!(r.body, json!({"flavorprofile": {"name": "ha"}}));
+        for missing in [NOWHERE, "not-a-uuid"] {
+            let r = api
+                .admin(Method::GET, &format!("{PROFILES}/{missing}"), None)
+                .await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND);
+            assert_eq!(
+                faultstring(&r),
+                format!("Flavor Profile {missing} not found.")
+            );
+        }
+
+        // Flavors: written by the operator, read by tenants.
+        let r = api
+            .admin(
+                Method::POST,
+                FLAVORS,
+                Some(json!({"flavor": {"name": "gold", "flavor_profile_id": NOWHERE}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert_eq!(
+            faultstring(&r),
+            format!("Flavor Profile {NOWHERE} not found.")
+        );
+        let flavor = api
+            .admin_create(
+                FLAVORS,
+                "flavor",
+                json!({"name": "gold", "flavor_profile_id": pid}),
+            )
+            .await;
+        let fid = flavor["id"].as_str().unwrap().to_string();
+        assert_eq!(
+            flavor,
+            json!({"id": fid, "name": "gold", "description": "", "enabled": true, "flavor_profile_id": pid})
+        );
+        let r = api
+            .admin(
+                Method::POST,
+                FLAVORS,
+                Some(json!({"flavor": {"name": "gold", "flavor_profile_id": pid}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT);
+        assert_eq!(faultstring(&r), "A flavor of gold already exists.");
+        let r = api
+            .call(
+                Method::POST,
+                FLAVORS,
+                Some(json!({"flavor": {"name": "x", "flavor_profile_id": pid}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let r = api.call(Method::GET, FLAVORS, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["flavors"][0]["id"], fid.as_str());
+        assert!(r.body["flavors_links"].is_array());
+        let r = api
+            .call(Method::GET, &format!("{FLAVORS}?project_id=p1"), None)
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "flavors belong to no project"
+        );
+        let r = api
+            .call(Method::GET, &format!("{FLAVORS}/{NOWHERE}"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert_eq!(faultstring(&r), format!("Flavor {NOWHERE} not found."));
+        let r = api
+            .admin(
+                Method::PUT,
+                &format!("{FLAVORS}/{fid}"),
+                Some(json!({"flavor": {"description": "HA", "enabled": false}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(
+            (
+                &r.body["flavor"]["description"],
+                &r.body["flavor"]["enabled"]
+            ),
+            (&json!("HA"), &json!(false))
+        );
+
+        // A profile in use keeps its settings and stays.
+        let r = api
+            .admin(
+                Method::PUT,
+                &format!("{PROFILES}/{pid}"),
+                Some(json!({"flavorprofile": {"flavor_data": "{}"}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+        assert_eq!(
+            faultstring(&r),
+            format!("Flavor profile {pid} is in use and cannot be modified.")
+        );
+        let r = api
+            .admin(
+                Method::PUT,
+                &format!("{PROFILES}/{pid}"),
+                Some(json!({"flavorprofile": {"name": "ha2"}})),
+            )
+            .await;
+        assert_eq!(
+            (r.status, &r.body["flavorprofile"]["name"]),
+            (StatusCode::OK, &json!("ha2"))
+        );
+        let r = api
+            .admin(Method::DELETE, &format!("{PROFILES}/{pid}"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT);
+
+        // A load balancer of the flavor: refused while it is disabled, unknown, or of
+        // another provider; else its provider and topology come from the flavor.
+        let before = api.snapshot().await;
+        for (extra, fault) in [
+            (
+                json!({"flavor_id": fid}),
+                format!("The selected flavor is not allowed in this deployment: {fid}"),
+            ),
+            (
+                json!({"flavor_id": NOWHERE}),
+                "Validation failure: Invalid flavor_id.".to_string(),
+            ),
+        ] {
+            let r = api.post_lb(extra).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+            assert_eq!(faultstring(&r), fault);
+        }
+        let r = api
+            .admin(
+                Method::PUT,
+                &format!("{FLAVORS}/{fid}"),
+                Some(json!({"flavor": {"enabled": true}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        let r = api
+            .post_lb(json!({"flavor_id": fid, "provider": "octavia"}))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert_eq!(
+            faultstring(&r),
+            format!("Flavor '{fid}' is not compatible with provider 'octavia'")
+        );
+        assert_eq!(
+            api.snapshot().await,
+            before,
+            "refused creates change nothing"
+        );
+
+        let r = api.post_lb(json!({"flavor_id": fid})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let lb = r.body["loadbalancer"]["id"].as_str().unwrap().to_string();
+        assert_eq!(r.body["loadbalancer"]["flavor_id"], fid.as_str());
+        assert_eq!(r.body["loadbalancer"]["provider"], "amphora");
+        api.settle_all().await;
+        let amps = api.amphorae_of(&lb).await;
+        let roles: Vec<&str> = amps
+            .iter()
+            .map(|a| a["role"].as_str().unwrap_or("-"))
+            .collect();
+        assert_eq!(roles, ["BACKUP", "MASTER"], "the flavor's topology");
+        for a in &amps {
+            assert_eq!(a["compute_flavor"], "m1.amp", "{a}");
+        }
+        // A load balancer without a flavor: the configuration's topology and flavor.
+        let r = api.post_lb(json!({})).await;
+        let plain = r.body["loadbalancer"]["id"].as_str().unwrap().to_string();
+        api.settle_all().await;
+        let amps = api.amphorae_of(&plain).await;
+        assert_eq!(amps.len(), 1);
+        assert_eq!(
+            (&amps[0]["role"], &amps[0]["compute_flavor"]),
+            (&json!("STANDALONE"), &Value::Null)
+        );
+
+        // In use by a live load balancer: the flavor stays; once it is deleted, it goes.
+        let r = api
+            .admin(Method::DELETE, &format!("{FLAVORS}/{fid}"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT);
+        assert_eq!(
+            faultstring(&r),
+            format!("Flavor {fid} is in use and cannot be modified.")
+        );
+        api.delete_lb(&lb).await;
+        let r = api
+            .call(Method::DELETE, &format!("{FLAVORS}/{fid}"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let r = api
+            .admin(Method::DELETE, &format!("{FLAVORS}/{fid}"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+        let r = api
+            .admin(Method::DELETE, &format!("{FLAVORS}/{fid}"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        let r = api
+            .admin(Method::DELETE, &format!("{PROFILES}/{pid}"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        let r = api
+            .admin(Method::GET, &format!("{PROFILES}/{pid}"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn availability_zones_and_their_profiles() {
+    const PROFILES: &str = "/v2/lbaas/availabilityzoneprofiles";
+    const ZONES: &str = "/v2/lbaas/availabilityzones";
+    for engine in engines() {
+        let api = Api::with_network(engine, Arc::new(KnownNetworks)).await;
+        let profile = |data: String| json!({"name": "zp", "provider_name": "amphora", "availability_zone_data": data});
+        for (data, status, fault) in [
+            ("nope", StatusCode::BAD_REQUEST, "nope is not a valid option for availability_zone_data"),
+            (r#"{"volume_zone": "v"}"#, StatusCode::NOT_IMPLEMENTED,
+             "Provider 'amphora' does not support a requested option: Additional properties are not allowed ('volume_zone' was unexpected)"),
+            (r#"{"valid_vip_networks": "x"}"#, StatusCode::NOT_IMPLEMENTED,
+             "Provider 'amphora' does not support a requested option: valid_vip_networks 'x' is not of type 'array'"),
+        ] {
+            let r = api
+                .admin(Method::POST, PROFILES, Some(json!({"availability_zone_profile": profile(data.into())})))
+                .await;
+            assert_eq!(r.status, status, "{data}: {}", r.body);
+            assert_eq!(faultstring(&r), fault);
+        }
+        let r = api
+            .call(
+                Method::POST,
+                PROFILES,
+                Some(json!({"availability_zone_profile": profile("{}".into())})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let east = api
+            .admin_create(
+                PROFILES,
+                "availability_zone_profile",
+                profile(format!(
+                    r#"{{"compute_zone": "east", "valid_vip_networks": ["{NET_A}"]}}"#
+                )),
+            )
+            .await;
+        let east_id = east["id"].as_str().unwrap().to_string();
+        let west = api
+            .admin_create(
+                PROFILES,
+                "availability_zone_profile",
+                profile(format!(
+                    r#"{{"compute_zone": "west", "valid_vip_networks": ["{NET_B}"]}}"#
+                )),
+            )
+            .await;
+        let west_id = west["id"].as_str().unwrap().to_string();
+        let r = api.admin(Method::GET, PROFILES, None).await;
+        assert_eq!(
+            r.body["availability_zone_profiles"]
+                .as_array()
+                .map(Vec::len),
+            Some(2)
+        );
+        assert!(
+            r.body["availability_zone_profile_links"].is_array(),
+            "{}",
+            r.body
+        );
+
+        // Zones: keyed by name.
+        let az1 = api
+            .admin_create(
+                ZONES,
+                "availability_zone",
+                json!({"name": "az1", "availability_zone_profile_id": east_id}),
+            )
+            .await;
+        assert_eq!(
+            az1,
+            json!({"name": "az1", "description": "", "enabled": true, "availability_zone_profile_id": east_id})
+        );
+        api.admin_create(
+            ZONES,
+            "availability_zone",
+            json!({"name": "az-b", "availability_zone_profile_id": west_id}),
+        )
+        .await;
+        let r = api
+            .admin(Method::POST, ZONES, Some(json!({"availability_zone": {"name": "az1", "availability_zone_profile_id": east_id}})))
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT);
+        assert_eq!(
+            faultstring(&r),
+            "A availability zone of az1 already exists."
+        );
+        let r = api.call(Method::GET, &format!("{ZONES}/az1"), None).await;
+        assert_eq!(
+            (r.status, &r.body["availability_zone"]["name"]),
+            (StatusCode::OK, &json!("az1"))
+        );
+        let r = api
+            .call(Method::GET, &format!("{ZONES}/nowhere"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert_eq!(faultstring(&r), "Availability Zone nowhere not found.");
+        let r = api
+            .call(Method::GET, &format!("{ZONES}?limit=1"), None)
+            .await;
+        assert_eq!(
+            r.body["availability_zones"][0]["name"], "az-b",
+            "{}",
+            r.body
+        );
+        let next = r.body["availability_zones_links"][0]["href"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(next.contains("marker=az-b"), "{next}");
+        let r = api
+            .call(Method::GET, &format!("{ZONES}?limit=1&marker=az-b"), None)
+            .await;
+        assert_eq!(r.body["availability_zones"][0]["name"], "az1", "{}", r.body);
+        let r = api
+            .call(
+                Method::PUT,
+                &format!("{ZONES}/az1"),
+                Some(json!({"availability_zone": {"enabled": false}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+        // A load balancer in a zone: the zone must exist, be enabled, and allow the VIP's
+        // network (SUBNET is on NET_A).
+        let r = api
+            .admin(
+                Method::PUT,
+                &format!("{ZONES}/az1"),
+                Some(json!({"availability_zone": {"enabled": false, "description": "east"}})),
+            )
+            .await;
+        assert_eq!(
+            (r.status, &r.body["availability_zone"]["description"]),
+            (StatusCode::OK, &json!("east"))
+        );
+        let before = api.snapshot().await;
+        for (zone, fault) in [
+            ("az1", "The selected availability_zone is not allowed in this deployment: az1"),
+            ("nowhere", "Validation failure: Invalid availability zone."),
+            ("az-b", "Validation failure: Supplied VIP network_id is not allowed by the configuration of this deployment."),
+        ] {
+            let r = api.post_lb(json!({"availability_zone": zone})).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{zone}: {}", r.body);
+            assert_eq!(faultstring(&r), fault);
+        }
+        assert_eq!(
+            api.snapshot().await,
+            before,
+            "refused creates change nothing"
+        );
+        api.admin(
+            Method::PUT,
+            &format!("{ZONES}/az1"),
+            Some(json!({"availability_zone": {"enabled": true}})),
+        )
+        .await;
+        let r = api.post_lb(json!({"availability_zone": "az1"})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert_eq!(r.body["loadbalancer"]["availability_zone"], "az1");
+        let lb = r.body["loadbalancer"]["id"].as_str().unwrap().to_string();
+        api.settle_all().await;
+        let amps = api.amphorae_of(&lb).await;
+        assert_eq!(amps.len(), 1);
+        assert_eq!(amps[0]["cached_zone"], "east", "the zone's compute_zone");
+
+        // In use: the zone stays, its profile keeps its settings.
+        let r = api
+            .admin(Method::DELETE, &format!("{ZONES}/az1"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT);
+        assert_eq!(
+            faultstring(&r),
+            "Availability Zone az1 is in use and cannot be modified."
+        );
+        let r = api
+            .admin(
+                Method::PUT,
+                &format!("{PROFILES}/{east_id}"),
+                Some(json!({"availability_zone_profile": {"availability_zone_data": "{}"}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT);
+        assert_eq!(
+            faultstring(&r),
+            format!("Availability Zone Profile {east_id} is in use and cannot be modified.")
+        );
+        let r = api
+            .admin(Method::DELETE, &format!("{PROFILES}/{east_id}"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT);
+
+        api.delete_lb(&lb).await;
+        for zone in ["az1", "az-b"] {
+            let r = api
+                .admin(Method::DELETE, &format!("{ZONES}/{zone}"), None)
+                .await;
+            assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+        }
+        let r = api.admin(Method::GET, &format!("{ZONES}/az1"), None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        for id in [&east_id, &west_id] {
+            let r = api
+                .admin(Method::DELETE, &format!("{PROFILES}/{id}"), None)
+                .await;
+            assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+        }
+    }
+}
+
+/// A single-call create goes through the same flavor checks as a plain one: the flavor's
+/// topology builds the tree's amphorae, and a disabled flavor refuses the whole tree.
+#[tokio::test]
+async fn a_single_call_create_takes_its_flavor() {
+    for engine in engines() {
+        let api = Api::new(engine).await;
+        let fp = api
+            .admin_create(
+                "/v2/lbaas/flavorprofiles",
+                "flavorprofile",
+                json!({"name": "ha", "provider_name": "amphora",
+                       "flavor_data": r#"{"loadbalancer_topology": "ACTIVE_STANDBY"}"#}),
+            )
+            .await;
+        let flavor = api
+            .admin_create(
+                "/v2/lbaas/flavors",
+                "flavor",
+                json!({"name": "ha", "flavor_profile_id": fp["id"]}),
+            )
+            .await;
+        let tree = json!({"flavor_id": flavor["id"],
+                          "listeners": [{"protocol": "HTTP", "protocol_port": 80}]});
+        let r = api.post_lb(tree.clone()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert_eq!(r.body["loadbalancer"]["flavor_id"], flavor["id"]);
+        assert_eq!(
+            r.body["loadbalancer"]["listeners"].as_array().map(Vec::len),
+            Some(1)
+        );
+        let lb = r.body["loadbalancer"]["id"].as_str().unwrap().to_string();
+        api.settle_all().await;
+        let amps = api.amphorae_of(&lb).await;
+        let roles: Vec<&str> = amps
+            .iter()
+            .map(|a| a["role"].as_str().unwrap_or("-"))
+            .collect();
+        assert_eq!(roles, ["BACKUP", "MASTER"], "the flavor's topology");
+
+        let fid = flavor["id"].as_str().unwrap();
+        let r = api
+            .admin(
+                Method::PUT,
+                &format!("/v2/lbaas/flavors/{fid}"),
+                Some(json!({"flavor": {"enabled": false}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let before = api.snapshot().await;
+        let r = api.post_lb(tree).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert!(
+            faultstring(&r).contains("not allowed in this deployment"),
+            "{}",
+            r.body
+        );
+        assert_eq!(
+            api.snapshot().await,
+            before,
+            "nothing of the tree is stored"
+        );
     }
 }

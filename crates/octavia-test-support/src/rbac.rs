@@ -162,6 +162,12 @@ pub struct Ids {
     pub l7policy: String,
     pub l7rule: String,
     pub amphora: String,
+    /// The operator's catalogue (no project): a flavor, its profile, an availability zone
+    /// (by name) and its profile.
+    pub flavor: String,
+    pub flavor_profile: String,
+    pub availability_zone: String,
+    pub availability_zone_profile: String,
 }
 
 /// A kind of object a `DELETE` case needs made fresh for it (a delete that is allowed
@@ -175,6 +181,11 @@ pub enum Fresh {
     HealthMonitor,
     L7Policy,
     L7Rule,
+    /// Records of the catalogue, made by an admin (unused, so an allowed delete succeeds).
+    Flavor,
+    FlavorProfile,
+    AvailabilityZone,
+    AvailabilityZoneProfile,
 }
 
 /// One request of the table. In `path`, `{fresh}` stands for the id a [`Fresh`] maker
@@ -418,6 +429,69 @@ pub fn cases(ids: &Ids, owner: &str) -> Vec<Case> {
         None,
         Admin,
     ));
+    // The operator's catalogue: flavors and availability zones are read by anyone with a
+    // role on their own project, written by admins; their profiles are admin-only
+    // (octavia/policies/flavor.py, flavor_profile.py, availability_zone.py,
+    // availability_zone_profile.py).
+    let mut catalogue =
+        |collection: &str, id: &str, read: Access, post: Value, put: Value, fresh: Fresh| {
+            let one = format!("{lbaas}/{collection}/{id}");
+            v.push(Case::new(
+                "GET",
+                format!("{lbaas}/{collection}"),
+                None,
+                read,
+            ));
+            v.push(Case::new(
+                "POST",
+                format!("{lbaas}/{collection}"),
+                Some(post),
+                Admin,
+            ));
+            v.push(Case::new("GET", one.clone(), None, read));
+            v.push(Case::new("PUT", one, Some(put), Admin));
+            v.push(Case {
+                fresh: Some(fresh),
+                ..Case::new(
+                    "DELETE",
+                    format!("{lbaas}/{collection}/{{fresh}}"),
+                    None,
+                    Admin,
+                )
+            });
+        };
+    catalogue(
+        "flavors",
+        &ids.flavor,
+        OwnRead,
+        json!({"flavor": {"name": too_long, "flavor_profile_id": ids.flavor_profile}}),
+        json!({"flavor": {"name": too_long}}),
+        Fresh::Flavor,
+    );
+    catalogue(
+        "flavorprofiles",
+        &ids.flavor_profile,
+        Admin,
+        json!({"flavorprofile": {"name": too_long, "provider_name": "amphora", "flavor_data": "{}"}}),
+        json!({"flavorprofile": {"name": too_long}}),
+        Fresh::FlavorProfile,
+    );
+    catalogue(
+        "availabilityzones",
+        &ids.availability_zone,
+        OwnRead,
+        json!({"availability_zone": {"name": too_long, "availability_zone_profile_id": ids.availability_zone_profile}}),
+        json!({"availability_zone": {"description": too_long}}),
+        Fresh::AvailabilityZone,
+    );
+    catalogue(
+        "availabilityzoneprofiles",
+        &ids.availability_zone_profile,
+        Admin,
+        json!({"availability_zone_profile": {"name": too_long, "provider_name": "amphora", "availability_zone_data": "{}"}}),
+        json!({"availability_zone_profile": {"name": too_long}}),
+        Fresh::AvailabilityZoneProfile,
+    );
     // Amphorae (admin).
     let amp = format!("/v2/octavia/amphorae/{}", ids.amphora);
     v.push(Case::new("GET", "/v2/octavia/amphorae".into(), None, Admin));
@@ -470,8 +544,74 @@ async fn make<D: Driver>(d: &D, path: &str, key: &str, body: Value) -> String {
         .to_string()
 }
 
+/// The admin creates `{key: body}` at `path` (a record of the operator's catalogue, written
+/// at once); the value of its `id_field` (`id`, or `name` for an availability zone).
+async fn admin_make<D: Driver>(
+    d: &D,
+    path: &str,
+    key: &str,
+    body: Value,
+    id_field: &str,
+) -> String {
+    let (status, answer) = d
+        .call(Persona::Admin, "POST", path, Some(json!({ key: body })))
+        .await;
+    assert_eq!(status, 201, "POST {path}: {answer}");
+    answer[key][id_field]
+        .as_str()
+        .unwrap_or_else(|| panic!("POST {path}: no {id_field} in {answer}"))
+        .to_string()
+}
+
+async fn flavor_profile<D: Driver>(d: &D, n: u32) -> String {
+    admin_make(
+        d,
+        "/v2/lbaas/flavorprofiles",
+        "flavorprofile",
+        json!({"name": format!("rbac-fp{n}"), "provider_name": "amphora", "flavor_data": "{}"}),
+        "id",
+    )
+    .await
+}
+
+async fn zone_profile<D: Driver>(d: &D, n: u32) -> String {
+    admin_make(
+        d,
+        "/v2/lbaas/availabilityzoneprofiles",
+        "availability_zone_profile",
+        json!({"name": format!("rbac-azp{n}"), "provider_name": "amphora",
+               "availability_zone_data": "{}"}),
+        "id",
+    )
+    .await
+}
+
+async fn flavor<D: Driver>(d: &D, name: &str, profile: &str) -> String {
+    admin_make(
+        d,
+        "/v2/lbaas/flavors",
+        "flavor",
+        json!({"name": name, "flavor_profile_id": profile}),
+        "id",
+    )
+    .await
+}
+
+async fn zone<D: Driver>(d: &D, name: &str, profile: &str) -> String {
+    admin_make(
+        d,
+        "/v2/lbaas/availabilityzones",
+        "availability_zone",
+        json!({"name": name, "availability_zone_profile_id": profile}),
+        "name",
+    )
+    .await
+}
+
 /// The owner's tree, made by its member: a load balancer on `subnet` with a listener, a
-/// pool, a member, a health monitor, an L7 policy and rule, and the amphora the flow built.
+/// pool, a member, a health monitor, an L7 policy and rule, and the amphora the flow built;
+/// and the operator's catalogue, made by the admin: a flavor, an availability zone and their
+/// profiles.
 pub async fn tree<D: Driver>(d: &D, subnet: &str) -> Ids {
     let lb = make(
         d,
@@ -529,7 +669,13 @@ pub async fn tree<D: Driver>(d: &D, subnet: &str) -> Ids {
         .as_str()
         .unwrap_or_else(|| panic!("the load balancer's amphora: {amps}"))
         .to_string();
+    let flavor_profile = flavor_profile(d, 0).await;
+    let availability_zone_profile = zone_profile(d, 0).await;
     Ids {
+        flavor: flavor(d, "rbac-flavor", &flavor_profile).await,
+        availability_zone: zone(d, "rbac-zone", &availability_zone_profile).await,
+        flavor_profile,
+        availability_zone_profile,
         load_balancer: lb,
         listener,
         pool,
@@ -663,5 +809,16 @@ async fn fresh<D: Driver>(
             )
             .await
         }
+        Fresh::Flavor => flavor(d, &format!("rbac-flavor{port}"), &ids.flavor_profile).await,
+        Fresh::FlavorProfile => flavor_profile(d, port).await,
+        Fresh::AvailabilityZone => {
+            zone(
+                d,
+                &format!("rbac-zone{port}"),
+                &ids.availability_zone_profile,
+            )
+            .await
+        }
+        Fresh::AvailabilityZoneProfile => zone_profile(d, port).await,
     }
 }
