@@ -36,6 +36,24 @@ impl Cli {
         stdout
     }
 
+    /// Run `openstack ARGS`, assert it fails, return stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.exe)
+            .args(args)
+            .env("OS_AUTH_TYPE", "none")
+            .env("OS_ENDPOINT", &self.endpoint)
+            .env_remove("OS_CLOUD")
+            .output()
+            .unwrap_or_else(|e| panic!("run openstack: {e}"));
+        assert!(
+            !out.status.success(),
+            "openstack {} succeeded: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
+
     /// Run with `-f json` and parse.
     fn json(&self, args: &[&str]) -> Value {
         let mut a = args.to_vec();
@@ -175,6 +193,64 @@ async fn openstack_cli_drives_every_resource_to_active() {
         let tree_lb = &tree["loadbalancer"];
         assert_eq!(tree_lb["provisioning_status"], "ACTIVE", "{tree}");
         assert_eq!(tree_lb["listeners"][0]["pools"][0]["members"][0]["provisioning_status"], "ACTIVE");
+
+        // The operator's catalogue: flavor and availability zone profiles, a flavor and a
+        // zone, and a load balancer that uses both.
+        let caps = cli.run(&["loadbalancer", "provider", "capability", "list", "amphora"]);
+        for key in ["loadbalancer_topology", "amp_image_tag", "compute_zone", "valid_vip_networks"] {
+            assert!(caps.contains(key), "{key} in {caps}");
+        }
+        cli.run(&[
+            "loadbalancer", "flavorprofile", "create", "--name", "fp1", "--provider", "amphora",
+            "--flavor-data", r#"{"loadbalancer_topology": "SINGLE", "compute_flavor": "m1.amp"}"#,
+        ]);
+        let err = cli.fails(&[
+            "loadbalancer", "flavorprofile", "create", "--name", "bad", "--provider", "amphora",
+            "--flavor-data", r#"{"sriov_vip": true}"#,
+        ]);
+        assert!(err.contains("does not support a requested option"), "{err}");
+        let gold = cli.json(&[
+            "loadbalancer", "flavor", "create", "--name", "gold", "--flavorprofile", "fp1",
+            "--description", "one amphora", "--enable",
+        ]);
+        assert_eq!(gold["enabled"], true, "{gold}");
+        assert!(names(&cli.json(&["loadbalancer", "flavor", "list"])).contains(&"gold".to_string()));
+        cli.run(&[
+            "loadbalancer", "availabilityzoneprofile", "create", "--name", "azp1", "--provider",
+            "amphora", "--availability-zone-data", r#"{"compute_zone": "nova"}"#,
+        ]);
+        cli.run(&[
+            "loadbalancer", "availabilityzone", "create", "--name", "az1",
+            "--availabilityzoneprofile", "azp1",
+        ]);
+        cli.run(&["loadbalancer", "availabilityzone", "set", "--description", "east", "az1"]);
+        let az = cli.json(&["loadbalancer", "availabilityzone", "show", "az1"]);
+        assert_eq!(az["description"], "east", "{az}");
+        let lb2 = cli.json(&[
+            "loadbalancer", "create", "--name", "lb-gold", "--vip-subnet-id", subnet,
+            "--flavor", "gold", "--availability-zone", "az1", "--project", "cli-project", "--wait",
+        ]);
+        assert_eq!(lb2["provisioning_status"], "ACTIVE", "{lb2}");
+        assert_eq!(lb2["flavor_id"], gold["id"], "{lb2}");
+        assert_eq!(lb2["availability_zone"], "az1", "{lb2}");
+        // In use: neither the flavor nor the zone can go; a disabled flavor takes no new
+        // load balancer.
+        let err = cli.fails(&["loadbalancer", "flavor", "delete", "gold"]);
+        assert!(err.contains("in use"), "{err}");
+        let err = cli.fails(&["loadbalancer", "availabilityzone", "delete", "az1"]);
+        assert!(err.contains("in use"), "{err}");
+        cli.run(&["loadbalancer", "flavor", "set", "--disable", "gold"]);
+        let err = cli.fails(&[
+            "loadbalancer", "create", "--name", "lb-refused", "--vip-subnet-id", subnet,
+            "--flavor", "gold", "--project", "cli-project",
+        ]);
+        assert!(err.contains("not allowed in this deployment"), "{err}");
+        cli.run(&["loadbalancer", "delete", "--wait", "lb-gold"]);
+        cli.run(&["loadbalancer", "flavor", "delete", "gold"]);
+        cli.run(&["loadbalancer", "flavorprofile", "delete", "fp1"]);
+        cli.run(&["loadbalancer", "availabilityzone", "delete", "az1"]);
+        cli.run(&["loadbalancer", "availabilityzoneprofile", "delete", "azp1"]);
+        assert!(cli.json(&["loadbalancer", "flavor", "list"]).as_array().is_some_and(Vec::is_empty));
 
         // Quota.
         cli.run(&["loadbalancer", "quota", "set", "--loadbalancer", "10", "cli-project"]);
