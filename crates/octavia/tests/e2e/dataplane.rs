@@ -722,3 +722,134 @@ async fn wait_lb_status(lab: &Lab, lb: &str, want: &str) {
     )
     .await;
 }
+
+/// A flavor and an availability zone take effect on real amphorae: the flavor's
+/// `amp_image_tag` picks the image they boot and its `compute_flavor` is recorded, the zone's
+/// `compute_zone` puts them on the one host of that zone (`[netns] host_zones`), and a zone
+/// no host is in fails the create, which leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flavor_and_zone_pick_the_image_and_the_hosts() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("z", 14, 0, "host_zones = { \"host-b\" = \"zone-b\" }\n").await;
+    let agent = crate::lab::agent_binary();
+    let gold = lab
+        .octavia(&[
+            "image",
+            "register",
+            "--tag",
+            "gold",
+            agent.to_str().expect("utf-8 path"),
+        ])
+        .trim()
+        .to_string();
+    let made = |path: &'static str, key: &'static str, body: Value, id: &'static str| {
+        let lab = &lab;
+        async move {
+            let v = lab
+                .call(Method::POST, path, Some(json!({ key: body })), 201)
+                .await;
+            v[key][id]
+                .as_str()
+                .expect("id of the new record")
+                .to_string()
+        }
+    };
+    let fp = made(
+        "/v2/lbaas/flavorprofiles",
+        "flavorprofile",
+        json!({"name": "gold", "provider_name": "amphora",
+               "flavor_data": r#"{"amp_image_tag": "gold", "compute_flavor": "m1.gold"}"#}),
+        "id",
+    )
+    .await;
+    let flavor = made(
+        "/v2/lbaas/flavors",
+        "flavor",
+        json!({"name": "gold", "flavor_profile_id": fp}),
+        "id",
+    )
+    .await;
+    for (zone, compute_zone) in [("east", "zone-b"), ("nowhere", "zone-x")] {
+        let azp = made(
+            "/v2/lbaas/availabilityzoneprofiles",
+            "availability_zone_profile",
+            json!({"name": zone, "provider_name": "amphora",
+                   "availability_zone_data": format!(r#"{{"compute_zone": "{compute_zone}"}}"#)}),
+            "id",
+        )
+        .await;
+        made(
+            "/v2/lbaas/availabilityzones",
+            "availability_zone",
+            json!({"name": zone, "availability_zone_profile_id": azp}),
+            "name",
+        )
+        .await;
+    }
+    let create = |name: &'static str, zone: &'static str| {
+        let lab = &lab;
+        let flavor = flavor.clone();
+        async move {
+            let v = lab
+                .call(
+                    Method::POST,
+                    "/v2/lbaas/loadbalancers",
+                    Some(
+                        json!({"loadbalancer": {"name": name, "vip_subnet_id": lab.subnet_id,
+                                                 "flavor_id": flavor, "availability_zone": zone}}),
+                    ),
+                    201,
+                )
+                .await;
+            v["loadbalancer"]["id"].as_str().expect("lb id").to_string()
+        }
+    };
+
+    let lb = create("gold-east", "east").await;
+    lab.wait_lb_active(&lb, Duration::from_secs(60)).await;
+    let amps = lab
+        .call(
+            Method::GET,
+            &format!("/v2/octavia/amphorae?loadbalancer_id={lb}"),
+            None,
+            200,
+        )
+        .await;
+    let amp = &amps["amphorae"][0];
+    assert_eq!(amp["image_id"], json!(gold), "the flavor's image: {amp}");
+    assert_eq!(amp["compute_flavor"], "m1.gold", "{amp}");
+    assert_eq!(amp["cached_zone"], "zone-b", "on the zone's host: {amp}");
+
+    let stranded = create("gold-nowhere", "nowhere").await;
+    eventually(
+        "the create in a zone without hosts to fail",
+        Duration::from_secs(60),
+        || {
+            let lab = &lab;
+            let stranded = stranded.clone();
+            async move {
+                let v = lab
+                    .call(
+                        Method::GET,
+                        &format!("/v2/lbaas/loadbalancers/{stranded}"),
+                        None,
+                        200,
+                    )
+                    .await;
+                (v["loadbalancer"]["provisioning_status"] == "ERROR").then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(
+        lab.log().contains("zone-x"),
+        "the failure names the zone:\n{}",
+        lab.log()
+    );
+
+    lab.delete_cascade(&stranded).await;
+    lab.delete_cascade(&lb).await;
+    assert_eq!(lab.amphora_leftovers(), Vec::<String>::new());
+}
