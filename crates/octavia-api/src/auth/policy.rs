@@ -384,14 +384,14 @@ impl PolicyEngine {
 }
 
 fn parse_file(path: &Path, text: &str) -> Result<Vec<(String, Check)>, PolicyError> {
-    if text.trim().is_empty() {
-        return Ok(vec![]);
-    }
-    let map: HashMap<String, String> =
-        serde_yaml::from_str(text).map_err(|source| PolicyError::Format {
+    // An empty file, or one of comments only (as oslo's sample generator writes it), is a
+    // YAML null: no overrides.
+    let map: HashMap<String, String> = serde_yaml::from_str::<Option<_>>(text)
+        .map_err(|source| PolicyError::Format {
             path: path.to_path_buf(),
             source,
-        })?;
+        })?
+        .unwrap_or_default();
     map.into_iter()
         .map(|(rule, check)| {
             Check::parse(&check)
@@ -524,6 +524,26 @@ mod tests {
         e.file.lock().unwrap().checked = Instant::now() - RECHECK;
         assert!(!e.authorize(&lb_post, Some("p"), &creds("p", &["member"])));
         assert!(e.authorize(&rule("loadbalancer", "get_one"), Some("p"), &reader));
+    }
+
+    #[test]
+    fn a_file_of_comments_or_nothing_keeps_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        let member = creds("p", &["member"]);
+        for text in [
+            "",
+            "\n",
+            "# \"os_load-balancer_api:loadbalancer:post\": \"!\"\n",
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = PolicyEngine::new(PolicySettings {
+                policy_file: Some(path.clone()),
+                enforce_new_defaults: false,
+            })
+            .unwrap_or_else(|err| panic!("{text:?}: {err}"));
+            assert!(e.authorize(&rule("loadbalancer", "post"), Some("p"), &member));
+        }
     }
 
     #[test]

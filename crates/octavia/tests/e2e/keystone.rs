@@ -22,7 +22,8 @@ const SUBNET: &str = "7d5f0b8e-2a43-4d1c-9c6e-5b1f3e2a9d44";
 struct Aio {
     base: String,
     proc: Proc,
-    _dir: tempfile::TempDir,
+    /// Holds `policy.yaml`, `[oslo_policy] policy_file`.
+    dir: tempfile::TempDir,
 }
 
 impl Aio {
@@ -42,6 +43,9 @@ connection = "sqlite://{db}/octavia.db"
 [task_flow]
 poll_interval = "50ms"
 
+[oslo_policy]
+policy_file = "{policy}"
+
 [keystone_authtoken]
 auth_url = "{v3}"
 username = "{user}"
@@ -49,21 +53,25 @@ password = "{password}"
 project_name = "{project}"
 "#,
             db = dir.path().display(),
+            policy = dir.path().join("policy.yaml").display(),
             v3 = ks.v3(),
             user = service.name,
             password = service.password,
             project = service.project,
         );
+        // The operator's overrides: none yet (a file of comments, as oslo's sample generator
+        // writes one).
+        std::fs::write(
+            dir.path().join("policy.yaml"),
+            "# \"os_load-balancer_api:loadbalancer:post\": \"rule:load-balancer:write\"\n",
+        )
+        .unwrap();
         let path = dir.path().join("aio.toml");
         std::fs::write(&path, config).unwrap();
         let proc = Proc::start("all-in-one", env!("CARGO_BIN_EXE_octavia"), &path, &[]);
         let base = format!("http://127.0.0.1:{port}");
         wait_api(&base).await;
-        Aio {
-            base,
-            proc,
-            _dir: dir,
-        }
+        Aio { base, proc, dir }
     }
 }
 
@@ -281,6 +289,42 @@ async fn every_route_answers_each_keystone_role_as_octavias_default_policy() {
         )
         .await;
     assert_eq!(all["loadbalancers"], json!([]), "{all}");
+
+    // The operator lets readers create: the running API re-reads its policy file.
+    std::fs::write(
+        aio.dir.path().join("policy.yaml"),
+        "\"os_load-balancer_api:loadbalancer:post\": \"rule:load-balancer:read\"\n",
+    )
+    .unwrap();
+    let create = json!({"loadbalancer": {"vip_subnet_id": SUBNET, "name": "by-a-reader"}});
+    let made = eventually(
+        "the reader's create allowed by the changed policy file",
+        Duration::from_secs(10),
+        || async {
+            let (status, body) = d
+                .call(
+                    Persona::Reader,
+                    "POST",
+                    "/v2/lbaas/loadbalancers",
+                    Some(create.clone()),
+                )
+                .await;
+            match status {
+                201 => Some(body),
+                403 => None,
+                _ => panic!("{status}: {body}"),
+            }
+        },
+    )
+    .await;
+    assert_eq!(made["loadbalancer"]["project_id"], json!(owner), "{made}");
+    d.settle().await;
+    // Other rules keep their defaults: a reader still cannot delete.
+    let path = format!(
+        "/v2/lbaas/loadbalancers/{}",
+        made["loadbalancer"]["id"].as_str().unwrap()
+    );
+    assert_eq!(d.call(Persona::Reader, "DELETE", &path, None).await.0, 403);
 
     people.delete(&ks).await;
 }
