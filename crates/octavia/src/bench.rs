@@ -296,21 +296,7 @@ async fn keystone_get_one(
         let server = server?;
         let ids = Arc::new(hundred_load_balancers(client, &server.base, &member).await?);
         let addr = server.base.trim_start_matches("http://").to_string();
-        let sample = load(
-            &addr,
-            args.concurrency,
-            args.seconds,
-            200,
-            Arc::new(move |i| {
-                raw_request(
-                    "GET",
-                    &format!("/v2/lbaas/loadbalancers/{}", ids[i % ids.len()]),
-                    Some(&member),
-                    None,
-                )
-            }),
-        )
-        .await;
+        let sample = get_one(&addr, args, ids, member).await;
         sample.print("GET one, Keystone token");
         Ok::<Sample, anyhow::Error>(sample)
     }
@@ -584,6 +570,25 @@ async fn wait_active(
     }
 }
 
+/// GET-one: each connection reads the load balancers of `ids` in turn, as `auth`.
+async fn get_one(addr: &str, args: &BenchArgs, ids: Arc<Vec<String>>, auth: Auth) -> Sample {
+    load(
+        addr,
+        args.concurrency,
+        args.seconds,
+        200,
+        Arc::new(move |i| {
+            raw_request(
+                "GET",
+                &format!("/v2/lbaas/loadbalancers/{}", ids[i % ids.len()]),
+                Some(&auth),
+                None,
+            )
+        }),
+    )
+    .await
+}
+
 async fn bench_engine(engine: &str, args: &BenchArgs) -> anyhow::Result<()> {
     println!(
         "\n## {engine}: all-in-one with noop drivers, {} connections, {} s per phase",
@@ -610,22 +615,7 @@ async fn bench_engine(engine: &str, args: &BenchArgs) -> anyhow::Result<()> {
     .await;
     baseline.print("baseline GET / (no db)");
 
-    let idsc = ids.clone();
-    let get_one = load(
-        &addr,
-        args.concurrency,
-        args.seconds,
-        200,
-        Arc::new(move |i| {
-            raw_request(
-                "GET",
-                &format!("/v2/lbaas/loadbalancers/{}", idsc[i % idsc.len()]),
-                Some(&project),
-                None,
-            )
-        }),
-    )
-    .await;
+    let get_one = get_one(&addr, args, ids.clone(), project.clone()).await;
     get_one.print("GET one load balancer");
     let keystone = match (&args.keystone_url, &args.keystone_admin_password) {
         (Some(url), Some(password)) => {
