@@ -24,6 +24,18 @@ pub const PROMETHEUS_EXPORTER_ADDR: &str = "127.0.0.1:9101";
 /// PROMETHEUS listener. It serves HAProxy's metrics renamed to Octavia's `octavia_*` names.
 pub const PROMETHEUS_PROXY_ADDR: &str = "127.0.0.1:9102";
 
+/// The directory, under the agent's base path (`[haproxy_amphora] base_path`), of keepalived's
+/// files (reference §4: `vrrp/octavia-keepalived.{conf,pid,log}`, `vrrp/check_script.sh`).
+pub const VRRP_DIR: &str = "vrrp";
+
+/// keepalived's configuration in [`VRRP_DIR`], as `PUT /1.0/vrrp/upload` stores it.
+pub const KEEPALIVED_CONFIG_FILE: &str = "octavia-keepalived.conf";
+
+/// The check script in [`VRRP_DIR`] that the rendered keepalived configuration tracks
+/// (`vrrp_script`); the agent installs it with the configuration. It exits non-zero when a
+/// HAProxy of the amphora does not serve, which moves the VIP to the peer.
+pub const VRRP_CHECK_SCRIPT_FILE: &str = "check_script.sh";
+
 /// `GET /`: the API version the agent speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiVersion {

@@ -1,4 +1,9 @@
-//! Pure rendering of the load-balancing model into the text HAProxy runs in an amphora.
+//! Pure rendering of the load-balancing model into the text HAProxy and keepalived run in an
+//! amphora.
+//!
+//! [`render_keepalived`] writes the VRRP configuration of one amphora of an ACTIVE_STANDBY load
+//! balancer (reference §11.2; its differences from Octavia are on the function). Its golden
+//! files are checked by the real `keepalived -t`.
 //!
 //! [`render_haproxy`] turns one load balancer and its children into the single combined
 //! `haproxy.cfg` that the amphora agent starts in master-worker mode (`haproxy -W`, seamless
@@ -51,6 +56,7 @@ mod error;
 mod escape;
 mod expected_codes;
 mod haproxy;
+mod keepalived;
 mod log_format;
 mod settings;
 pub mod support;
@@ -59,6 +65,10 @@ pub use error::{RenderError, Subject};
 pub use escape::escape_word;
 pub use expected_codes::parse_expected_codes;
 pub use haproxy::{backend_name, render_haproxy, stats_socket_path, RenderInput};
+pub use keepalived::{
+    keepalived_check_script_path, render_keepalived, vrrp_priority, KeepalivedInput,
+    KeepalivedSettings, VrrpHostRoute, VrrpVip, BACKUP_PRIORITY, MASTER_PRIORITY,
+};
 pub use settings::{
     max_global_maxconn_for_fd_limit, RenderSettings, DEFAULT_USER_LOG_FORMAT, HAPROXY_MAX_MAXCONN,
 };

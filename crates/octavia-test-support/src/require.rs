@@ -1,4 +1,5 @@
-//! Tests that need a piece of the machine (root, iproute2, HAProxy, python3, a binary):
+//! Tests that need a piece of the machine (root, iproute2, HAProxy, keepalived, python3, a
+//! binary):
 //! where a piece is missing the test is skipped with the reason printed, except under
 //! `CI=true`, where the test fails: CI must never skip one silently.
 
@@ -67,17 +68,31 @@ pub fn haproxy_bin() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("HAPROXY_BIN") {
         return Some(PathBuf::from(p));
     }
+    find_program("haproxy")
+}
+
+/// The first file named `name` on `PATH` or in the sbin directories, if any.
+pub fn find_program(name: &str) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
     dirs.extend(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|d| d.join("haproxy"))
-        .find(|p| p.is_file())
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 /// The HAProxy binary for `test`, or `None` when the test is skipped (see [`require`]).
 pub fn haproxy(test: &str) -> Option<PathBuf> {
     let bin = haproxy_bin();
     require(test, &[("HAProxy (or HAPROXY_BIN)", bin.is_some())]).then_some(bin)?
+}
+
+/// The keepalived binary (the first `keepalived` on `PATH` or in the sbin directories), if any.
+pub fn keepalived_bin() -> Option<PathBuf> {
+    find_program("keepalived")
+}
+
+/// The keepalived binary for `test`, or `None` when the test is skipped (see [`require`]).
+pub fn keepalived(test: &str) -> Option<PathBuf> {
+    let bin = keepalived_bin();
+    require(test, &[("keepalived", bin.is_some())]).then_some(bin)?
 }
