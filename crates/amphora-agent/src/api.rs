@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::AgentError;
 use crate::haproxy::{Action, Outcome};
+use crate::keepalived;
 use crate::{host, is_safe_id, netif, Agent};
 
 /// Largest request body (HAProxy configurations, certificates).
@@ -36,7 +37,8 @@ impl IntoResponse for AgentError {
                 StatusCode::BAD_REQUEST,
                 Message::with_details(message, details),
             ),
-            AgentError::InvalidHaproxyConfig(output) => (
+            AgentError::InvalidHaproxyConfig(output)
+            | AgentError::InvalidKeepalivedConfig(output) => (
                 StatusCode::BAD_REQUEST,
                 Message::with_details("Invalid request", output),
             ),
@@ -88,7 +90,9 @@ pub fn router(agent: Arc<Agent>, request_timeout: Duration) -> Router {
         .route("/config", put(put_config))
         .route("/interface/{ip}", get(interface))
         .route("/plug/vip/{vip}", post(plug_vip))
-        .route("/plug/network", post(plug_network));
+        .route("/plug/network", post(plug_network))
+        .route("/vrrp/upload", put(upload_vrrp))
+        .route("/vrrp/{action}", put(vrrp_action));
     Router::new()
         .route("/", get(root))
         .nest("/1.0", v1)
@@ -154,7 +158,7 @@ async fn info_of(agent: &Agent) -> Info {
         hostname: host::hostname(),
         haproxy_version: agent.haproxy().version().await,
         api_version: API_VERSION.to_owned(),
-        keepalived_version: None,
+        keepalived_version: agent.keepalived().version().await,
         ipvsadm_version: None,
     }
 }
@@ -174,11 +178,18 @@ async fn details(State(agent): AppState) -> Json<Details> {
         .map(|(id, _)| id)
         .collect();
     let base_path = agent.config().haproxy_amphora.base_path;
+    let vrrp = agent.keepalived();
+    let topology = if vrrp.configured() {
+        "ACTIVE_STANDBY"
+    } else {
+        "SINGLE"
+    };
+    let vip_held = vip_held(&vrrp.vips()).await;
     Json(Details {
         hostname: info.hostname,
         haproxy_version: info.haproxy_version,
         api_version: info.api_version,
-        keepalived_version: None,
+        keepalived_version: info.keepalived_version,
         ipvsadm_version: None,
         networks: host::networks(),
         active: true,
@@ -189,12 +200,32 @@ async fn details(State(agent): AppState) -> Json<Details> {
         disk: host::disk(&base_path),
         load: host::load(),
         active_tuned_profiles: String::new(),
-        topology: "SINGLE".to_owned(),
+        topology: topology.to_owned(),
         topology_status: "OK".to_owned(),
         listeners,
         packages: Default::default(),
         lvs_listener_process_count: 0,
+        vip_held,
     })
+}
+
+/// Whether every VIP of the keepalived configuration is on an interface of this amphora
+/// (`None` without a keepalived configuration, or when the interfaces cannot be read).
+async fn vip_held(vips: &[IpAddr]) -> Option<bool> {
+    if vips.is_empty() {
+        return None;
+    }
+    for vip in vips {
+        match netif::interface_of(*vip).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Some(false),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the interfaces for vip_held");
+                return None;
+            }
+        }
+    }
+    Some(true)
 }
 
 async fn listeners(State(agent): AppState) -> Json<Vec<ListenerStatus>> {
@@ -355,5 +386,29 @@ async fn plug_network(body: Bytes) -> ApiResult {
     Ok(ok(
         StatusCode::ACCEPTED,
         Message::with_details("OK", format!("Plugged on interface {interface}")),
+    ))
+}
+
+async fn upload_vrrp(State(agent): AppState, body: Bytes) -> ApiResult {
+    let md5 = agent.keepalived().upload_config(&body).await?;
+    Ok(with_etag(ok(StatusCode::OK, Message::new("OK")), &md5))
+}
+
+async fn vrrp_action(State(agent): AppState, Path(action): Path<String>) -> ApiResult {
+    let Some(parsed) = Action::parse(&action) else {
+        return Err(AgentError::bad_request(
+            "Invalid Request",
+            format!("Unknown action: {action}"),
+        ));
+    };
+    let details = match agent.keepalived().act(parsed).await? {
+        keepalived::Outcome::Started => "keepalived started",
+        keepalived::Outcome::Reloaded => "keepalived reloaded",
+        keepalived::Outcome::Stopped => "keepalived stopped",
+        keepalived::Outcome::NotRunning => "keepalived was not running",
+    };
+    Ok(ok(
+        StatusCode::ACCEPTED,
+        Message::with_details("OK", details),
     ))
 }

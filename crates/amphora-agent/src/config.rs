@@ -95,6 +95,9 @@ pub struct HaproxyAmphoraSection {
     /// The HAProxy binary.
     #[serde(default = "default_haproxy_cmd")]
     pub haproxy_cmd: PathBuf,
+    /// The keepalived binary (ACTIVE_STANDBY amphorae; Octavia's `KEEPALIVED_CMD`).
+    #[serde(default = "default_keepalived_cmd")]
+    pub keepalived_cmd: PathBuf,
 }
 
 impl Default for HaproxyAmphoraSection {
@@ -105,6 +108,7 @@ impl Default for HaproxyAmphoraSection {
             bind_host: default_bind_host(),
             bind_port: default_bind_port(),
             haproxy_cmd: default_haproxy_cmd(),
+            keepalived_cmd: default_keepalived_cmd(),
         }
     }
 }
@@ -254,6 +258,9 @@ fn default_bind_port() -> u16 {
 }
 fn default_haproxy_cmd() -> PathBuf {
     PathBuf::from("/usr/sbin/haproxy")
+}
+fn default_keepalived_cmd() -> PathBuf {
+    PathBuf::from("/usr/sbin/keepalived")
 }
 fn default_heartbeat_interval() -> Duration {
     Duration::from_secs(10)

@@ -32,6 +32,9 @@ pub enum AgentError {
     /// HAProxy refused the configuration (`haproxy -c`); its output is attached.
     #[error("invalid haproxy configuration: {0}")]
     InvalidHaproxyConfig(String),
+    /// keepalived refused the configuration (`keepalived -t`); its output is attached.
+    #[error("invalid keepalived configuration: {0}")]
+    InvalidKeepalivedConfig(String),
     /// The object named by the request does not exist.
     #[error("{message}: {details}")]
     NotFound {

@@ -584,7 +584,7 @@ pub fn md5_hex(data: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn signal(pid: i32, sig: Signal) -> Result<()> {
+pub(crate) fn signal(pid: i32, sig: Signal) -> Result<()> {
     let target = Pid::from_raw(pid).ok_or_else(|| AgentError::Command {
         command: "kill".into(),
         details: format!("invalid pid {pid}"),
@@ -595,8 +595,9 @@ fn signal(pid: i32, sig: Signal) -> Result<()> {
     })
 }
 
-/// Whether `pid` is a live (not zombie) HAProxy started with `config`; guards against pid reuse.
-fn is_our_haproxy(pid: i32, config: &Path) -> bool {
+/// Whether `pid` is a live (not zombie) process started with `config` among its arguments
+/// (HAProxy's or keepalived's configuration file); guards against pid reuse.
+pub(crate) fn is_our_haproxy(pid: i32, config: &Path) -> bool {
     if pid <= 0 {
         return false;
     }
@@ -661,7 +662,7 @@ fn parent_pid(stat: &str) -> Option<i32> {
 }
 
 /// Whether `pid` runs (exists and is not a zombie).
-fn alive(pid: i32) -> bool {
+pub(crate) fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| {
@@ -672,7 +673,8 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-fn tail(path: &Path) -> String {
+/// The last ten lines of a log file.
+pub(crate) fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(10)..].join("\n")

@@ -1,5 +1,6 @@
 //! The heartbeat sender: every `heartbeat_interval`, one signed v3 heartbeat with the status and
-//! counters of every running load balancer, to the next health manager of the list (round-robin).
+//! counters of every running load balancer, to the next health manager of the list (round-robin);
+//! none while keepalived is configured but dead (reference §5.1).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use tokio::sync::watch;
 use crate::config::{AgentConfig, HeartbeatKey};
 use crate::fsutil;
 use crate::haproxy::HaproxyManager;
+use crate::keepalived::KeepalivedManager;
 use crate::stats;
 
 /// What the sender needs; replaced at run time by `PUT /1.0/config`.
@@ -44,6 +46,7 @@ impl HeartbeatSettings {
 /// The sender's state between heartbeats.
 struct Sender {
     haproxy: Arc<HaproxyManager>,
+    keepalived: Arc<KeepalivedManager>,
     counters_path: PathBuf,
     deltas: CounterDeltas,
     seq: u64,
@@ -108,6 +111,12 @@ impl Sender {
             tracing::debug!("no controller_ip_port_list configured, heartbeat not sent");
             return;
         }
+        if self.keepalived.is_dead() {
+            // Octavia's rule: an amphora whose keepalived is configured but dead cannot take
+            // the VIP; its silence makes the controller replace it.
+            tracing::warn!("keepalived is configured but not running, heartbeat not sent");
+            return;
+        }
         let msg = self.message(&settings.amphora_id).await;
         let packet = heartbeat::encode(&msg, key.expose());
         let dest = settings.controllers[self.next % settings.controllers.len()];
@@ -137,6 +146,7 @@ impl Sender {
 /// `counters_path` (Octavia's `stats_counters.json`) so a restarted agent keeps sending deltas.
 pub async fn run(
     haproxy: Arc<HaproxyManager>,
+    keepalived: Arc<KeepalivedManager>,
     counters_path: PathBuf,
     mut settings: watch::Receiver<HeartbeatSettings>,
 ) {
@@ -146,6 +156,7 @@ pub async fn run(
         .unwrap_or_default();
     let mut sender = Sender {
         haproxy,
+        keepalived,
         counters_path,
         deltas,
         seq: 0,

@@ -11,6 +11,7 @@ pub mod fsutil;
 pub mod haproxy;
 pub mod heartbeat;
 pub mod host;
+pub mod keepalived;
 pub mod limits;
 pub mod netif;
 pub mod pingcheck;
@@ -32,6 +33,7 @@ pub use error::{AgentError, Result};
 use certificates::CertificateStore;
 use haproxy::HaproxyManager;
 use heartbeat::HeartbeatSettings;
+use keepalived::KeepalivedManager;
 use tls::ServerCertificate;
 
 /// How often the supervisor checks that every wanted HAProxy runs.
@@ -52,6 +54,7 @@ pub struct Agent {
     config: RwLock<AgentConfig>,
     config_path: Option<PathBuf>,
     haproxy: Arc<HaproxyManager>,
+    keepalived: Arc<KeepalivedManager>,
     certificates: CertificateStore,
     server_cert: Arc<ServerCertificate>,
     heartbeat: watch::Sender<HeartbeatSettings>,
@@ -69,6 +72,11 @@ impl Agent {
     /// The HAProxy manager.
     pub fn haproxy(&self) -> &HaproxyManager {
         &self.haproxy
+    }
+
+    /// The keepalived manager (ACTIVE_STANDBY).
+    pub fn keepalived(&self) -> &KeepalivedManager {
+        &self.keepalived
     }
 
     /// The certificate store.
@@ -201,6 +209,11 @@ pub async fn start(config: AgentConfig, config_path: Option<PathBuf>) -> Result<
         hp.base_path.clone(),
     ));
     haproxy.supervise().await;
+    let keepalived = Arc::new(KeepalivedManager::new(
+        hp.keepalived_cmd.clone(),
+        hp.base_path.clone(),
+    ));
+    keepalived.supervise().await;
     let listener = TcpListener::bind(config.bind_addr())
         .await
         .map_err(|e| AgentError::Config(format!("bind {}: {e}", config.bind_addr())))?;
@@ -217,6 +230,7 @@ pub async fn start(config: AgentConfig, config_path: Option<PathBuf>) -> Result<
         config: RwLock::new(config),
         config_path,
         haproxy: haproxy.clone(),
+        keepalived: keepalived.clone(),
         server_cert,
         heartbeat: heartbeat_tx,
     });
@@ -232,14 +246,21 @@ pub async fn start(config: AgentConfig, config_path: Option<PathBuf>) -> Result<
     });
     let supervisor = {
         let haproxy = haproxy.clone();
+        let keepalived = keepalived.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(SUPERVISE_INTERVAL).await;
                 haproxy.supervise().await;
+                keepalived.supervise().await;
             }
         })
     };
-    let sender = tokio::spawn(heartbeat::run(haproxy, counters_path, heartbeat_rx));
+    let sender = tokio::spawn(heartbeat::run(
+        haproxy,
+        keepalived,
+        counters_path,
+        heartbeat_rx,
+    ));
     tracing::info!(%local_addr, "amphora agent listening");
     let mut background = vec![supervisor, sender];
     let metrics_proxy_addr = metrics_proxy.map(|(addr, task)| {

@@ -1,7 +1,8 @@
 //! End-to-end tests of the amphora agent: mutual TLS, the real HAProxy (config validation,
 //! start, seamless reload under traffic, stop, delete), certificates, heartbeats on a loopback
-//! UDP socket, the plug endpoints inside a network namespace the test creates, and the metrics
-//! proxy of PROMETHEUS listeners over HAProxy's real exporter.
+//! UDP socket, the plug endpoints inside a network namespace the test creates, keepalived (VRRP)
+//! inside such a namespace, and the metrics proxy of PROMETHEUS listeners over HAProxy's real
+//! exporter.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,12 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_rustls::TlsConnector;
 
 const HAPROXY: &str = require::HAPROXY;
+
+/// The keepalived the agents run: the machine's, else Debian's path (tests that need it are
+/// skipped where it is missing).
+fn keepalived_cmd() -> PathBuf {
+    require::keepalived_bin().unwrap_or_else(|| PathBuf::from("/usr/sbin/keepalived"))
+}
 
 /// Whether the agent's HAProxy tests can run (see [`require::require`]).
 fn haproxy_available() -> bool {
@@ -305,11 +312,13 @@ base_cert_dir = "{root}/lib/certs"
 bind_host = "{host}"
 bind_port = {port}
 haproxy_cmd = "{HAPROXY}"
+keepalived_cmd = "{keepalived}"
 
 [health_manager]
 {health}
 "#,
             root = root.display(),
+            keepalived = keepalived_cmd().display(),
             id = pki.amphora_id,
             host = bind.ip(),
             port = bind.port(),
@@ -1839,4 +1848,430 @@ async fn agent_starts_when_the_metrics_proxy_cannot_bind() {
     assert_eq!(root.status, StatusCode::OK);
     running.shutdown();
     drop(taken);
+}
+
+// ---------------------------------------------------------------------------------------------
+// keepalived (VRRP) inside a network namespace
+
+/// Kills the keepalived started under `base` (its process group), also on failure.
+struct KeepalivedGuard {
+    base: PathBuf,
+}
+
+impl Drop for KeepalivedGuard {
+    fn drop(&mut self) {
+        let pidfile = self.base.join("vrrp/octavia-keepalived.pid");
+        if let Some(pid) = std::fs::read_to_string(pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// A keepalived configuration shaped like the renderer's (octavia-render's golden files): one
+/// VRRPv3 instance, 0.1 s adverts, the agent's check script every second.
+fn keepalived_config(base: &Path, vrrp_ip: &str, peer: &str, vips: &[&str]) -> String {
+    let vips: String = vips.iter().map(|v| format!("        {v}\n")).collect();
+    format!(
+        "global_defs {{\n\
+         \x20   vrrp_version 3\n\
+         \x20   script_user root\n\
+         \x20   enable_script_security\n\
+         }}\n\
+         vrrp_script check_script {{\n\
+         \x20   script {base}/vrrp/check_script.sh\n\
+         \x20   interval 1\n\
+         \x20   fall 2\n\
+         \x20   rise 2\n\
+         }}\n\
+         vrrp_instance lb1 {{\n\
+         \x20   state BACKUP\n\
+         \x20   interface eth1\n\
+         \x20   virtual_router_id 1\n\
+         \x20   priority 100\n\
+         \x20   nopreempt\n\
+         \x20   accept\n\
+         \x20   advert_int 0.1\n\
+         \x20   unicast_src_ip {vrrp_ip}\n\
+         \x20   unicast_peer {{\n\
+         \x20       {peer}\n\
+         \x20   }}\n\
+         \x20   virtual_ipaddress {{\n\
+         {vips}\
+         \x20   }}\n\
+         \x20   track_script {{\n\
+         \x20       check_script\n\
+         \x20   }}\n\
+         }}\n",
+        base = base.display(),
+    )
+}
+
+/// An HAProxy the check script can see: its stats socket and one frontend on the namespace's
+/// loopback.
+fn minimal_haproxy_config(base: &Path, lb: &str) -> String {
+    format!(
+        "global\n\
+         \x20   stats socket {base}/{lb}.sock mode 0666 level admin expose-fd listeners\n\
+         \x20   maxconn 100\n\
+         defaults\n\
+         \x20   mode tcp\n\
+         \x20   timeout connect 1s\n\
+         \x20   timeout client 1s\n\
+         \x20   timeout server 1s\n\
+         frontend l1\n\
+         \x20   bind 127.0.0.1:8080\n",
+        base = base.display(),
+    )
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    amphora_agent::haproxy::md5_hex(data)
+}
+
+/// The parent pid in keepalived's pid file, if that process lives.
+fn keepalived_pid(base: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(base.join("vrrp/octavia-keepalived.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+    (state != "Z").then_some(pid)
+}
+
+/// Receives the next heartbeat within `wait`, if any.
+async fn next_heartbeat(socket: &UdpSocket, wait: Duration) -> Option<HeartbeatMessage> {
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = tokio::time::timeout(wait, socket.recv_from(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    decode_any(&buf[..n], "vrrp-key")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vrrp_upload_start_reload_stop_in_a_namespace() {
+    let test = "the agent's keepalived test";
+    if !haproxy_available() || !require::netns(test) || require::keepalived(test).is_none() {
+        return;
+    }
+    let tag = &unique_id()[..8];
+    let octet = std::process::id() % 250 + 1;
+    let mut ns = Netns {
+        name: format!("ampvrrp-{tag}"),
+        host_ifs: vec![format!("akm{}", &tag[2..8])],
+        agent: None,
+    };
+    let name = ns.name.clone();
+    let (mgmt_host, mgmt_ns) = (format!("10.249.{octet}.1"), format!("10.249.{octet}.2"));
+    let (vrrp_ip, peer, vip, vip2) = (
+        format!("10.248.{octet}.5"),
+        format!("10.248.{octet}.6"),
+        format!("10.248.{octet}.10"),
+        format!("10.248.{octet}.11"),
+    );
+    sh(&["ip", "netns", "add", &name]).expect("netns add");
+    let setup = || -> anyhow::Result<()> {
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &ns.host_ifs[0],
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "mgmt0",
+            "netns",
+            &name,
+        ])?;
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{mgmt_host}/30"),
+            "dev",
+            &ns.host_ifs[0],
+        ])?;
+        sh(&["ip", "link", "set", &ns.host_ifs[0], "up"])?;
+        let ns_ip = |args: &[&str]| -> anyhow::Result<String> {
+            let mut all = vec!["ip", "-n", name.as_str()];
+            all.extend_from_slice(args);
+            sh(&all)
+        };
+        // The VIP network: both ends of a veth inside the namespace; the peer never answers,
+        // so this keepalived is a lone MASTER.
+        ns_ip(&[
+            "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p",
+        ])?;
+        ns_ip(&["addr", "add", &format!("{mgmt_ns}/30"), "dev", "mgmt0"])?;
+        ns_ip(&["addr", "add", &format!("{vrrp_ip}/24"), "dev", "eth1"])?;
+        for dev in ["lo", "mgmt0", "eth1", "eth1p"] {
+            ns_ip(&["link", "set", dev, "up"])?;
+        }
+        Ok(())
+    };
+    setup().expect("namespace setup");
+
+    let hm = UdpSocket::bind(format!("{mgmt_host}:0"))
+        .await
+        .expect("udp health manager");
+    let health = format!(
+        "controller_ip_port_list = [\"{}\"]\nheartbeat_interval = \"200ms\"\nheartbeat_key = \"vrrp-key\"\n",
+        hm.local_addr().expect("addr"),
+    );
+    let bind: SocketAddr = format!("{mgmt_ns}:9443").parse().expect("addr");
+    let amp = Amphora::new(bind, &health);
+    let base = amp.base();
+    let _haproxy = amp.guard();
+    let _keepalived = KeepalivedGuard { base: base.clone() };
+    ns.agent = Some(
+        std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &name,
+                env!("CARGO_BIN_EXE_amphora-agent"),
+                "--config",
+            ])
+            .arg(&amp.config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn agent in namespace"),
+    );
+    let client = amp.pki.client();
+    eventually(
+        "agent in namespace answers",
+        Duration::from_secs(20),
+        || {
+            let client = client.clone();
+            async move {
+                let r = client
+                    .call(bind, Method::GET, "/", Bytes::new())
+                    .await
+                    .ok()?;
+                (r.status == StatusCode::OK).then_some(())
+            }
+        },
+    )
+    .await;
+    let has = |addr: &str| ns_has_addr(&name, "eth1", addr);
+
+    // GET /info reports keepalived's version.
+    let info = client.get(bind, "/1.0/info").await.json();
+    let version = info["keepalived_version"].as_str().unwrap_or("").to_owned();
+    assert!(
+        version.starts_with(|c: char| c.is_ascii_digit()) && version.contains('.'),
+        "{info}"
+    );
+
+    // Nothing uploaded: a clear error, nothing started.
+    let early = client.put(bind, "/1.0/vrrp/start", "").await;
+    assert_eq!(early.status, StatusCode::NOT_FOUND, "{:?}", early.body);
+    assert!(
+        early.json()["details"]
+            .as_str()
+            .unwrap_or("")
+            .contains("PUT /1.0/vrrp/upload"),
+        "{}",
+        early.json()
+    );
+    assert!(keepalived_pid(&base).is_none());
+    let details = client.get(bind, "/1.0/details").await.json();
+    assert_eq!(details["topology"], "SINGLE");
+    assert!(details.get("vip_held").is_none(), "{details}");
+
+    // A configuration keepalived refuses: 400 with keepalived's words, nothing installed.
+    let good = keepalived_config(&base, &vrrp_ip, &peer, &[&vip]);
+    let broken = good.replace("    nopreempt\n", "    nopreempt\n    no_such_keyword 1\n");
+    let refused = client.put(bind, "/1.0/vrrp/upload", broken.clone()).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        refused.body
+    );
+    assert!(
+        refused.json()["details"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no_such_keyword"),
+        "{}",
+        refused.json()
+    );
+    assert!(!base.join("vrrp/octavia-keepalived.conf").exists());
+
+    // An HAProxy, so the check script passes.
+    let lb = unique_id();
+    let put = client
+        .put(
+            bind,
+            &format!("/1.0/loadbalancer/{}/{lb}/haproxy", amp.pki.amphora_id),
+            minimal_haproxy_config(&base, &lb),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::ACCEPTED, "{:?}", put.body);
+    let started = client
+        .put(bind, &format!("/1.0/loadbalancer/{lb}/start"), "")
+        .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{:?}", started.body);
+
+    // Upload: 200 with the MD5 as ETag, the config and the check scripts installed.
+    let uploaded = client.put(bind, "/1.0/vrrp/upload", good.clone()).await;
+    assert_eq!(uploaded.status, StatusCode::OK, "{:?}", uploaded.body);
+    assert_eq!(uploaded.etag(), md5_hex(good.as_bytes()));
+    assert_eq!(
+        std::fs::read_to_string(base.join("vrrp/octavia-keepalived.conf")).expect("conf"),
+        good
+    );
+    for script in [
+        "vrrp/check_script.sh",
+        "vrrp/check_scripts/haproxy_check_script.sh",
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(base.join(script))
+            .expect(script)
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755, "{script}");
+    }
+    let bogus = client.put(bind, "/1.0/vrrp/restart", "").await;
+    assert_eq!(bogus.status, StatusCode::BAD_REQUEST);
+
+    // Start: the process runs with our configuration and, a lone MASTER after its advert
+    // timeout, holds the VIP.
+    let start = client.put(bind, "/1.0/vrrp/start", "").await;
+    assert_eq!(start.status, StatusCode::ACCEPTED, "{:?}", start.body);
+    assert_eq!(start.json()["details"], "keepalived started");
+    let pid = keepalived_pid(&base).expect("keepalived runs after start");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("octavia-keepalived.conf"),
+        "{}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    eventually("the VIP on eth1", Duration::from_secs(10), || async {
+        has(&vip).then_some(())
+    })
+    .await;
+    let details = client.get(bind, "/1.0/details").await.json();
+    assert_eq!(details["topology"], "ACTIVE_STANDBY", "{details}");
+    assert_eq!(details["vip_held"], true, "{details}");
+    let hb = next_heartbeat(&hm, Duration::from_secs(5)).await;
+    assert!(hb.is_some(), "heartbeats flow while keepalived runs");
+
+    // A refused upload keeps the running configuration and process.
+    let refused = client.put(bind, "/1.0/vrrp/upload", broken).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        std::fs::read_to_string(base.join("vrrp/octavia-keepalived.conf")).expect("conf"),
+        good
+    );
+    assert_eq!(keepalived_pid(&base), Some(pid));
+
+    // Reload: a second VIP appears, same process.
+    let two = keepalived_config(&base, &vrrp_ip, &peer, &[&vip, &vip2]);
+    let uploaded = client.put(bind, "/1.0/vrrp/upload", two.clone()).await;
+    assert_eq!(uploaded.status, StatusCode::OK, "{:?}", uploaded.body);
+    let reload = client.put(bind, "/1.0/vrrp/reload", "").await;
+    assert_eq!(reload.status, StatusCode::ACCEPTED, "{:?}", reload.body);
+    eventually(
+        "the second VIP after reload",
+        Duration::from_secs(10),
+        || async { has(&vip2).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        keepalived_pid(&base),
+        Some(pid),
+        "a reload keeps the process"
+    );
+    // Start on a running daemon is a reload.
+    let again = client.put(bind, "/1.0/vrrp/START", "").await;
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    assert_eq!(again.json()["details"], "keepalived reloaded");
+    assert_eq!(keepalived_pid(&base), Some(pid));
+
+    // keepalived killed (its whole process group, SIGKILL): the agent's supervisor starts
+    // it again, and it holds the VIP again.
+    rustix::process::kill_process_group(
+        rustix::process::Pid::from_raw(pid).expect("pid"),
+        rustix::process::Signal::KILL,
+    )
+    .expect("kill keepalived");
+    eventually("keepalived restarted", Duration::from_secs(15), || async {
+        keepalived_pid(&base).filter(|p| *p != pid)
+    })
+    .await;
+    eventually(
+        "the VIP after the restart",
+        Duration::from_secs(10),
+        || async { has(&vip).then_some(()) },
+    )
+    .await;
+
+    // The check script: HAProxy stopped, keepalived gives up the VIP; started again, it
+    // takes it back.
+    let stop_lb = client
+        .put(bind, &format!("/1.0/loadbalancer/{lb}/stop"), "")
+        .await;
+    assert_eq!(stop_lb.status, StatusCode::ACCEPTED);
+    eventually(
+        "the VIP released without HAProxy",
+        Duration::from_secs(15),
+        || async { (!has(&vip) && !has(&vip2)).then_some(()) },
+    )
+    .await;
+    let details = client.get(bind, "/1.0/details").await.json();
+    assert_eq!(details["vip_held"], false, "{details}");
+    let start_lb = client
+        .put(bind, &format!("/1.0/loadbalancer/{lb}/start"), "")
+        .await;
+    assert_eq!(start_lb.status, StatusCode::ACCEPTED);
+    eventually(
+        "the VIP back with HAProxy",
+        Duration::from_secs(15),
+        || async { has(&vip).then_some(()) },
+    )
+    .await;
+
+    // Stop: the process exits, the VIPs go, and with keepalived configured but dead the
+    // amphora sends no heartbeat.
+    let stop = client.put(bind, "/1.0/vrrp/stop", "").await;
+    assert_eq!(stop.status, StatusCode::ACCEPTED, "{:?}", stop.body);
+    assert_eq!(stop.json()["details"], "keepalived stopped");
+    assert!(keepalived_pid(&base).is_none());
+    eventually(
+        "the VIPs gone after stop",
+        Duration::from_secs(10),
+        || async { (!has(&vip) && !has(&vip2)).then_some(()) },
+    )
+    .await;
+    // Drain what was sent before the stop, then nothing for ten intervals.
+    let quiet_from = Instant::now();
+    while next_heartbeat(&hm, Duration::from_millis(600))
+        .await
+        .is_some()
+    {
+        assert!(
+            quiet_from.elapsed() < Duration::from_secs(5),
+            "heartbeats go on with keepalived dead"
+        );
+    }
+    assert!(
+        next_heartbeat(&hm, Duration::from_secs(2)).await.is_none(),
+        "a heartbeat was sent with keepalived configured but dead"
+    );
+    let stopped_again = client.put(bind, "/1.0/vrrp/stop", "").await;
+    assert_eq!(
+        stopped_again.json()["details"],
+        "keepalived was not running"
+    );
 }

@@ -218,6 +218,11 @@ pub struct Details {
     /// Number of keepalived-LVS processes (UDP/SCTP listeners).
     #[serde(default, deserialize_with = "lenient_u64")]
     pub lvs_listener_process_count: u64,
+    /// Ours, not Octavia's: whether every VIP of the amphora's keepalived configuration is on
+    /// one of its interfaces, i.e. whether this amphora holds the VIP (ACTIVE_STANDBY). Absent
+    /// without a keepalived configuration; Octavia's agent never sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vip_held: Option<bool>,
 }
 
 /// One entry of `GET /1.0/listeners`.
