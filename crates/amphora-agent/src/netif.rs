@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use amphora_proto::agent::{HostRoute, PlugNetwork, PlugVip};
+use amphora_proto::agent::{HostRoute, PlugNetwork, PlugTopology, PlugVip};
 use serde::Deserialize;
 use tokio::process::Command;
 
@@ -154,12 +154,61 @@ async fn set_mtu(dev: &str, mtu: Option<u32>) -> Result<()> {
     Ok(())
 }
 
+/// Whether keepalived, not the agent, holds the VIP of `plug` (ACTIVE_STANDBY).
+fn keepalived_holds_vip(plug: &PlugVip) -> bool {
+    plug.topology == Some(PlugTopology::ActiveStandby)
+}
+
+/// An ACTIVE_STANDBY plug must name the amphora's own address: the VIP is keepalived's.
+fn check_vrrp_ip(plug: &PlugVip) -> Result<()> {
+    if keepalived_holds_vip(plug) && plug.vrrp_ip.is_none() {
+        return Err(AgentError::bad_request(
+            "Invalid VRRP Address",
+            "an ACTIVE_STANDBY plug needs the amphora's vrrp_ip",
+        ));
+    }
+    Ok(())
+}
+
+/// Let HAProxy bind the VIP while keepalived has not put it here (the standby amphora), as
+/// Octavia's amphora image does with `net.ipv{4,6}.ip_nonlocal_bind` in its namespace. The
+/// setting belongs to the network namespace the agent runs in.
+async fn allow_nonlocal_bind(vip: IpAddr) -> Result<()> {
+    let path = if vip.is_ipv4() {
+        "/proc/sys/net/ipv4/ip_nonlocal_bind"
+    } else {
+        "/proc/sys/net/ipv6/ip_nonlocal_bind"
+    };
+    tokio::fs::write(path, "1")
+        .await
+        .map_err(|e| AgentError::Command {
+            command: format!("write 1 to {path}"),
+            details: e.to_string(),
+        })
+}
+
 /// Addresses, routes and the source rule of a VIP (and its additional VIPs) on `dev`.
+///
+/// ACTIVE_STANDBY (as Octavia's agent does): only the amphora's own `vrrp_ip` and the subnet's
+/// host routes in the main table; the VIP addresses, their table-1 routes and their source
+/// rules are keepalived's (`virtual_ipaddress`, `virtual_routes`, `virtual_rules`), so only
+/// the amphora that holds the VIP has them.
 async fn configure_vip(dev: &str, vip: IpAddr, plug: &PlugVip) -> Result<()> {
     let len = prefix_len(&plug.subnet_cidr, vip)?;
+    check_vrrp_ip(plug)?;
     if let Some(vrrp_ip) = plug.vrrp_ip {
         let len = prefix_len(&plug.subnet_cidr, vrrp_ip)?;
         ip(&["addr", "add", &format!("{vrrp_ip}/{len}"), "dev", dev]).await?;
+    }
+    if keepalived_holds_vip(plug) {
+        allow_nonlocal_bind(vip).await?;
+        ip(&["link", "set", "dev", dev, "up"]).await?;
+        add_routes(dev, &plug.host_routes, None).await?;
+        for extra in &plug.additional_vips {
+            prefix_len(&extra.subnet_cidr, extra.ip_address)?;
+            add_routes(dev, &extra.host_routes, None).await?;
+        }
+        return Ok(());
     }
     ip(&["addr", "add", &format!("{vip}/{len}"), "dev", dev]).await?;
     ip(&["link", "set", "dev", dev, "up"]).await?;
@@ -232,11 +281,15 @@ async fn configure_vip(dev: &str, vip: IpAddr, plug: &PlugVip) -> Result<()> {
 /// `POST /plug/vip/{vip}`: configures the interface with `plug.mac_address`; returns its name.
 pub async fn plug_vip(vip: IpAddr, plug: &PlugVip) -> Result<String> {
     prefix_len(&plug.subnet_cidr, vip)?;
+    check_vrrp_ip(plug)?;
     let link = link_by_mac(&plug.mac_address).await?;
     refuse_if_plugged(&link)?;
     set_mtu(&link.ifname, plug.mtu).await?;
     configure_vip(&link.ifname, vip, plug).await?;
-    announce(&link.ifname, vip);
+    // keepalived announces the VIP itself when it takes it (ACTIVE_STANDBY).
+    if !keepalived_holds_vip(plug) {
+        announce(&link.ifname, vip);
+    }
     tracing::info!(%vip, interface = %link.ifname, "vip plugged");
     Ok(link.ifname)
 }

@@ -1070,7 +1070,7 @@ fn sh(args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// A namespace with a management veth (the agent listens on it) and two unconfigured tenant
+/// A namespace with a management veth (the agent listens on it) and three unconfigured tenant
 /// ports; deleted with everything in it on drop, and the agent process killed.
 struct Netns {
     name: String,
@@ -1119,6 +1119,7 @@ async fn plug_endpoints_configure_interfaces_in_the_namespace() {
             format!("amm{tag}"),
             format!("amv{tag}"),
             format!("amn{tag}"),
+            format!("ams{tag}"),
         ],
         agent: None,
     };
@@ -1126,6 +1127,7 @@ async fn plug_endpoints_configure_interfaces_in_the_namespace() {
     let (mgmt_host, mgmt_ns) = (format!("10.252.{octet}.1"), format!("10.252.{octet}.2"));
     let vip_mac = "02:5a:00:00:00:01";
     let net_mac = "02:5a:00:00:00:02";
+    let standby_mac = "02:5a:00:00:00:03";
     sh(&["ip", "netns", "add", &name]).expect("netns add");
     let setup = || -> anyhow::Result<()> {
         sh(&[
@@ -1168,6 +1170,21 @@ async fn plug_endpoints_configure_interfaces_in_the_namespace() {
             "net0",
             "address",
             net_mac,
+            "netns",
+            &name,
+        ])?;
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &ns.host_ifs[3],
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vip1",
+            "address",
+            standby_mac,
             "netns",
             &name,
         ])?;
@@ -1300,6 +1317,68 @@ async fn plug_endpoints_configure_interfaces_in_the_namespace() {
         )
         .await;
     assert_eq!(bad_body.status, StatusCode::BAD_REQUEST);
+
+    // POST /plug/vip/{vip} of an ACTIVE_STANDBY amphora: its vrrp_ip only; the VIP, its
+    // table-1 routes and its source rule are left to keepalived.
+    let standby_body = serde_json::json!({
+        "subnet_cidr": "10.254.3.0/24", "gateway": "10.254.3.1", "mac_address": standby_mac,
+        "vrrp_ip": "10.254.3.5", "topology": "ACTIVE_STANDBY",
+        "host_routes": [{"nexthop": "10.254.3.254", "destination": "10.254.8.0/24"}]
+    });
+    let plugged = client
+        .post(bind, "/1.0/plug/vip/10.254.3.10", standby_body.clone())
+        .await;
+    assert_eq!(plugged.status, StatusCode::ACCEPTED, "{:?}", plugged.body);
+    assert!(ns_has_addr(&name, "vip1", "10.254.3.5"));
+    assert!(
+        !ns_has_addr(&name, "vip1", "10.254.3.10"),
+        "keepalived's VIP"
+    );
+    let rules = sh(&["ip", "netns", "exec", &name, "ip", "rule", "show"]).expect("rules");
+    assert!(!rules.contains("10.254.3.10"), "{rules}");
+    let table = sh(&[
+        "ip", "netns", "exec", &name, "ip", "route", "show", "table", "1",
+    ])
+    .expect("table 1");
+    assert!(!table.contains("10.254.3."), "{table}");
+    let main = sh(&["ip", "netns", "exec", &name, "ip", "route", "show"]).expect("routes");
+    assert!(main.contains("10.254.8.0/24 via 10.254.3.254"), "{main}");
+    let nonlocal = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &name,
+        "cat",
+        "/proc/sys/net/ipv4/ip_nonlocal_bind",
+    ])
+    .expect("sysctl");
+    assert_eq!(
+        nonlocal.trim(),
+        "1",
+        "HAProxy may bind the VIP it does not hold"
+    );
+    let no_vrrp_ip = serde_json::json!({
+        "subnet_cidr": "10.254.4.0/24", "mac_address": "02:5a:00:00:00:97",
+        "topology": "ACTIVE_STANDBY"
+    });
+    assert_eq!(
+        client
+            .post(bind, "/1.0/plug/vip/10.254.4.10", no_vrrp_ip)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    let bad_topology = serde_json::json!({
+        "subnet_cidr": "10.254.4.0/24", "mac_address": "02:5a:00:00:00:97",
+        "topology": "TRIPLE"
+    });
+    assert_eq!(
+        client
+            .post(bind, "/1.0/plug/vip/10.254.4.10", bad_topology)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
 
     // POST /plug/network.
     let net_body = serde_json::json!({

@@ -302,6 +302,22 @@ pub struct PlugVip {
     /// SR-IOV port (accepted, has no effect in a namespace).
     #[serde(default)]
     pub is_sriov: bool,
+    /// The load balancer's topology. Octavia's agent reads it from its configuration file
+    /// (`[controller_worker] loadbalancer_topology`); ours is told with each plug, because
+    /// one image serves both topologies. Absent: SINGLE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<PlugTopology>,
+}
+
+/// How the VIP of a plug is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PlugTopology {
+    /// One amphora: the agent adds the VIP address, its table-1 routes and its source rule.
+    Single,
+    /// Two amphorae: the agent adds only the amphora's own `vrrp_ip`; keepalived adds the
+    /// VIP, its routes and its rules on the amphora that holds it.
+    ActiveStandby,
 }
 
 /// A fixed address of a member network port.

@@ -665,6 +665,7 @@ impl AmphoraDriver for AgentClient {
             host_routes,
             additional_vips: Vec::new(),
             is_sriov: false,
+            topology: None,
         };
         let body = serde_json::to_value(&body).map_err(|e| ours(CTX, e.to_string()))?;
         let path = format!("{}/plug/vip/{vip}", proto::API_PREFIX);
