@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 
 use amphora_proto::agent as proto;
 use async_trait::async_trait;
-use octavia_model::{Amphora, AmphoraId, LoadBalancerId};
+use octavia_model::{Amphora, AmphoraId, LoadBalancerId, Topology};
 use reqwest::{Method, StatusCode};
 
 use crate::certs::{CertificateAuthority, ControllerIdentity};
 use crate::network::{AmphoraNetworkConfig, HostRoute, MemberNetworkConfig};
-use crate::{AgentInfo, AmphoraDriver, DriverError, FaultOwner, Result};
+use crate::{AgentInfo, AmphoraDriver, DriverError, FaultOwner, Result, VrrpAction};
 
 /// Default agent port: `[haproxy_amphora] bind_port`.
 pub const DEFAULT_AGENT_PORT: u16 = 9443;
@@ -644,6 +644,7 @@ impl AmphoraDriver for AgentClient {
         amphora: &Amphora,
         vip_address: &str,
         config: &AmphoraNetworkConfig,
+        topology: Topology,
     ) -> Result<()> {
         const CTX: &str = "plug vip on amphora";
         let vip = Self::parse_ip(CTX, "vip address", vip_address)?;
@@ -665,7 +666,10 @@ impl AmphoraDriver for AgentClient {
             host_routes,
             additional_vips: Vec::new(),
             is_sriov: false,
-            topology: None,
+            topology: Some(match topology {
+                Topology::Single => proto::PlugTopology::Single,
+                Topology::ActiveStandby => proto::PlugTopology::ActiveStandby,
+            }),
         };
         let body = serde_json::to_value(&body).map_err(|e| ours(CTX, e.to_string()))?;
         let path = format!("{}/plug/vip/{vip}", proto::API_PREFIX);
@@ -705,6 +709,49 @@ impl AmphoraDriver for AgentClient {
         self.call(amphora, CTX, Method::POST, &path, Body::Json(body))
             .await?
             .check(CTX, &[StatusCode::CONFLICT])
+    }
+
+    async fn interface_of(&self, amphora: &Amphora, ip: &str) -> Result<String> {
+        const CTX: &str = "look up interface on amphora";
+        let addr = Self::parse_ip(CTX, "address", ip)?;
+        let path = format!("{}/interface/{addr}", proto::API_PREFIX);
+        let reply = self
+            .call(amphora, CTX, Method::GET, &path, Body::Empty)
+            .await?;
+        reply.check(CTX, &[])?;
+        let info: proto::InterfaceInfo = serde_json::from_slice(&reply.body).map_err(|e| {
+            DriverError::permanent(
+                FaultOwner::Agent,
+                CTX,
+                format!(
+                    "amphora {} sent an invalid /interface body: {e}",
+                    amphora.id
+                ),
+            )
+        })?;
+        Ok(info.interface)
+    }
+
+    async fn upload_vrrp_config(&self, amphora: &Amphora, config: &str) -> Result<()> {
+        const CTX: &str = "upload keepalived configuration to amphora";
+        let path = format!("{}/vrrp/upload", proto::API_PREFIX);
+        self.call(
+            amphora,
+            CTX,
+            Method::PUT,
+            &path,
+            Body::Text(config.to_string()),
+        )
+        .await?
+        .check(CTX, &[])
+    }
+
+    async fn vrrp_action(&self, amphora: &Amphora, action: VrrpAction) -> Result<()> {
+        const CTX: &str = "control keepalived on amphora";
+        let path = format!("{}/vrrp/{}", proto::API_PREFIX, action.as_str());
+        self.call(amphora, CTX, Method::PUT, &path, Body::Empty)
+            .await?
+            .check(CTX, &[])
     }
 
     async fn update_agent_config(&self, amphora: &Amphora, config: &str) -> Result<()> {

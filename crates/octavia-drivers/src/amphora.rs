@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use octavia_model::{Amphora, LoadBalancerId};
+use octavia_model::{Amphora, LoadBalancerId, Topology};
 
 use crate::network::{AmphoraNetworkConfig, MemberNetworkConfig};
 use crate::Result;
@@ -14,6 +14,28 @@ pub struct AgentInfo {
     pub hostname: String,
     pub api_version: String,
     pub haproxy_version: Option<String>,
+}
+
+/// What `PUT /vrrp/{action}` does to keepalived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VrrpAction {
+    /// Start it (reload a running one).
+    Start,
+    /// Stop it.
+    Stop,
+    /// Reload its configuration.
+    Reload,
+}
+
+impl VrrpAction {
+    /// The path segment (`start`, `stop`, `reload`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Reload => "reload",
+        }
+    }
 }
 
 /// Talks to the agent of one amphora, addressed by its `lb_network_ip` and verified by
@@ -47,13 +69,25 @@ pub trait AmphoraDriver: Send + Sync {
         load_balancer_id: LoadBalancerId,
     ) -> Result<()>;
 
-    /// Configure the VIP interface inside the amphora (`POST /plug/vip/{vip}`).
+    /// Configure the VIP interface inside the amphora (`POST /plug/vip/{vip}`). With
+    /// ACTIVE_STANDBY the agent adds only the amphora's `vrrp_ip`: keepalived holds the VIP.
     async fn plug_vip(
         &self,
         amphora: &Amphora,
         vip_address: &str,
         config: &AmphoraNetworkConfig,
+        topology: Topology,
     ) -> Result<()>;
+
+    /// The name of the amphora's interface that holds `ip` (`GET /interface/{ip}`).
+    async fn interface_of(&self, amphora: &Amphora, ip: &str) -> Result<String>;
+
+    /// Replace the amphora's keepalived configuration (`PUT /vrrp/upload`, validated there).
+    async fn upload_vrrp_config(&self, amphora: &Amphora, config: &str) -> Result<()>;
+
+    /// Start (reload when running), stop or reload the amphora's keepalived
+    /// (`PUT /vrrp/{action}`).
+    async fn vrrp_action(&self, amphora: &Amphora, action: VrrpAction) -> Result<()>;
 
     /// Configure a newly attached member network interface (`POST /plug/network`).
     async fn plug_network(&self, amphora: &Amphora, config: &MemberNetworkConfig) -> Result<()>;

@@ -17,7 +17,7 @@ pub mod noop;
 use std::sync::Arc;
 
 pub use agent_client::{AgentClient, AgentClientConfig};
-pub use amphora::{AgentInfo, AmphoraDriver};
+pub use amphora::{AgentInfo, AmphoraDriver, VrrpAction};
 pub use certs::{
     AmphoraCert, BootBundle, BootFile, CertificateAuthority, ControllerIdentity, Secret,
     DEFAULT_CERT_VALIDITY,

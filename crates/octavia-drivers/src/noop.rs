@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use octavia_model::{Amphora, LoadBalancerId, Vip};
+use octavia_model::{Amphora, LoadBalancerId, Topology, Vip};
 use uuid::Uuid;
 
 use crate::{
     AgentInfo, AmphoraDriver, AmphoraNetworkConfig, BuildRequest, ComputeDriver, ComputeInstance,
     ComputeStatus, FixedIp, Interface, MemberNetworkConfig, Network, NetworkDriver, NetworkLookup,
-    Port, Result, Subnet, VipPlug, VipRequest,
+    Port, Result, Subnet, VipPlug, VipRequest, VrrpAction,
 };
 
 /// One call a noop driver received.
@@ -379,6 +379,9 @@ impl NetworkDriver for NoopNetwork {
     }
 }
 
+/// The interface name the noop agent client reports for every address.
+pub const NOOP_VRRP_INTERFACE: &str = "eth1";
+
 /// Noop agent client: every agent answers at once and accepts every upload.
 #[derive(Debug, Default)]
 pub struct NoopAmphora {
@@ -445,8 +448,31 @@ impl AmphoraDriver for NoopAmphora {
         amphora: &Amphora,
         vip_address: &str,
         _config: &AmphoraNetworkConfig,
+        topology: Topology,
     ) -> Result<()> {
-        self.log.push("amphora.plug_vip", amphora.id, vip_address);
+        self.log.push(
+            "amphora.plug_vip",
+            amphora.id,
+            format!("{vip_address} {topology}"),
+        );
+        Ok(())
+    }
+
+    /// Every amphora's VIP-network interface is `eth1`, as in Octavia's amphora image.
+    async fn interface_of(&self, amphora: &Amphora, ip: &str) -> Result<String> {
+        self.log.push("amphora.interface_of", amphora.id, ip);
+        Ok(NOOP_VRRP_INTERFACE.to_string())
+    }
+
+    async fn upload_vrrp_config(&self, amphora: &Amphora, config: &str) -> Result<()> {
+        self.log
+            .push("amphora.upload_vrrp_config", amphora.id, config);
+        Ok(())
+    }
+
+    async fn vrrp_action(&self, amphora: &Amphora, action: VrrpAction) -> Result<()> {
+        self.log
+            .push("amphora.vrrp_action", amphora.id, action.as_str());
         Ok(())
     }
 

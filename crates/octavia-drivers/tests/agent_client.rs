@@ -16,9 +16,9 @@ use hyper_util::rt::TokioIo;
 use octavia_drivers::certs::{self, CertificateAuthority, DEFAULT_CERT_VALIDITY};
 use octavia_drivers::network::{HostRoute, MemberNetworkConfig, PortAddress};
 use octavia_drivers::{
-    AgentClient, AgentClientConfig, AmphoraDriver, AmphoraNetworkConfig, FaultOwner,
+    AgentClient, AgentClientConfig, AmphoraDriver, AmphoraNetworkConfig, FaultOwner, VrrpAction,
 };
-use octavia_model::{now, Amphora, AmphoraId, LoadBalancerId, ProvisioningStatus};
+use octavia_model::{now, Amphora, AmphoraId, LoadBalancerId, ProvisioningStatus, Topology};
 use octavia_test_support::eventually;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -249,6 +249,24 @@ async fn handle(
         ("POST", ["1.0", "plug", "vip", _]) => ok_json(202),
         ("POST", ["1.0", "plug", "network"]) => ok_json(202),
         ("PUT", ["1.0", "config"]) => ok_json(202),
+        ("GET", ["1.0", "interface", "203.0.113.5"]) => respond(
+            200,
+            "application/json",
+            json!({"message": "OK", "interface": "eth1"}).to_string(),
+        ),
+        ("PUT", ["1.0", "vrrp", "upload"]) => {
+            if String::from_utf8_lossy(&body).contains("INVALID") {
+                respond(
+                    400,
+                    "application/json",
+                    json!({"message": "Invalid request", "details": "keepalived -t failed"})
+                        .to_string(),
+                )
+            } else {
+                ok_json(200)
+            }
+        }
+        ("PUT", ["1.0", "vrrp", "start" | "stop" | "reload"]) => ok_json(202),
         _ => respond(
             404,
             "application/json",
@@ -568,7 +586,7 @@ async fn calls_use_the_paths_and_bodies_of_the_agent_api() {
         }],
     };
     client
-        .plug_vip(&amp, "203.0.113.10", &vip_config)
+        .plug_vip(&amp, "203.0.113.10", &vip_config, Topology::ActiveStandby)
         .await
         .unwrap();
     let member_config = MemberNetworkConfig {
@@ -587,6 +605,26 @@ async fn calls_use_the_paths_and_bodies_of_the_agent_api() {
     client.plug_network(&amp, &member_config).await.unwrap();
     let agent_conf = "[amphora_agent]\namphora_id = \"x\"\n";
     client.update_agent_config(&amp, agent_conf).await.unwrap();
+    assert_eq!(
+        client.interface_of(&amp, "203.0.113.5").await.unwrap(),
+        "eth1"
+    );
+    let vrrp_conf = "vrrp_instance x {\n}\n";
+    client.upload_vrrp_config(&amp, vrrp_conf).await.unwrap();
+    client.vrrp_action(&amp, VrrpAction::Start).await.unwrap();
+    client.vrrp_action(&amp, VrrpAction::Stop).await.unwrap();
+    let refused = client
+        .upload_vrrp_config(&amp, "INVALID")
+        .await
+        .unwrap_err();
+    assert!(!refused.is_retryable());
+    assert_eq!(refused.owner(), FaultOwner::Agent);
+    assert!(
+        refused.to_string().contains("keepalived -t failed"),
+        "{refused}"
+    );
+    let missing = client.interface_of(&amp, "203.0.113.99").await.unwrap_err();
+    assert_eq!(missing.owner(), FaultOwner::Agent);
 
     let seen = agent.seen();
     let calls: Vec<(&str, String)> = seen
@@ -603,8 +641,15 @@ async fn calls_use_the_paths_and_bodies_of_the_agent_api() {
             ("POST", "/1.0/plug/vip/203.0.113.10".to_string()),
             ("POST", "/1.0/plug/network".to_string()),
             ("PUT", "/1.0/config".to_string()),
+            ("GET", "/1.0/interface/203.0.113.5".to_string()),
+            ("PUT", "/1.0/vrrp/upload".to_string()),
+            ("PUT", "/1.0/vrrp/start".to_string()),
+            ("PUT", "/1.0/vrrp/stop".to_string()),
+            ("PUT", "/1.0/vrrp/upload".to_string()),
+            ("GET", "/1.0/interface/203.0.113.99".to_string()),
         ]
     );
+    assert_eq!(seen[8].body, vrrp_conf.as_bytes());
     assert_eq!(seen[1].body, cfg.as_bytes());
     assert!(seen[2].body.is_empty() && seen[3].body.is_empty());
     assert_eq!(
@@ -617,7 +662,8 @@ async fn calls_use_the_paths_and_bodies_of_the_agent_api() {
             "vrrp_ip": "203.0.113.5",
             "host_routes": [{"nexthop": "203.0.113.254", "destination": "198.51.100.0/24"}],
             "additional_vips": [],
-            "is_sriov": false
+            "is_sriov": false,
+            "topology": "ACTIVE_STANDBY"
         })
     );
     assert_eq!(seen[4].content_type.as_deref(), Some("application/json"));

@@ -192,6 +192,7 @@ pub fn render(tree: &LoadBalancerTree, settings: &RenderSettings) -> Result<Opti
             }
             _ => {
                 return Err(FlowError::Render {
+                    config: "haproxy",
                     load_balancer: lb.id,
                     source,
                 })

@@ -9,7 +9,7 @@ use octavia_model::{
     Action, Amphora, AmphoraId, AmphoraRole, AvailabilityZoneMetadata, FlavorId, FlavorMetadata,
     JobId, JobSpec, LoadBalancer, LoadBalancerId, ObjectKind, ProvisioningStatus, Topology,
 };
-use octavia_render::RenderSettings;
+use octavia_render::{KeepalivedSettings, RenderSettings};
 use uuid::Uuid;
 
 use crate::{FlowError, Result};
@@ -34,6 +34,8 @@ pub struct FlowSettings {
     /// the descriptors its global `maxconn` needs (see
     /// [`octavia_render::max_global_maxconn_for_fd_limit`]).
     pub render: RenderSettings,
+    /// How keepalived.conf is rendered for ACTIVE_STANDBY amphorae (`[keepalived_vrrp]`).
+    pub keepalived: KeepalivedSettings,
 }
 
 impl Default for FlowSettings {
@@ -46,6 +48,7 @@ impl Default for FlowSettings {
             amp_boot_poll: Duration::from_secs(1),
             agent_connect_timeout: Duration::from_secs(600),
             render: RenderSettings::default(),
+            keepalived: KeepalivedSettings::default(),
         }
     }
 }

@@ -28,8 +28,10 @@ pub enum FlowError {
     FailpointSpec(String),
     /// The load balancer's configuration cannot be rendered (e.g. a protocol the renderer
     /// does not support yet). Never retried: the same tree renders the same way.
-    #[error("render haproxy configuration of load balancer {load_balancer}: {source}")]
+    #[error("render {config} configuration of load balancer {load_balancer}: {source}")]
     Render {
+        /// Which configuration: `haproxy` or `keepalived`.
+        config: &'static str,
         load_balancer: LoadBalancerId,
         #[source]
         source: RenderError,
@@ -68,6 +70,7 @@ mod tests {
     #[test]
     fn render_errors_are_permanent_and_ours() {
         let e = FlowError::Render {
+            config: "haproxy",
             load_balancer: LoadBalancerId::new(),
             source: RenderError::Unsupported {
                 subject: octavia_render::Subject::Settings,

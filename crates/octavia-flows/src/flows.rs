@@ -13,7 +13,8 @@ pub fn steps_for(spec: &JobSpec) -> Result<Vec<StepKind>> {
     use ObjectKind as K;
     let steps = match (spec.action, spec.target_kind) {
         // A single-call create stores members with the load balancer: their networks are
-        // plugged before the configuration that sends traffic to them is pushed.
+        // plugged before the configuration that sends traffic to them is pushed. keepalived
+        // (ACTIVE_STANDBY) starts once HAProxy serves, so its check passes from the start.
         (A::Create, K::LoadBalancer) => vec![
             AllocateVip,
             BuildAmphora,
@@ -21,6 +22,7 @@ pub fn steps_for(spec: &JobSpec) -> Result<Vec<StepKind>> {
             PlugVip,
             PlugMemberNetworks,
             UpdateAmphorae,
+            ConfigureVrrp,
         ],
         (A::Update, K::LoadBalancer) => vec![UpdateAmphorae],
         (A::Delete, K::LoadBalancer) if spec.cascade => {
@@ -32,6 +34,7 @@ pub fn steps_for(spec: &JobSpec) -> Result<Vec<StepKind>> {
             WaitForAgent,
             PlugVip,
             UpdateAmphorae,
+            ConfigureVrrp,
             DeleteOldAmphorae,
         ],
         (A::Delete, K::Amphora) => vec![DeleteAmphora],
@@ -138,7 +141,8 @@ mod tests {
                 "wait_for_agent",
                 "plug_vip",
                 "plug_member_networks",
-                "update_amphorae"
+                "update_amphorae",
+                "configure_vrrp"
             ]
         );
         let mut cascade = spec(Action::Delete, ObjectKind::LoadBalancer);

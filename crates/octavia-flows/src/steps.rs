@@ -1,13 +1,15 @@
 //! The steps flows are made of. Each reads what it needs from the store and is idempotent.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use async_trait::async_trait;
 use octavia_drivers::{
     BuildRequest, ComputeStatus, DriverError, FaultOwner, Interface, MemberNetworkConfig,
-    PortAddress, VipRequest,
+    PortAddress, VipRequest, VrrpAction,
 };
-use octavia_model::{now, Amphora, AmphoraId, AmphoraRole, ProvisioningStatus};
+use octavia_model::{now, Amphora, AmphoraId, AmphoraRole, ProvisioningStatus, Topology};
+use octavia_render::{render_keepalived, KeepalivedInput, VrrpHostRoute, VrrpVip};
 use tracing::{debug, info, warn};
 
 use crate::context::{AmphoraSpec, JobContext};
@@ -29,6 +31,9 @@ pub enum StepKind {
     PlugMemberNetworks,
     /// Push the rendered configuration to every serving amphora and reload it.
     UpdateAmphorae,
+    /// ACTIVE_STANDBY: push each serving amphora's keepalived configuration (the others as
+    /// unicast peers) and start keepalived, which then holds the VIP on one of them.
+    ConfigureVrrp,
     /// Remove the load balancer's configuration from its amphorae (cascade delete).
     RemoveListeners,
     /// Unplug the VIP from every amphora of the load balancer.
@@ -55,6 +60,7 @@ impl StepKind {
             Self::PlugVip => "plug_vip",
             Self::PlugMemberNetworks => "plug_member_networks",
             Self::UpdateAmphorae => "update_amphorae",
+            Self::ConfigureVrrp => "configure_vrrp",
             Self::RemoveListeners => "remove_listeners",
             Self::UnplugVip => "unplug_vip",
             Self::DeallocateVip => "deallocate_vip",
@@ -80,6 +86,7 @@ impl Step<JobContext> for StepKind {
             Self::PlugVip => plug_vip(ctx).await,
             Self::PlugMemberNetworks => plug_member_networks(ctx).await,
             Self::UpdateAmphorae => update_amphorae(ctx).await,
+            Self::ConfigureVrrp => configure_vrrp(ctx).await,
             Self::RemoveListeners => remove_listeners(ctx).await,
             Self::UnplugVip => unplug_vip(ctx, &ctx.live_amphorae().await?).await,
             Self::DeallocateVip => deallocate_vip(ctx).await,
@@ -95,6 +102,7 @@ impl Step<JobContext> for StepKind {
             Self::AllocateVip => deallocate_vip(ctx).await,
             Self::BuildAmphora => revert_build(ctx).await,
             Self::PlugVip => unplug_vip(ctx, &ctx.built_amphorae().await?).await,
+            Self::ConfigureVrrp => stop_vrrp(ctx).await,
             // Nothing these did can be taken back: waiting and pushing configuration leave
             // nothing allocated, and deletions cannot be undone. The job settles ERROR.
             Self::WaitForAgent
@@ -141,12 +149,12 @@ async fn deallocate_vip(ctx: &JobContext) -> Result<()> {
 }
 
 fn vrrp_priority(role: AmphoraRole) -> Option<i32> {
-    match role {
-        AmphoraRole::Master => Some(100),
-        AmphoraRole::Backup => Some(90),
-        AmphoraRole::Standalone => None,
-    }
+    octavia_render::vrrp_priority(role).map(i32::from)
 }
+
+/// keepalived's `virtual_router_id` of every amphora (Octavia's `vrrp_id`, always 1: each
+/// load balancer's amphorae speak VRRP by unicast to each other only, so ids never meet).
+const VRRP_ID: i32 = 1;
 
 async fn build_amphorae(ctx: &JobContext) -> Result<()> {
     let lb = ctx.load_balancer().await?;
@@ -179,7 +187,7 @@ async fn build_one(
     amp.load_balancer_id = Some(lb.id);
     amp.role = Some(role);
     amp.vrrp_priority = vrrp_priority(role);
-    amp.vrrp_id = (role != AmphoraRole::Standalone).then_some(1);
+    amp.vrrp_id = (role != AmphoraRole::Standalone).then_some(VRRP_ID);
     amp.compute_flavor = spec.compute_flavor.clone();
 
     // Reuse an instance an earlier attempt started, unless it is gone or broken.
@@ -306,7 +314,10 @@ async fn plug_vip(ctx: &JobContext) -> Result<()> {
         amp.updated_at = Some(now());
         ctx.store.save_amphora(&amp).await?;
         let net = ctx.drivers.network.network_config(&amp, vip).await?;
-        ctx.drivers.amphora.plug_vip(&amp, &address, &net).await?;
+        ctx.drivers
+            .amphora
+            .plug_vip(&amp, &address, &net, lb.topology)
+            .await?;
         info!(amphora_id = %amp.id, vip = %address, "vip plugged");
     }
     Ok(())
@@ -421,6 +432,150 @@ async fn update_amphorae(ctx: &JobContext) -> Result<()> {
             ctx.drivers.amphora.remove_config(&amp, lb_id).await?;
         }
         debug!(amphora_id = %amp.id, "amphora configuration updated");
+    }
+    Ok(())
+}
+
+fn parse_ip(what: &str, owner: &Amphora, value: &str) -> Result<IpAddr> {
+    value.trim().parse().map_err(|_| {
+        FlowError::Internal(format!(
+            "amphora {} has {what} '{value}', which is not an IP address",
+            owner.id
+        ))
+    })
+}
+
+/// ACTIVE_STANDBY: each serving amphora gets its keepalived configuration (its `vrrp_ip` as
+/// source, the others' as unicast peers, the VIP with its subnet's routes) and keepalived is
+/// started (reloaded when running), after HAProxy serves the configuration. Every
+/// configuration is rendered before any amphora is touched. SINGLE: nothing to do.
+async fn configure_vrrp(ctx: &JobContext) -> Result<()> {
+    let lb = ctx.load_balancer().await?;
+    if lb.topology != Topology::ActiveStandby {
+        debug!(lb_id = %lb.id, "not ACTIVE_STANDBY: no keepalived to configure");
+        return Ok(());
+    }
+    let address = JobContext::vip_address(&lb)?;
+    let mut amps = ctx.serving_amphorae().await?;
+    // MASTER first: started first, its keepalived is the first to claim the VIP (both start
+    // in BACKUP state; the other sees its adverts and stays BACKUP).
+    amps.sort_by_key(|a| (a.role != Some(AmphoraRole::Master), a.id));
+    if amps.is_empty() {
+        return Err(FlowError::Internal(format!(
+            "load balancer {} has no amphora to hold its VIP",
+            lb.id
+        )));
+    }
+    let mut vrrp_ips = Vec::with_capacity(amps.len());
+    for amp in &amps {
+        let ip = amp.vrrp_ip.as_deref().ok_or_else(|| {
+            FlowError::Internal(format!(
+                "amphora {} of ACTIVE_STANDBY load balancer {} has no vrrp_ip (VIP not plugged)",
+                amp.id, lb.id
+            ))
+        })?;
+        vrrp_ips.push(parse_ip("vrrp_ip", amp, ip)?);
+    }
+    let mut configs = Vec::with_capacity(amps.len());
+    for (i, amp) in amps.iter().enumerate() {
+        let Some(role) = amp.role.filter(|r| *r != AmphoraRole::Standalone) else {
+            return Err(FlowError::Internal(format!(
+                "amphora {} of ACTIVE_STANDBY load balancer {} is neither MASTER nor BACKUP",
+                amp.id, lb.id
+            )));
+        };
+        let net = ctx.drivers.network.network_config(amp, &lb.vip).await?;
+        let gateway = net
+            .gateway
+            .as_deref()
+            .map(|g| parse_ip("a vip gateway", amp, g))
+            .transpose()?;
+        let host_routes = net
+            .host_routes
+            .iter()
+            .map(|r| {
+                Ok(VrrpHostRoute {
+                    destination: r.destination.clone(),
+                    nexthop: parse_ip("a vip route next hop", amp, &r.nexthop)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let vrrp_ip = vrrp_ips[i];
+        let interface = ctx
+            .drivers
+            .amphora
+            .interface_of(amp, &vrrp_ip.to_string())
+            .await?;
+        let input = KeepalivedInput {
+            load_balancer_id: lb.id,
+            role,
+            interface: interface.clone(),
+            virtual_router_id: u8::try_from(amp.vrrp_id.unwrap_or(VRRP_ID)).map_err(|_| {
+                FlowError::Internal(format!(
+                    "amphora {} has vrrp_id {:?}, outside 1..=255",
+                    amp.id, amp.vrrp_id
+                ))
+            })?,
+            vrrp_ip,
+            peer_vrrp_ips: vrrp_ips
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, ip)| *ip)
+                .collect(),
+            vips: vec![VrrpVip {
+                address: parse_ip("a vip address", amp, &address)?,
+                subnet_cidr: net.subnet_cidr.clone(),
+                gateway,
+                host_routes,
+            }],
+        };
+        let text = render_keepalived(&input, &ctx.settings.keepalived).map_err(|source| {
+            FlowError::Render {
+                config: "keepalived",
+                load_balancer: lb.id,
+                source,
+            }
+        })?;
+        configs.push((interface, role, text));
+    }
+    for (mut amp, (interface, role, text)) in amps.into_iter().zip(configs) {
+        if amp.vrrp_interface.as_deref() != Some(interface.as_str())
+            || amp.vrrp_priority != vrrp_priority(role)
+            || amp.vrrp_id.is_none()
+        {
+            amp.vrrp_interface = Some(interface);
+            amp.vrrp_priority = vrrp_priority(role);
+            amp.vrrp_id = Some(amp.vrrp_id.unwrap_or(VRRP_ID));
+            amp.updated_at = Some(now());
+            ctx.store.save_amphora(&amp).await?;
+        }
+        ctx.drivers.amphora.upload_vrrp_config(&amp, &text).await?;
+        ctx.drivers
+            .amphora
+            .vrrp_action(&amp, VrrpAction::Start)
+            .await?;
+        info!(amphora_id = %amp.id, lb_id = %lb.id, role = %role, "keepalived configured and started");
+    }
+    Ok(())
+}
+
+/// Revert of [`configure_vrrp`]: stop keepalived on the amphorae this job built, so they give
+/// up the VIP before the build's revert deletes them. Best effort: an amphora that cannot be
+/// reached holds nothing another can see, and it is deleted next.
+async fn stop_vrrp(ctx: &JobContext) -> Result<()> {
+    if ctx.load_balancer().await?.topology != Topology::ActiveStandby {
+        return Ok(());
+    }
+    let mut amps = ctx.built_amphorae().await?;
+    amps.retain(|a| a.status == ProvisioningStatus::Allocated);
+    amps.sort_by_key(|a| (a.role != Some(AmphoraRole::Master), a.id));
+    for amp in amps.iter().rev() {
+        match ctx.drivers.amphora.vrrp_action(amp, VrrpAction::Stop).await {
+            Ok(()) => info!(amphora_id = %amp.id, "keepalived stopped"),
+            Err(error) => warn!(amphora_id = %amp.id, %error,
+                "cannot stop keepalived on an amphora whose build is being reverted"),
+        }
     }
     Ok(())
 }

@@ -150,7 +150,8 @@ async fn load_balancer_create_builds_an_amphora_in_step_order() {
                 "wait_for_agent",
                 "plug_vip",
                 "plug_member_networks",
-                "update_amphorae"
+                "update_amphorae",
+                "configure_vrrp"
             ])
         );
         assert!(rec.reverted_steps.is_empty());
@@ -178,9 +179,14 @@ async fn load_balancer_create_builds_an_amphora_in_step_order() {
             ],
         );
         let agent_calls = h.log.calls_for(&amp.id.to_string());
-        assert!(agent_calls
-            .iter()
-            .any(|c| c.op == "amphora.plug_vip" && Some(&c.detail) == amp.ha_ip.as_ref()));
+        assert!(agent_calls.iter().any(|c| c.op == "amphora.plug_vip"
+            && Some(c.detail.clone()) == amp.ha_ip.as_ref().map(|ip| format!("{ip} SINGLE"))));
+        assert_eq!(
+            h.log.count("amphora.upload_vrrp_config"),
+            0,
+            "SINGLE has no keepalived"
+        );
+        assert_eq!(h.log.count("amphora.vrrp_action"), 0);
     }
 }
 
@@ -218,6 +224,242 @@ async fn active_standby_builds_master_and_backup() {
             ]
         );
         assert_eq!(h.log.count("compute.build"), 2);
+    }
+}
+
+/// The keepalived configuration uploaded to `amp` (the last upload).
+fn vrrp_config_of(log: &CallLog, amp: &Amphora) -> String {
+    log.calls_for(&amp.id.to_string())
+        .into_iter()
+        .rfind(|c| c.op == "amphora.upload_vrrp_config")
+        .unwrap_or_else(|| panic!("no keepalived configuration uploaded to {}", amp.id))
+        .detail
+}
+
+/// The text between `unicast_peer {` and its `}`.
+fn unicast_peers(config: &str) -> Vec<String> {
+    let start = config.find("unicast_peer {").expect("unicast_peer block") + 14;
+    let end = start + config[start..].find('}').expect("end of unicast_peer");
+    config[start..end]
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn active_standby_create_configures_and_starts_keepalived_on_both() {
+    for engine in engines() {
+        let ts = TestStore::new(engine).await;
+        let h = Harness::new(&ts.store);
+        let (lb, _) = ts
+            .store
+            .create_load_balancer(&load_balancer(PROJECT, Topology::ActiveStandby))
+            .await
+            .unwrap();
+        assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded, "{engine:?}");
+        let amps = h.amphorae(lb.id).await;
+        assert_eq!(amps.len(), 2, "{amps:?}");
+        let master = amps
+            .iter()
+            .find(|a| a.role == Some(AmphoraRole::Master))
+            .expect("a MASTER");
+        let backup = amps
+            .iter()
+            .find(|a| a.role == Some(AmphoraRole::Backup))
+            .expect("a BACKUP");
+        for (amp, priority) in [(master, 100), (backup, 90)] {
+            assert_eq!(amp.vrrp_priority, Some(priority), "{amp:?}");
+            assert_eq!(amp.vrrp_id, Some(1));
+            assert_eq!(amp.vrrp_interface.as_deref(), Some("eth1"));
+            assert!(amp.vrrp_ip.is_some() && amp.vrrp_port_id.is_some());
+        }
+        assert_ne!(master.vrrp_ip, backup.vrrp_ip);
+        let vip = ts
+            .store
+            .get_load_balancer(lb.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .vip
+            .ip_address
+            .expect("vip allocated");
+
+        // Each amphora: the VIP plugged for keepalived, HAProxy configured (no listener yet:
+        // nothing to serve), then its interface looked up, keepalived configured and started.
+        for amp in [master, backup] {
+            let calls = h.log.calls_for(&amp.id.to_string());
+            let ops: Vec<&str> = calls.iter().map(|c| c.op).collect();
+            assert_in_order(
+                &ops,
+                &[
+                    "amphora.plug_vip",
+                    "amphora.remove_config",
+                    "amphora.interface_of",
+                    "amphora.upload_vrrp_config",
+                    "amphora.vrrp_action",
+                ],
+            );
+            let plug = calls.iter().find(|c| c.op == "amphora.plug_vip").unwrap();
+            assert_eq!(plug.detail, format!("{vip} ACTIVE_STANDBY"));
+            let lookup = calls
+                .iter()
+                .find(|c| c.op == "amphora.interface_of")
+                .unwrap();
+            assert_eq!(Some(&lookup.detail), amp.vrrp_ip.as_ref());
+            let actions: Vec<&str> = calls
+                .iter()
+                .filter(|c| c.op == "amphora.vrrp_action")
+                .map(|c| c.detail.as_str())
+                .collect();
+            assert_eq!(actions, ["start"]);
+        }
+        // Both are configured before either serves: HAProxy everywhere, then keepalived,
+        // MASTER first.
+        let all = h.log.calls();
+        let last_haproxy = all
+            .iter()
+            .rposition(|c| c.op == "amphora.remove_config")
+            .unwrap();
+        let first_vrrp = all
+            .iter()
+            .position(|c| c.op == "amphora.upload_vrrp_config")
+            .unwrap();
+        assert!(last_haproxy < first_vrrp, "{:?}", h.log.ops());
+        assert_eq!(all[first_vrrp].subject, master.id.to_string());
+
+        // Each configuration: its own role's priority, its vrrp_ip as source, the other
+        // amphora as its one unicast peer, the VIP held by keepalived on eth1.
+        for (amp, peer, priority) in [(master, backup, 100), (backup, master, 90)] {
+            let config = vrrp_config_of(&h.log, amp);
+            assert!(
+                config.contains(&format!("priority {priority}\n")),
+                "{config}"
+            );
+            assert!(config.contains("interface eth1\n"), "{config}");
+            assert!(config.contains("virtual_router_id 1\n"), "{config}");
+            assert!(config.contains("nopreempt"), "{config}");
+            let own = amp.vrrp_ip.clone().unwrap();
+            assert!(
+                config.contains(&format!("unicast_src_ip {own}\n")),
+                "{config}"
+            );
+            assert_eq!(unicast_peers(&config), [peer.vrrp_ip.clone().unwrap()]);
+            let vips_at = config
+                .find("virtual_ipaddress {")
+                .expect("virtual_ipaddress");
+            assert!(config[vips_at..].contains(&vip), "{config}");
+        }
+        assert_eq!(h.log.count("amphora.upload_vrrp_config"), 2);
+    }
+}
+
+/// An ACTIVE_STANDBY failover configures the replacement and the survivor as each other's
+/// peers; when a later step fails, keepalived is stopped again on the replacement (the
+/// configuration step reverted before the build's revert deletes it).
+#[tokio::test]
+async fn active_standby_failover_repeers_keepalived_and_reverts_by_stopping_it() {
+    for engine in engines() {
+        let ts = TestStore::new(engine).await;
+        let h = Harness::new(&ts.store);
+        let (lb, _) = ts
+            .store
+            .create_load_balancer(&load_balancer(PROJECT, Topology::ActiveStandby))
+            .await
+            .unwrap();
+        assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded);
+        let amps = h.amphorae(lb.id).await;
+        let master = amps
+            .iter()
+            .find(|a| a.role == Some(AmphoraRole::Master))
+            .unwrap()
+            .clone();
+        let backup = amps
+            .iter()
+            .find(|a| a.role == Some(AmphoraRole::Backup))
+            .unwrap()
+            .clone();
+
+        h.log.clear();
+        ts.store
+            .failover_amphora(master.id, JobClass::Failover)
+            .await
+            .unwrap();
+        assert_eq!(h.run_next().await.1, FlowOutcome::Succeeded, "{engine:?}");
+        let amps = h.amphorae(lb.id).await;
+        assert_eq!(amps.len(), 2, "{amps:?}");
+        let new_master = amps
+            .iter()
+            .find(|a| a.id != backup.id)
+            .expect("a replacement")
+            .clone();
+        assert_eq!(new_master.role, Some(AmphoraRole::Master));
+        assert_eq!(new_master.vrrp_priority, Some(100));
+        assert_eq!(
+            unicast_peers(&vrrp_config_of(&h.log, &backup)),
+            [new_master.vrrp_ip.clone().unwrap()],
+            "the survivor's peer is the replacement"
+        );
+        assert_eq!(
+            unicast_peers(&vrrp_config_of(&h.log, &new_master)),
+            [backup.vrrp_ip.clone().unwrap()]
+        );
+        assert!(
+            h.log
+                .calls_for(&master.id.to_string())
+                .iter()
+                .all(|c| c.op != "amphora.upload_vrrp_config"),
+            "the failed amphora gets nothing"
+        );
+
+        // The next failover fails after keepalived was configured: it is stopped on the
+        // replacement, not on the survivor.
+        h.log.clear();
+        h.failpoints.set(
+            "failover_amphora",
+            "delete_old_amphorae",
+            octavia_flows::FailAction::Error,
+        );
+        let job_id = ts
+            .store
+            .failover_amphora(backup.id, JobClass::Failover)
+            .await
+            .unwrap();
+        let (_, out) = h.run_next().await;
+        assert!(
+            matches!(&out, FlowOutcome::Reverted { step, .. } if step == "delete_old_amphorae"),
+            "{out:?}"
+        );
+        let rec = h.job(job_id).await;
+        assert_eq!(
+            rec.reverted_steps,
+            strings(&[
+                "configure_vrrp",
+                "update_amphorae",
+                "plug_vip",
+                "wait_for_agent",
+                "build_amphora"
+            ])
+        );
+        let stops: Vec<String> = h
+            .log
+            .calls()
+            .into_iter()
+            .filter(|c| c.op == "amphora.vrrp_action" && c.detail == "stop")
+            .map(|c| c.subject)
+            .collect();
+        assert_eq!(stops.len(), 1, "{:?}", h.log.calls());
+        assert_ne!(stops[0], backup.id.to_string());
+        assert_ne!(stops[0], new_master.id.to_string());
+        let calls = h.log.calls();
+        let stop_at = calls
+            .iter()
+            .position(|c| c.op == "amphora.vrrp_action" && c.detail == "stop")
+            .unwrap();
+        let deleted_at = calls
+            .iter()
+            .rposition(|c| c.op == "compute.delete")
+            .expect("the build reverted");
+        assert!(stop_at < deleted_at, "{:?}", h.log.ops());
     }
 }
 
@@ -716,6 +958,7 @@ async fn load_balancer_failover_replaces_the_amphora() {
                 "wait_for_agent",
                 "plug_vip",
                 "update_amphorae",
+                "configure_vrrp",
                 "delete_old_amphorae"
             ])
         );
@@ -1031,7 +1274,8 @@ async fn single_call_tree_is_built_by_one_create_job() {
                 "wait_for_agent",
                 "plug_vip",
                 "plug_member_networks",
-                "update_amphorae"
+                "update_amphorae",
+                "configure_vrrp"
             ])
         );
         // One job settled everything; nothing else was queued.

@@ -217,7 +217,8 @@ async fn job_of_a_worker_that_lost_its_lease_is_resumed_by_another() {
                 "wait_for_agent",
                 "plug_vip",
                 "plug_member_networks",
-                "update_amphorae"
+                "update_amphorae",
+                "configure_vrrp"
             ])
         );
         assert_eq!(

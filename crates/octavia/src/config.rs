@@ -30,6 +30,8 @@ pub struct Config {
     pub health_manager: HealthManagerSection,
     /// Defaults for what is rendered into amphorae.
     pub haproxy_amphora: HaproxyAmphoraSection,
+    /// keepalived between the amphorae of ACTIVE_STANDBY load balancers.
+    pub keepalived_vrrp: KeepalivedVrrpSection,
     /// Networking rules the API enforces.
     pub networking: NetworkingSection,
     /// Per-project quota defaults.
@@ -412,6 +414,40 @@ impl Default for HaproxyAmphoraSection {
     }
 }
 
+/// `[keepalived_vrrp]`: the VRRP of ACTIVE_STANDBY load balancers (Octavia's defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeepalivedVrrpSection {
+    /// VRRP advertisement interval: whole hundredths of a second from "10ms" to "40s 950ms"
+    /// (VRRPv3). The standby takes the VIP after about three silent intervals.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub vrrp_advert_int: Duration,
+    /// Seconds between two runs of the check script (is HAProxy serving?).
+    pub vrrp_check_interval: u32,
+    /// Failed checks before an amphora gives up the VIP.
+    pub vrrp_fail_count: u32,
+    /// Successful checks before a failed amphora may hold the VIP again.
+    pub vrrp_success_count: u32,
+    /// Seconds between the gratuitous ARPs of the amphora holding the VIP.
+    pub vrrp_garp_refresh_interval: u32,
+    /// Gratuitous ARPs sent at each refresh.
+    pub vrrp_garp_refresh_count: u32,
+}
+
+impl Default for KeepalivedVrrpSection {
+    fn default() -> Self {
+        Self {
+            vrrp_advert_int: Duration::from_secs(1),
+            vrrp_check_interval: 5,
+            vrrp_fail_count: 2,
+            vrrp_success_count: 2,
+            vrrp_garp_refresh_interval: 5,
+            vrrp_garp_refresh_count: 2,
+        }
+    }
+}
+
 /// `[networking]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -649,6 +685,36 @@ impl Config {
                 option: "task_flow.jobboard_expiration_time",
                 reason: "must be at least 1s".into(),
             });
+        }
+        let k = &self.keepalived_vrrp;
+        let advert = k.vrrp_advert_int;
+        if !advert.subsec_nanos().is_multiple_of(10_000_000)
+            || advert < Duration::from_millis(10)
+            || advert > Duration::from_millis(40_950)
+        {
+            return Err(ConfigError::Invalid {
+                option: "keepalived_vrrp.vrrp_advert_int",
+                reason: format!(
+                    "{advert:?} is not whole hundredths of a second from 10ms to 40s 950ms \
+                     (VRRPv3)"
+                ),
+            });
+        }
+        for (option, value) in [
+            ("keepalived_vrrp.vrrp_check_interval", k.vrrp_check_interval),
+            ("keepalived_vrrp.vrrp_fail_count", k.vrrp_fail_count),
+            ("keepalived_vrrp.vrrp_success_count", k.vrrp_success_count),
+            (
+                "keepalived_vrrp.vrrp_garp_refresh_count",
+                k.vrrp_garp_refresh_count,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    option,
+                    reason: "must be at least 1".into(),
+                });
+            }
         }
         let c = &self.controller_worker;
         let real = c.real_drivers();
@@ -1019,6 +1085,24 @@ mod tests {
         assert_eq!(
             zoned.netns.host_zones.get("h2").map(String::as_str),
             Some("az1")
+        );
+        for bad in ["\"5ms\"", "\"15ms\"", "\"41s\""] {
+            let err = Config::parse(&format!("[keepalived_vrrp]\nvrrp_advert_int = {bad}\n"))
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("keepalived_vrrp.vrrp_advert_int"),
+                "{bad}: {err}"
+            );
+        }
+        let err = Config::parse("[keepalived_vrrp]\nvrrp_fail_count = 0\n").unwrap_err();
+        assert!(
+            err.to_string().contains("keepalived_vrrp.vrrp_fail_count"),
+            "{err}"
+        );
+        let fast = Config::parse("[keepalived_vrrp]\nvrrp_advert_int = \"200ms\"\n").unwrap();
+        assert_eq!(
+            fast.keepalived_vrrp.vrrp_advert_int,
+            Duration::from_millis(200)
         );
         let ok = Config::parse("[task_flow]\njobboard_expiration_time = \"5s\"\n").unwrap();
         assert_eq!(

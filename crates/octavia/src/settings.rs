@@ -18,7 +18,7 @@ use octavia_drivers::{
 use octavia_flows::FlowSettings;
 use octavia_health::{HealthSettings, Secret, StaleSettings};
 use octavia_model::Topology;
-use octavia_render::{max_global_maxconn_for_fd_limit, RenderSettings};
+use octavia_render::{max_global_maxconn_for_fd_limit, KeepalivedSettings, RenderSettings};
 use octavia_worker::WorkerSettings;
 
 use crate::config::{AuthStrategy, Config, TopologyChoice};
@@ -138,7 +138,24 @@ pub fn flow_settings(config: &Config) -> FlowSettings {
         amp_boot_poll: Duration::from_millis(100),
         agent_connect_timeout: config.haproxy_amphora.agent_connect_timeout,
         render: render_settings(config),
+        keepalived: keepalived_settings(config),
         ..FlowSettings::default()
+    }
+}
+
+/// How keepalived.conf is rendered, from `[keepalived_vrrp]`; the check script's path is the
+/// one every amphora sees ([`AMPHORA_ROOT`]).
+pub fn keepalived_settings(config: &Config) -> KeepalivedSettings {
+    let k = &config.keepalived_vrrp;
+    KeepalivedSettings {
+        base_path: AMPHORA_ROOT.to_string(),
+        vrrp_advert_int: k.vrrp_advert_int,
+        vrrp_check_interval: k.vrrp_check_interval,
+        vrrp_fail_count: k.vrrp_fail_count,
+        vrrp_success_count: k.vrrp_success_count,
+        vrrp_garp_refresh_interval: k.vrrp_garp_refresh_interval,
+        vrrp_garp_refresh_count: k.vrrp_garp_refresh_count,
+        ..KeepalivedSettings::default()
     }
 }
 

@@ -113,7 +113,8 @@ async fn kill9_mid_flow_then_resume(engine: Engine) {
             "wait_for_agent",
             "plug_vip",
             "plug_member_networks",
-            "update_amphorae"
+            "update_amphorae",
+            "configure_vrrp"
         ],
         "each step recorded exactly once across both workers"
     );
