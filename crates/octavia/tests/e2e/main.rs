@@ -2,6 +2,7 @@
 //!
 //! * crash safety: kill -9 a worker held mid-flow by a failpoint; another worker finishes the job;
 //! * a failing step: the job's steps are reverted in reverse order, the object ends in ERROR;
+//! * ACTIVE_STANDBY: keepalived holds the VIP on one amphora and moves it when that one dies;
 //! * the real `openstack` CLI (python-openstackclient + python-octaviaclient) drives the all-in-one;
 //! * behind the run's real Keystone: Octavia's default policy route by route with real tokens,
 //!   and the CLI and openstacksdk finding the API through the catalog.
@@ -19,3 +20,4 @@ mod fleet;
 mod health;
 mod keystone;
 mod lab;
+mod standby;
