@@ -13,7 +13,7 @@ use tokio::process::Command;
 use tokio::sync::Mutex;
 
 use crate::error::{AgentError, Result};
-use crate::fsutil;
+use crate::{config_check, fsutil};
 
 /// How long `start` waits for the master to write its pid file.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,8 +21,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a reload or start waits for the new worker to answer on the stats socket.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest time a `haproxy -c` validation may take.
-const VALIDATE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a lifecycle request did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,29 +164,9 @@ impl HaproxyManager {
 
     /// Checks a configuration file with `haproxy -c`; the error carries HAProxy's output.
     pub async fn validate(&self, path: &Path) -> Result<()> {
-        let run = Command::new(&self.cmd)
-            .arg("-c")
-            .arg("-f")
-            .arg(path)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(VALIDATE_TIMEOUT, run)
-            .await
-            .map_err(|_| AgentError::Command {
-                command: format!("{} -c", self.cmd.display()),
-                details: "timed out".into(),
-            })?
-            .map_err(|e| AgentError::Command {
-                command: format!("{} -c", self.cmd.display()),
-                details: e.to_string(),
-            })?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let mut details = String::from_utf8_lossy(&out.stdout).into_owned();
-        details.push_str(&String::from_utf8_lossy(&out.stderr));
-        Err(AgentError::InvalidHaproxyConfig(details.trim().to_owned()))
+        config_check::check(&self.cmd, &["-c"], path)
+            .await?
+            .map_err(AgentError::InvalidHaproxyConfig)
     }
 
     /// Stores a new configuration after `haproxy -c` accepts it and returns its MD5 (hex).

@@ -19,15 +19,13 @@ use tokio::process::Command;
 use tokio::sync::Mutex;
 
 use crate::error::{AgentError, Result};
-use crate::fsutil;
 use crate::haproxy::{alive, is_our_haproxy as runs_with, md5_hex, signal, tail, Action};
+use crate::{config_check, fsutil};
 
 /// How long a start waits for keepalived to write its pid file.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stop waits for keepalived to exit after SIGTERM before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest time a `keepalived -t` validation may take.
-const VALIDATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Marker file: present while keepalived is wanted running (after start or reload, until stop).
 const WANTED_MARKER: &str = "started";
 /// The check scripts' directory in `vrrp/`.
@@ -157,36 +155,9 @@ impl KeepalivedManager {
     /// keepalived checks against the amphora's namespace: the interface must exist and the
     /// tracked check script must be installed.
     pub async fn validate(&self, path: &Path) -> Result<()> {
-        let command = format!("{} -t -f {}", self.cmd.display(), path.display());
-        let run = Command::new(&self.cmd)
-            .arg("-t")
-            .arg("-l")
-            .arg("-f")
-            .arg(path)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(VALIDATE_TIMEOUT, run)
-            .await
-            .map_err(|_| AgentError::Command {
-                command: command.clone(),
-                details: "timed out".into(),
-            })?
-            .map_err(|e| AgentError::Command {
-                command: command.clone(),
-                details: e.to_string(),
-            })?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let mut details = String::from_utf8_lossy(&out.stdout).into_owned();
-        details.push_str(&String::from_utf8_lossy(&out.stderr));
-        let details = details.trim();
-        Err(AgentError::InvalidKeepalivedConfig(if details.is_empty() {
-            format!("keepalived -t exited with {}", out.status)
-        } else {
-            details.to_owned()
-        }))
+        config_check::check(&self.cmd, &["-t", "-l"], path)
+            .await?
+            .map_err(AgentError::InvalidKeepalivedConfig)
     }
 
     /// Installs the check scripts, then stores the configuration if `keepalived -t` accepts it,

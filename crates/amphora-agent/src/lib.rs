@@ -6,6 +6,7 @@
 pub mod api;
 pub mod certificates;
 pub mod config;
+pub mod config_check;
 pub mod error;
 pub mod fsutil;
 pub mod haproxy;
