@@ -184,7 +184,7 @@ async fn details(State(agent): AppState) -> Json<Details> {
     } else {
         "SINGLE"
     };
-    let vip_held = vip_held(&vrrp.vips()).await;
+    let vip_held = vrrp.vip_held().await;
     Json(Details {
         hostname: info.hostname,
         haproxy_version: info.haproxy_version,
@@ -207,25 +207,6 @@ async fn details(State(agent): AppState) -> Json<Details> {
         lvs_listener_process_count: 0,
         vip_held,
     })
-}
-
-/// Whether every VIP of the keepalived configuration is on an interface of this amphora
-/// (`None` without a keepalived configuration, or when the interfaces cannot be read).
-async fn vip_held(vips: &[IpAddr]) -> Option<bool> {
-    if vips.is_empty() {
-        return None;
-    }
-    for vip in vips {
-        match netif::interface_of(*vip).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return Some(false),
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the interfaces for vip_held");
-                return None;
-            }
-        }
-    }
-    Some(true)
 }
 
 async fn listeners(State(agent): AppState) -> Json<Vec<ListenerStatus>> {

@@ -79,6 +79,7 @@ impl Sender {
             ver: HEARTBEAT_VERSION,
             listeners,
             pools,
+            vip_held: self.keepalived.vip_held().await,
         };
         self.seq += 1;
         msg

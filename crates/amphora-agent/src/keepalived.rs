@@ -154,6 +154,28 @@ impl KeepalivedManager {
     /// Checks a configuration with `keepalived -t`; the error carries keepalived's output.
     /// keepalived checks against the amphora's namespace: the interface must exist and the
     /// tracked check script must be installed.
+    /// Whether every VIP of the configuration is on an interface of this amphora: `None`
+    /// without a keepalived configuration, or when the interfaces cannot be read. Reported in
+    /// `/details` and in every heartbeat, so the controller's MASTER is the amphora that
+    /// holds the VIP now, also after keepalived moved it.
+    pub async fn vip_held(&self) -> Option<bool> {
+        let vips = self.vips();
+        if vips.is_empty() {
+            return None;
+        }
+        for vip in vips {
+            match crate::netif::interface_of(vip).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return Some(false),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the interfaces for vip_held");
+                    return None;
+                }
+            }
+        }
+        Some(true)
+    }
+
     pub async fn validate(&self, path: &Path) -> Result<()> {
         config_check::check(&self.cmd, &["-t", "-l"], path)
             .await?

@@ -121,6 +121,11 @@ pub struct HeartbeatMessage {
     /// `"<pool_id>:<listener_id>"` (or a bare pool id for UDP listeners) → report.
     #[serde(default)]
     pub pools: BTreeMap<String, PoolReport>,
+    /// Our addition, absent from Octavia's amphorae: whether this amphora holds the VIP of its
+    /// keepalived configuration now (absent without one). The controller records the holder
+    /// as MASTER and its peers as BACKUP, so roles stay true after keepalived moves the VIP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vip_held: Option<bool>,
 }
 
 impl HeartbeatMessage {

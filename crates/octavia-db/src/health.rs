@@ -34,6 +34,9 @@ pub struct HeartbeatRecord {
     pub stats: Vec<(ListenerId, ListenerStatistics)>,
     /// True for v3+ messages: counters are deltas to add; otherwise absolute values.
     pub stats_are_deltas: bool,
+    /// Whether the amphora holds its keepalived VIP now (`None`: no keepalived, or an
+    /// amphora that does not say). Not written by the batch; see `Store::record_vip_holder`.
+    pub vip_held: Option<bool>,
 }
 
 /// A heartbeat whose listener count disagrees with the database (no health refresh).

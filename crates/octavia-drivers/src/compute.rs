@@ -27,8 +27,21 @@ pub struct BuildRequest {
     /// `management_network`); `None` = the driver's configured one. A driver that does not
     /// have it fails the build.
     pub management_network: Option<String>,
-    /// Compute ids of instances this one must not share a host with (ACTIVE_STANDBY peers).
+    /// Compute ids of instances this one should not share a host with (ACTIVE_STANDBY
+    /// peers); empty when anti-affinity is off.
     pub anti_affinity_peers: Vec<String>,
+    /// How strictly `anti_affinity_peers` apply.
+    pub anti_affinity: AntiAffinity,
+}
+
+/// How strictly a build keeps away from its peers' hosts (Nova's server group policies).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum AntiAffinity {
+    /// Never on a peer's host: no such host left fails the build (permanently).
+    #[default]
+    Hard,
+    /// A host without peers when there is one, else the least-loaded host.
+    Soft,
 }
 
 /// Lifecycle of an instance as the compute service reports it.

@@ -22,7 +22,7 @@ pub use certs::{
     AmphoraCert, BootBundle, BootFile, CertificateAuthority, ControllerIdentity, Secret,
     DEFAULT_CERT_VALIDITY,
 };
-pub use compute::{BuildRequest, ComputeDriver, ComputeInstance, ComputeStatus};
+pub use compute::{AntiAffinity, BuildRequest, ComputeDriver, ComputeInstance, ComputeStatus};
 pub use error::{DriverError, FaultOwner, Result};
 pub use netns::{ImageRecord, ImageRegistry, NetnsCompute, NetnsComputeSettings, NetnsNetwork};
 pub use network::{

@@ -531,6 +531,7 @@ mod tests {
             availability_zone: Some("az1".into()),
             management_network: None,
             anti_affinity_peers: vec![],
+            anti_affinity: Default::default(),
         };
         let id = d.compute.build(&req).await.unwrap();
         assert_eq!(

@@ -194,6 +194,7 @@ fn build_request(amphora_id: AmphoraId) -> BuildRequest {
         availability_zone: Some("az1".into()),
         management_network: None,
         anti_affinity_peers: Vec::new(),
+        anti_affinity: Default::default(),
     }
 }
 

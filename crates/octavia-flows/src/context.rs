@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use octavia_db::{Filter, FilterValue, ListQuery, Store};
-use octavia_drivers::Drivers;
+use octavia_drivers::{AntiAffinity, Drivers};
 use octavia_model::{
     Action, Amphora, AmphoraId, AmphoraRole, AvailabilityZoneMetadata, FlavorId, FlavorMetadata,
     JobId, JobSpec, LoadBalancer, LoadBalancerId, ObjectKind, ProvisioningStatus, Topology,
@@ -36,6 +36,9 @@ pub struct FlowSettings {
     pub render: RenderSettings,
     /// How keepalived.conf is rendered for ACTIVE_STANDBY amphorae (`[keepalived_vrrp]`).
     pub keepalived: KeepalivedSettings,
+    /// `[nova]`: how the amphorae of an ACTIVE_STANDBY load balancer keep apart (`None`:
+    /// anti-affinity off).
+    pub anti_affinity: Option<AntiAffinity>,
 }
 
 impl Default for FlowSettings {
@@ -49,6 +52,7 @@ impl Default for FlowSettings {
             agent_connect_timeout: Duration::from_secs(600),
             render: RenderSettings::default(),
             keepalived: KeepalivedSettings::default(),
+            anti_affinity: Some(AntiAffinity::Hard),
         }
     }
 }
@@ -80,6 +84,10 @@ pub struct JobContext {
     pub job_id: JobId,
     pub spec: JobSpec,
     pub settings: FlowSettings,
+    /// Set by a phase of an ACTIVE_STANDBY load balancer failover: the role the one
+    /// replacement it builds gets (Octavia's order: the amphora that does not hold the VIP
+    /// is replaced by a BACKUP first, the holder by a MASTER last).
+    pub replacement_role: Option<AmphoraRole>,
 }
 
 /// Namespace of the amphora ids a job creates (UUIDv5 of job id and role), so that a
@@ -238,14 +246,36 @@ impl JobContext {
 
     /// The roles of the amphorae this job builds, with their ids.
     pub async fn amphorae_to_build(&self) -> Result<Vec<(AmphoraRole, AmphoraId)>> {
-        let roles: Vec<AmphoraRole> = if self.is_failover() {
+        let roles: Vec<AmphoraRole> = if let Some(role) = self.replacement_role {
+            vec![role]
+        } else if self.is_failover() {
             let old = self.old_amphorae().await?;
+            let topology = self.load_balancer().await?.topology;
             if old.is_empty() && self.spec.target_kind == ObjectKind::LoadBalancer {
-                topology_roles(self.load_balancer().await?.topology)
+                topology_roles(topology)
             } else {
-                old.iter()
-                    .map(|a| a.role.unwrap_or(AmphoraRole::Standalone))
-                    .collect()
+                // The roles the load balancer lacks once the old amphorae are gone (after a
+                // takeover the failed MASTER's replacement is the BACKUP, whatever the row
+                // of the dead amphora still says); else the old amphorae's own roles.
+                let new = self.new_amphora_ids();
+                let staying: Vec<AmphoraRole> = self
+                    .serving_amphorae()
+                    .await?
+                    .iter()
+                    .filter(|a| !new.contains(&a.id))
+                    .filter_map(|a| a.role)
+                    .collect();
+                let lacking: Vec<AmphoraRole> = topology_roles(topology)
+                    .into_iter()
+                    .filter(|r| !staying.contains(r))
+                    .collect();
+                if lacking.len() == old.len() {
+                    lacking
+                } else {
+                    old.iter()
+                        .map(|a| a.role.unwrap_or(AmphoraRole::Standalone))
+                        .collect()
+                }
             }
         } else {
             topology_roles(self.load_balancer().await?.topology)
@@ -260,8 +290,12 @@ impl JobContext {
     }
 
     /// The amphorae this job built (create and failover), as stored now.
+    /// In a phase of a load balancer failover (`replacement_role`), only that phase's.
     pub async fn built_amphorae(&self) -> Result<Vec<Amphora>> {
-        let new = self.new_amphora_ids();
+        let new = match self.replacement_role {
+            Some(role) => BTreeSet::from([self.new_amphora_id(role)]),
+            None => self.new_amphora_ids(),
+        };
         Ok(self
             .all_amphorae()
             .await?

@@ -29,7 +29,16 @@ pub fn steps_for(spec: &JobSpec) -> Result<Vec<StepKind>> {
             vec![RemoveListeners, UnplugVip, DeallocateVip, DeleteAmphorae]
         }
         (A::Delete, K::LoadBalancer) => vec![UnplugVip, DeallocateVip, DeleteAmphorae],
-        (A::Failover, K::LoadBalancer | K::Amphora) => vec![
+        (A::Failover, K::LoadBalancer) => vec![
+            ReplaceStandbyPair,
+            BuildAmphora,
+            WaitForAgent,
+            PlugVip,
+            UpdateAmphorae,
+            ConfigureVrrp,
+            DeleteOldAmphorae,
+        ],
+        (A::Failover, K::Amphora) => vec![
             BuildAmphora,
             WaitForAgent,
             PlugVip,

@@ -100,6 +100,7 @@ impl JobRunner {
             job_id: job.id,
             spec: job.spec.clone(),
             settings: self.settings.clone(),
+            replacement_role: None,
         };
         self.engine
             .run(&flow, &ctx, &resume, &progress, abort)

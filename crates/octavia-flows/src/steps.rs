@@ -44,6 +44,9 @@ pub enum StepKind {
     DeleteAmphorae,
     /// Delete the amphorae a failover replaced.
     DeleteOldAmphorae,
+    /// ACTIVE_STANDBY load balancer failover: replace the pair one amphora at a time, the
+    /// one that does not hold the VIP first (nothing to do for other topologies).
+    ReplaceStandbyPair,
     /// Delete one amphora (the operator's `DELETE /amphorae/{id}` of an ERROR amphora).
     DeleteAmphora,
     /// Push the regenerated agent configuration to one amphora (`PUT /amphorae/{id}/config`).
@@ -66,6 +69,7 @@ impl StepKind {
             Self::DeallocateVip => "deallocate_vip",
             Self::DeleteAmphorae => "delete_amphorae",
             Self::DeleteOldAmphorae => "delete_old_amphorae",
+            Self::ReplaceStandbyPair => "replace_standby_pair",
             Self::DeleteAmphora => "delete_amphora",
             Self::UpdateAgentConfig => "update_agent_config",
         }
@@ -92,6 +96,7 @@ impl Step<JobContext> for StepKind {
             Self::DeallocateVip => deallocate_vip(ctx).await,
             Self::DeleteAmphorae => delete_amphorae(ctx, ctx.live_amphorae().await?).await,
             Self::DeleteOldAmphorae => delete_old_amphorae(ctx).await,
+            Self::ReplaceStandbyPair => replace_standby_pair(ctx).await,
             Self::DeleteAmphora => delete_one_amphora(ctx).await,
             Self::UpdateAgentConfig => update_agent_config(ctx).await,
         }
@@ -103,6 +108,7 @@ impl Step<JobContext> for StepKind {
             Self::BuildAmphora => revert_build(ctx).await,
             Self::PlugVip => unplug_vip(ctx, &ctx.built_amphorae().await?).await,
             Self::ConfigureVrrp => stop_vrrp(ctx).await,
+            Self::ReplaceStandbyPair => revert_standby_pair(ctx).await,
             // Nothing these did can be taken back: waiting and pushing configuration leave
             // nothing allocated, and deletions cannot be undone. The job settles ERROR.
             Self::WaitForAgent
@@ -159,7 +165,24 @@ const VRRP_ID: i32 = 1;
 async fn build_amphorae(ctx: &JobContext) -> Result<()> {
     let lb = ctx.load_balancer().await?;
     let spec = ctx.amphora_spec(&lb).await?;
-    let mut peers = Vec::new();
+    // Anti-affinity: away from the load balancer's amphorae that stay (a failover's
+    // survivor) and from each other.
+    let mut peers: Vec<String> = Vec::new();
+    if lb.topology == Topology::ActiveStandby && ctx.settings.anti_affinity.is_some() {
+        let building: BTreeSet<AmphoraId> = ctx
+            .amphorae_to_build()
+            .await?
+            .iter()
+            .map(|(_, id)| *id)
+            .collect();
+        peers.extend(
+            ctx.serving_amphorae()
+                .await?
+                .into_iter()
+                .filter(|a| !building.contains(&a.id))
+                .filter_map(|a| a.compute_id),
+        );
+    }
     for (role, id) in ctx.amphorae_to_build().await? {
         let amp = build_one(ctx, &lb, &spec, role, id, &peers).await?;
         peers.extend(amp.compute_id);
@@ -215,7 +238,12 @@ async fn build_one(
                 flavor: spec.compute_flavor.clone(),
                 availability_zone: spec.compute_zone.clone(),
                 management_network: spec.management_network.clone(),
-                anti_affinity_peers: peers.to_vec(),
+                anti_affinity_peers: if ctx.settings.anti_affinity.is_some() {
+                    peers.to_vec()
+                } else {
+                    Vec::new()
+                },
+                anti_affinity: ctx.settings.anti_affinity.unwrap_or_default(),
             })
             .await?;
         amp.compute_id = Some(cid);
@@ -457,9 +485,18 @@ async fn configure_vrrp(ctx: &JobContext) -> Result<()> {
     }
     let address = JobContext::vip_address(&lb)?;
     let mut amps = ctx.serving_amphorae().await?;
-    // MASTER first: started first, its keepalived is the first to claim the VIP (both start
-    // in BACKUP state; the other sees its adverts and stays BACKUP).
-    amps.sort_by_key(|a| (a.role != Some(AmphoraRole::Master), a.id));
+    let built: BTreeSet<AmphoraId> = ctx.built_amphorae().await?.iter().map(|a| a.id).collect();
+    // Amphorae already serving first (a failover's survivor keeps or takes the VIP), then
+    // the ones this job built; MASTER first among each: started first, its keepalived is the
+    // first to claim the VIP (all start in BACKUP state; the others see its adverts and stay
+    // BACKUP).
+    amps.sort_by_key(|a| {
+        (
+            built.contains(&a.id),
+            a.role != Some(AmphoraRole::Master),
+            a.id,
+        )
+    });
     if amps.is_empty() {
         return Err(FlowError::Internal(format!(
             "load balancer {} has no amphora to hold its VIP",
@@ -539,7 +576,15 @@ async fn configure_vrrp(ctx: &JobContext) -> Result<()> {
         })?;
         configs.push((interface, role, text));
     }
+    let mut released = false;
     for (mut amp, (interface, role, text)) in amps.into_iter().zip(configs) {
+        if built.contains(&amp.id) && !released {
+            // Before a replacement starts: the amphorae it replaces give up the VIP, so it
+            // moves once, to a survivor that already has the new peer list, and never sits
+            // on two amphorae at once.
+            release_vip(ctx).await?;
+            released = true;
+        }
         if amp.vrrp_interface.as_deref() != Some(interface.as_str())
             || amp.vrrp_priority != vrrp_priority(role)
             || amp.vrrp_id.is_none()
@@ -558,6 +603,103 @@ async fn configure_vrrp(ctx: &JobContext) -> Result<()> {
         info!(amphora_id = %amp.id, lb_id = %lb.id, role = %role, "keepalived configured and started");
     }
     Ok(())
+}
+
+/// How long a failover waits for an amphora it replaces to stop its keepalived: a dead one
+/// (the usual reason for a failover) does not answer, and its peer took the VIP long ago.
+const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A failover's amphorae being replaced stop keepalived (best effort): a live holder sends
+/// its priority-0 advert and its peer takes the VIP at once instead of after the master
+/// down interval, or instead of both holding it until the old one is deleted.
+async fn release_vip(ctx: &JobContext) -> Result<()> {
+    for old in ctx.old_amphorae().await? {
+        if old.status != ProvisioningStatus::Allocated {
+            continue;
+        }
+        let stop = ctx.drivers.amphora.vrrp_action(&old, VrrpAction::Stop);
+        match tokio::time::timeout(RELEASE_TIMEOUT, stop).await {
+            Ok(Ok(())) => {
+                info!(amphora_id = %old.id, "keepalived stopped on the amphora being replaced")
+            }
+            Ok(Err(error)) => debug!(amphora_id = %old.id, %error,
+                "cannot stop keepalived on the amphora being replaced; it is deleted next"),
+            Err(_) => debug!(amphora_id = %old.id,
+                "the amphora being replaced does not answer; it is deleted next"),
+        }
+    }
+    Ok(())
+}
+
+/// An ACTIVE_STANDBY load balancer failover in Octavia's order (reference §8.5): the amphora
+/// that does not hold the VIP (or does not answer) is replaced first, by a BACKUP; the
+/// holder last, by a MASTER. Each phase is a whole amphora failover (build, agent, VIP,
+/// configuration, keepalived with the survivor as peer, delete the old one), so the load
+/// balancer keeps one serving amphora throughout and the VIP moves once. Anything but a pair
+/// to replace (SINGLE, a missing amphora) is left to the flow's ordinary steps, which
+/// rebuild what is missing. Resumable: a phase that finished is not run again.
+async fn replace_standby_pair(ctx: &JobContext) -> Result<()> {
+    let lb = ctx.load_balancer().await?;
+    if lb.topology != Topology::ActiveStandby {
+        return Ok(());
+    }
+    let mut old = ctx.old_amphorae().await?;
+    let first_done = ctx
+        .store
+        .get_amphora(ctx.new_amphora_id(AmphoraRole::Backup))
+        .await?
+        .is_some_and(|a| a.status == ProvisioningStatus::Allocated)
+        && old.len() == 1;
+    if !first_done {
+        if old.len() != 2 {
+            return Ok(());
+        }
+        let address = JobContext::vip_address(&lb)?;
+        let mut first = None;
+        for amp in &old {
+            let probe = ctx.drivers.amphora.interface_of(amp, &address);
+            let holds = matches!(
+                tokio::time::timeout(RELEASE_TIMEOUT, probe).await,
+                Ok(Ok(_))
+            );
+            if !holds {
+                first = Some(amp.id);
+                break;
+            }
+        }
+        // Both answer that they hold it (split brain): either may go first.
+        let first = first.unwrap_or(old[1].id);
+        info!(lb_id = %lb.id, amphora_id = %first, "failover: replacing the amphora that does not hold the VIP first");
+        replace_one(ctx, first, AmphoraRole::Backup).await?;
+        old.retain(|a| a.id != first);
+    }
+    if let [holder] = old.as_slice() {
+        info!(lb_id = %lb.id, amphora_id = %holder.id, "failover: replacing the VIP holder");
+        replace_one(ctx, holder.id, AmphoraRole::Master).await?;
+    }
+    Ok(())
+}
+
+/// One phase of [`replace_standby_pair`]: the steps of an amphora failover for `old`, whose
+/// replacement gets `role`.
+async fn replace_one(ctx: &JobContext, old: AmphoraId, role: AmphoraRole) -> Result<()> {
+    let mut phase = ctx.clone();
+    phase.spec.amphora_id = Some(old);
+    phase.replacement_role = Some(role);
+    build_amphorae(&phase).await?;
+    wait_for_agent(&phase).await?;
+    plug_vip(&phase).await?;
+    update_amphorae(&phase).await?;
+    configure_vrrp(&phase).await?;
+    delete_old_amphorae(&phase).await
+}
+
+/// Revert of [`replace_standby_pair`]: what a failed phase built goes, as the ordinary
+/// steps' reverts would take it back.
+async fn revert_standby_pair(ctx: &JobContext) -> Result<()> {
+    stop_vrrp(ctx).await?;
+    unplug_vip(ctx, &ctx.built_amphorae().await?).await?;
+    revert_build(ctx).await
 }
 
 /// Revert of [`configure_vrrp`]: stop keepalived on the amphorae this job built, so they give

@@ -447,14 +447,28 @@ async fn active_standby_failover_repeers_keepalived_and_reverts_by_stopping_it()
             .filter(|c| c.op == "amphora.vrrp_action" && c.detail == "stop")
             .map(|c| c.subject)
             .collect();
-        assert_eq!(stops.len(), 1, "{:?}", h.log.calls());
-        assert_ne!(stops[0], backup.id.to_string());
-        assert_ne!(stops[0], new_master.id.to_string());
+        // First the amphora being replaced gives up the VIP (before its replacement starts
+        // keepalived), then the revert stops the replacement; never the survivor.
+        assert_eq!(stops.len(), 2, "{:?}", h.log.calls());
+        assert_eq!(stops[0], backup.id.to_string());
+        assert_ne!(stops[1], backup.id.to_string());
+        assert_ne!(stops[1], new_master.id.to_string());
         let calls = h.log.calls();
         let stop_at = calls
             .iter()
+            .rposition(|c| c.op == "amphora.vrrp_action" && c.detail == "stop")
+            .unwrap();
+        let released_at = calls
+            .iter()
             .position(|c| c.op == "amphora.vrrp_action" && c.detail == "stop")
             .unwrap();
+        let replacement_started = calls
+            .iter()
+            .position(|c| {
+                c.op == "amphora.vrrp_action" && c.detail == "start" && c.subject == stops[1]
+            })
+            .expect("the replacement's keepalived started");
+        assert!(released_at < replacement_started, "{:?}", h.log.ops());
         let deleted_at = calls
             .iter()
             .rposition(|c| c.op == "compute.delete")
@@ -954,6 +968,7 @@ async fn load_balancer_failover_replaces_the_amphora() {
         assert_eq!(
             h.job(job_id).await.completed_steps,
             strings(&[
+                "replace_standby_pair",
                 "build_amphora",
                 "wait_for_agent",
                 "plug_vip",

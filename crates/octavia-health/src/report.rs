@@ -69,6 +69,7 @@ pub fn record(msg: &HeartbeatMessage, received_at: Timestamp) -> Option<Heartbea
         report: health_report(msg),
         stats,
         stats_are_deltas: msg.stats_are_deltas(),
+        vip_held: msg.vip_held,
     })
 }
 

@@ -40,6 +40,7 @@ pub(crate) async fn run(
         sink,
         reported: HashMap::new(),
     })));
+    let holders = Arc::new(Mutex::new(Holders::default()));
     let max = settings.batch_max;
     // SQLite has one writer at a time anyway: concurrent batches would only queue on its lock.
     let writers = match store.engine() {
@@ -66,11 +67,12 @@ pub(crate) async fn run(
             break;
         };
         let records = take_records(&mut batch, &settings, &counters);
-        let (store, counters, log, zombies) = (
+        let (store, counters, log, zombies, holders) = (
             store.clone(),
             counters.clone(),
             log.clone(),
             zombies.clone(),
+            holders.clone(),
         );
         let span = tracing::info_span!("heartbeat_batch", size = records.len());
         tasks.spawn(
@@ -84,6 +86,8 @@ pub(crate) async fn run(
                                 .chain(&out.without_load_balancer),
                         );
                     }
+                    let new = lock(&holders).update(&records, &out);
+                    record_holders(&store, &holders, new).await;
                 }
                 drop(permit);
             }
@@ -92,6 +96,84 @@ pub(crate) async fn run(
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long a VIP holder's role is taken as recorded before its heartbeats ask the store
+/// again: a flow may rewrite roles behind the health manager's back (a failover's
+/// replacement is built as MASTER while its peer holds the VIP), and this bounds how long
+/// the API shows that.
+const ROLE_RECHECK: Duration = Duration::from_secs(10);
+
+/// The amphorae last seen holding their keepalived VIP, so the store is asked to move the
+/// MASTER role when a heartbeat says something new (after a takeover, or the first
+/// heartbeat after this process started) and every [`ROLE_RECHECK`], not for every
+/// heartbeat.
+#[derive(Default)]
+struct Holders {
+    known: HashMap<AmphoraId, Instant>,
+}
+
+impl Holders {
+    /// Takes in a written batch; returns the amphorae whose role as VIP holder is to be
+    /// recorded.
+    fn update(&mut self, records: &[HeartbeatRecord], out: &HeartbeatOutcome) -> Vec<AmphoraId> {
+        self.update_at(records, out, Instant::now())
+    }
+
+    fn update_at(
+        &mut self,
+        records: &[HeartbeatRecord],
+        out: &HeartbeatOutcome,
+        now: Instant,
+    ) -> Vec<AmphoraId> {
+        let dropped: HashSet<&AmphoraId> = out
+            .unknown_amphorae
+            .iter()
+            .chain(&out.without_load_balancer)
+            .collect();
+        let mut due = Vec::new();
+        for r in records {
+            if dropped.contains(&r.amphora_id) || r.vip_held != Some(true) {
+                self.known.remove(&r.amphora_id);
+                continue;
+            }
+            let fresh = self
+                .known
+                .get(&r.amphora_id)
+                .is_some_and(|at| now.duration_since(*at) < ROLE_RECHECK);
+            if !fresh && !due.contains(&r.amphora_id) {
+                self.known.insert(r.amphora_id, now);
+                due.push(r.amphora_id);
+            }
+        }
+        due
+    }
+
+    /// Forget `id`, so its next heartbeat tries again.
+    fn forget(&mut self, id: &AmphoraId) {
+        self.known.remove(id);
+    }
+}
+
+/// Records each VIP holder as MASTER (its peers BACKUP); a no-op in the store when the roles
+/// are already true.
+async fn record_holders(store: &Store, holders: &Mutex<Holders>, new: Vec<AmphoraId>) {
+    for id in new {
+        match store.record_vip_holder(id).await {
+            Ok(0) => {}
+            Ok(changed) => {
+                tracing::info!(amphora_id = %id, changed, "amphora holds the VIP: recorded as MASTER, its peers as BACKUP");
+            }
+            Err(error) => {
+                lock(holders).forget(&id);
+                tracing::warn!(amphora_id = %id, %error, "cannot record the VIP holder's role; retried on its next heartbeat");
+            }
+        }
+    }
 }
 
 /// Zombie reports, each amphora at most once per [`ZOMBIE_REPORT_INTERVAL`].
@@ -245,4 +327,54 @@ fn account(
         }
     }
     dropped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use octavia_model::now;
+
+    fn beat(id: AmphoraId, vip_held: Option<bool>) -> HeartbeatRecord {
+        HeartbeatRecord {
+            amphora_id: id,
+            received_at: now(),
+            refresh_health: true,
+            report: Default::default(),
+            stats: Vec::new(),
+            stats_are_deltas: true,
+            vip_held,
+        }
+    }
+
+    #[test]
+    fn holders_are_recorded_when_new_and_rechecked_after_a_while() {
+        let (a, b, gone) = (AmphoraId::new(), AmphoraId::new(), AmphoraId::new());
+        let mut h = Holders::default();
+        let out = HeartbeatOutcome {
+            unknown_amphorae: vec![gone],
+            ..Default::default()
+        };
+        let t0 = Instant::now();
+        let batch = [
+            beat(a, Some(true)),
+            beat(a, Some(true)),
+            beat(b, Some(false)),
+            beat(gone, Some(true)),
+        ];
+        assert_eq!(h.update_at(&batch, &out, t0), vec![a]);
+        // Known and fresh: nothing to record.
+        assert!(h.update_at(&[beat(a, Some(true))], &out, t0).is_empty());
+        // The VIP moved to b: b is recorded at once.
+        let moved = [beat(a, Some(false)), beat(b, Some(true))];
+        assert_eq!(h.update_at(&moved, &out, t0), vec![b]);
+        // a takes it back: recorded again, although a was recorded a moment ago.
+        assert_eq!(h.update_at(&[beat(a, Some(true))], &out, t0), vec![a]);
+        // After ROLE_RECHECK the holder is recorded again (a flow may have rewritten roles).
+        let later = t0 + ROLE_RECHECK;
+        assert_eq!(h.update_at(&[beat(a, Some(true))], &out, later), vec![a]);
+        // No keepalived: never recorded.
+        assert!(h.update_at(&[beat(b, None)], &out, later).is_empty());
+        h.forget(&a);
+        assert_eq!(h.update_at(&[beat(a, Some(true))], &out, later), vec![a]);
+    }
 }

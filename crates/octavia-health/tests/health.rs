@@ -373,6 +373,7 @@ fn record(f: &FleetMember, pool_status: &str, member_status: &str) -> HeartbeatR
             },
         )],
         stats_are_deltas: true,
+        vip_held: None,
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Config {
     pub haproxy_amphora: HaproxyAmphoraSection,
     /// keepalived between the amphorae of ACTIVE_STANDBY load balancers.
     pub keepalived_vrrp: KeepalivedVrrpSection,
+    /// Where the compute service places amphorae (Octavia's `[nova]` options that apply).
+    pub nova: NovaSection,
     /// Networking rules the API enforces.
     pub networking: NetworkingSection,
     /// Per-project quota defaults.
@@ -410,6 +412,39 @@ impl Default for HaproxyAmphoraSection {
             rest_request_read_timeout: Duration::from_secs(60),
             connection_logging: true,
             build_rate_limit: -1,
+        }
+    }
+}
+
+/// `anti_affinity_policy` choices (Nova's server group policies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AntiAffinityPolicy {
+    /// Hard: the two amphorae of an ACTIVE_STANDBY load balancer never share a host; with
+    /// too few hosts the build fails and the load balancer goes ERROR, saying so.
+    #[serde(rename = "anti-affinity")]
+    AntiAffinity,
+    /// Soft: different hosts when there are enough, the same host rather than no amphora.
+    #[serde(rename = "soft-anti-affinity")]
+    SoftAntiAffinity,
+}
+
+/// `[nova]`: placement of amphorae.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct NovaSection {
+    /// Keep the amphorae of an ACTIVE_STANDBY load balancer (and their replacements) on
+    /// different hosts. On by default here (Octavia's default is off): a pair on one host
+    /// does not survive losing that host.
+    pub enable_anti_affinity: bool,
+    /// "anti-affinity" (hard, the default) or "soft-anti-affinity".
+    pub anti_affinity_policy: AntiAffinityPolicy,
+}
+
+impl Default for NovaSection {
+    fn default() -> Self {
+        Self {
+            enable_anti_affinity: true,
+            anti_affinity_policy: AntiAffinityPolicy::AntiAffinity,
         }
     }
 }

@@ -139,6 +139,16 @@ pub fn flow_settings(config: &Config) -> FlowSettings {
         agent_connect_timeout: config.haproxy_amphora.agent_connect_timeout,
         render: render_settings(config),
         keepalived: keepalived_settings(config),
+        anti_affinity: config.nova.enable_anti_affinity.then_some(
+            match config.nova.anti_affinity_policy {
+                crate::config::AntiAffinityPolicy::AntiAffinity => {
+                    octavia_drivers::AntiAffinity::Hard
+                }
+                crate::config::AntiAffinityPolicy::SoftAntiAffinity => {
+                    octavia_drivers::AntiAffinity::Soft
+                }
+            },
+        ),
         ..FlowSettings::default()
     }
 }

@@ -156,6 +156,31 @@ impl Store {
         tx.commit().await
     }
 
+    /// The health manager's record of a VRRP takeover: `holder` reports that it holds its
+    /// load balancer's VIP, so it becomes MASTER and the other live amphorae of that load
+    /// balancer BACKUP (Octavia's roles are fixed at build time; ours follow the VIP).
+    /// `vrrp_priority` stays what each amphora's keepalived runs with until the next push.
+    /// Only MASTER/BACKUP amphorae that are not being deleted change; returns how many rows
+    /// changed (0 when the roles were already true, the usual case).
+    pub async fn record_vip_holder(&self, holder: AmphoraId) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut c = tx.conn();
+        let changed = c
+            .execute(
+                "UPDATE amphora SET role = CASE WHEN id = $1 THEN 'MASTER' ELSE 'BACKUP' END, \
+                 updated_at = $2 \
+                 WHERE load_balancer_id = (SELECT load_balancer_id FROM amphora WHERE id = $1 \
+                 AND role IN ('MASTER', 'BACKUP') AND status NOT IN ('DELETED', 'PENDING_DELETE')) \
+                 AND role IN ('MASTER', 'BACKUP') \
+                 AND status NOT IN ('DELETED', 'PENDING_DELETE') \
+                 AND ((id = $1 AND role <> 'MASTER') OR (id <> $1 AND role <> 'BACKUP'))",
+                args![sid(holder), now()],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
     /// Delete an ERROR amphora (`DELETE /amphorae/{id}`): PENDING_DELETE and a
     /// `delete_amphora` job (class Operator) in one transaction. Missing/DELETED → NotFound;
     /// any other status → Conflict. Settlement: success → DELETED (health row removed);

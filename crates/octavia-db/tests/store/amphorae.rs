@@ -10,7 +10,52 @@ engine_tests!(
     amphorae_and_stats,
     failovers_lock_and_settle,
     only_error_amphorae_are_deleted,
+    the_vip_holder_becomes_master,
 );
+
+/// `record_vip_holder`: the amphora that reports holding the VIP becomes MASTER and its live
+/// peer BACKUP; nothing changes when the roles are already true, for a SINGLE amphora, or for
+/// an amphora of another load balancer; a peer being deleted keeps its role.
+async fn the_vip_holder_becomes_master(engine: Engine) {
+    let t = TestStore::new(engine).await;
+    let s = &t.store;
+    let (l, _, _) = lb_listener_pool(s).await;
+    let (other, _, _) = lb_listener_pool(s).await;
+    let with_role = |lb, role, priority| Amphora {
+        role: Some(role),
+        vrrp_priority: Some(priority),
+        ..amphora(Some(lb))
+    };
+    let master = with_role(l.id, AmphoraRole::Master, 100);
+    let backup = with_role(l.id, AmphoraRole::Backup, 90);
+    let mut going = with_role(l.id, AmphoraRole::Backup, 90);
+    going.status = ProvisioningStatus::PendingDelete;
+    let other_master = with_role(other.id, AmphoraRole::Master, 100);
+    let single = amphora(Some(other.id));
+    for a in [&master, &backup, &going, &other_master, &single] {
+        s.save_amphora(a).await.unwrap();
+    }
+    let role = |id| async move { s.get_amphora_any(id).await.unwrap().unwrap().role };
+
+    assert_eq!(s.record_vip_holder(master.id).await.unwrap(), 0);
+    assert_eq!(s.record_vip_holder(single.id).await.unwrap(), 0);
+    assert_eq!(role(single.id).await, Some(AmphoraRole::Standalone));
+
+    // keepalived moved the VIP to the BACKUP.
+    assert_eq!(s.record_vip_holder(backup.id).await.unwrap(), 2);
+    assert_eq!(role(backup.id).await, Some(AmphoraRole::Master));
+    assert_eq!(role(master.id).await, Some(AmphoraRole::Backup));
+    assert_eq!(role(going.id).await, Some(AmphoraRole::Backup));
+    assert_eq!(role(other_master.id).await, Some(AmphoraRole::Master));
+    // The priority stays what the amphora's keepalived runs with until the next push.
+    let b = s.get_amphora(backup.id).await.unwrap().unwrap();
+    assert_eq!(b.vrrp_priority, Some(90));
+    assert_eq!(s.record_vip_holder(backup.id).await.unwrap(), 0);
+
+    // A holder being deleted changes nothing.
+    assert_eq!(s.record_vip_holder(going.id).await.unwrap(), 0);
+    assert_eq!(role(backup.id).await, Some(AmphoraRole::Master));
+}
 
 async fn amphorae_and_stats(engine: Engine) {
     let t = TestStore::new(engine).await;

@@ -195,6 +195,7 @@ pub(crate) fn heartbeat(f: &FleetMember, at: Timestamp) -> HeartbeatRecord {
         report,
         stats: Vec::new(),
         stats_are_deltas: true,
+        vip_held: None,
     }
 }
 

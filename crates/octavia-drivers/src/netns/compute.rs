@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::sys::{self, Ipv4Cidr};
 use crate::certs::{CertificateAuthority, Secret};
-use crate::compute::{BuildRequest, ComputeDriver, ComputeInstance, ComputeStatus};
+use crate::compute::{AntiAffinity, BuildRequest, ComputeDriver, ComputeInstance, ComputeStatus};
 use crate::error::{DriverError, FaultOwner, Result};
 
 const OWNER: FaultOwner = FaultOwner::Compute;
@@ -436,6 +436,7 @@ impl Inner {
                     &self.settings.host_zones,
                     &others,
                     &request.anti_affinity_peers,
+                    request.anti_affinity,
                     request.availability_zone.as_deref(),
                 )?;
                 let availability_zone = self.settings.host_zones.get(&host).cloned();
@@ -786,13 +787,16 @@ impl Inner {
 
 /// The host for a new instance: among the hosts of `zone` (every host when `None`; hosts
 /// without an entry in `zones` belong to no named zone), the least-loaded one (first in list
-/// order on ties) that runs none of `peers`. No host in `zone` at all, or none left after
-/// anti-affinity: an error naming the zone (permanent: trying again places nothing).
+/// order on ties) that runs none of `peers`; with [`AntiAffinity::Soft`], the least-loaded
+/// one of the zone when every host runs a peer. No host in `zone` at all, or (hard) none
+/// left after anti-affinity: an error naming the zone and the hosts the peers occupy
+/// (permanent: trying again places nothing).
 fn place(
     hosts: &[String],
     zones: &BTreeMap<String, String>,
     records: &[InstanceRecord],
     peers: &[String],
+    policy: AntiAffinity,
     zone: Option<&str>,
 ) -> Result<String> {
     let in_zone: Vec<&String> = hosts
@@ -815,18 +819,36 @@ fn place(
             excluded.insert(r.host.as_str());
         }
     }
-    in_zone
-        .into_iter()
+    let least = |candidates: Vec<&String>| {
+        candidates
+            .into_iter()
+            .min_by_key(|h| load.get(h.as_str()).copied().unwrap_or(0))
+            .cloned()
+    };
+    let free: Vec<&String> = in_zone
+        .iter()
+        .copied()
         .filter(|h| !excluded.contains(h.as_str()))
-        .min_by_key(|h| load.get(h.as_str()).copied().unwrap_or(0))
-        .cloned()
-        .ok_or_else(|| {
-            let scope = zone.map_or(String::new(), |z| format!(" in availability zone {z}"));
-            invalid(
-                "place instance",
-                format!("no host left{scope} that satisfies anti-affinity"),
-            )
-        })
+        .collect();
+    if let Some(host) = least(free) {
+        return Ok(host);
+    }
+    if policy == AntiAffinity::Soft {
+        if let Some(host) = least(in_zone) {
+            return Ok(host);
+        }
+    }
+    let scope = zone.map_or(String::new(), |z| format!(" in availability zone {z}"));
+    let taken: Vec<&str> = excluded.into_iter().collect();
+    Err(invalid(
+        "place instance",
+        format!(
+            "no host left{scope} for hard anti-affinity: the load balancer's other \
+             amphorae run on {}, and there is no other host{scope} (add a host, or set \
+             [nova] anti_affinity_policy = \"soft-anti-affinity\")",
+            taken.join(", ")
+        ),
+    ))
 }
 
 #[async_trait]
@@ -902,57 +924,74 @@ mod tests {
 
     #[test]
     fn placement_is_least_loaded_and_honours_anti_affinity() {
+        use AntiAffinity::{Hard, Soft};
         let hosts = vec!["h1".to_string(), "h2".to_string(), "h3".to_string()];
         let none = BTreeMap::new();
-        assert_eq!(place(&hosts, &none, &[], &[], None).unwrap(), "h1");
+        assert_eq!(place(&hosts, &none, &[], &[], Hard, None).unwrap(), "h1");
         let records = vec![rec("a", "h1"), rec("b", "h1"), rec("c", "h2")];
-        assert_eq!(place(&hosts, &none, &records, &[], None).unwrap(), "h3");
-        let records = vec![rec("a", "h1"), rec("c", "h2"), rec("d", "h3")];
-        assert_eq!(place(&hosts, &none, &records, &[], None).unwrap(), "h1");
         assert_eq!(
-            place(&hosts, &none, &records, &["a".into()], None).unwrap(),
+            place(&hosts, &none, &records, &[], Hard, None).unwrap(),
+            "h3"
+        );
+        let records = vec![rec("a", "h1"), rec("c", "h2"), rec("d", "h3")];
+        assert_eq!(
+            place(&hosts, &none, &records, &[], Hard, None).unwrap(),
+            "h1"
+        );
+        assert_eq!(
+            place(&hosts, &none, &records, &["a".into()], Hard, None).unwrap(),
             "h2"
         );
         let peers = ["a".into(), "c".into(), "d".into()];
-        let err = place(&hosts, &none, &records, &peers, None).unwrap_err();
+        let err = place(&hosts, &none, &records, &peers, Hard, None).unwrap_err();
         assert!(!err.is_retryable());
+        assert!(err.to_string().contains("h1, h2, h3"), "{err}");
+        assert!(err.to_string().contains("soft-anti-affinity"), "{err}");
+        // Soft: a peer-free host while there is one, else the least loaded.
+        let soft = |peers: &[String]| place(&hosts, &none, &records, peers, Soft, None).unwrap();
+        assert_eq!(soft(&["a".into()]), "h2");
+        assert_eq!(soft(&peers), "h1");
     }
 
     #[test]
     fn placement_keeps_to_the_requested_zone() {
+        use AntiAffinity::Hard;
         let hosts: Vec<String> = ["h1", "h2", "h3", "h4"].map(String::from).to_vec();
         let zones: BTreeMap<String, String> = [("h2", "az1"), ("h3", "az1"), ("h4", "az2")]
             .map(|(h, z)| (h.to_string(), z.to_string()))
             .into_iter()
             .collect();
         // No zone asked: any host, zoned or not (h1 has no zone and is first).
-        assert_eq!(place(&hosts, &zones, &[], &[], None).unwrap(), "h1");
+        assert_eq!(place(&hosts, &zones, &[], &[], Hard, None).unwrap(), "h1");
         let busy_h1 = vec![rec("a", "h1")];
-        assert_eq!(place(&hosts, &zones, &busy_h1, &[], None).unwrap(), "h2");
+        assert_eq!(
+            place(&hosts, &zones, &busy_h1, &[], Hard, None).unwrap(),
+            "h2"
+        );
         // A zone: only its hosts, least loaded first, even when others are idler.
         let records = vec![rec("a", "h2"), rec("b", "h2"), rec("c", "h3")];
         assert_eq!(
-            place(&hosts, &zones, &records, &[], Some("az1")).unwrap(),
+            place(&hosts, &zones, &records, &[], Hard, Some("az1")).unwrap(),
             "h3"
         );
         assert_eq!(
-            place(&hosts, &zones, &records, &[], Some("az2")).unwrap(),
+            place(&hosts, &zones, &records, &[], Hard, Some("az2")).unwrap(),
             "h4"
         );
         // Anti-affinity inside the zone: the peer's host is out.
         assert_eq!(
-            place(&hosts, &zones, &records, &["c".into()], Some("az1")).unwrap(),
+            place(&hosts, &zones, &records, &["c".into()], Hard, Some("az1")).unwrap(),
             "h2"
         );
         let on_h4 = vec![rec("d", "h4")];
-        let err = place(&hosts, &zones, &on_h4, &["d".into()], Some("az2")).unwrap_err();
+        let err = place(&hosts, &zones, &on_h4, &["d".into()], Hard, Some("az2")).unwrap_err();
         assert!(
             err.to_string()
                 .contains("no host left in availability zone az2"),
             "{err}"
         );
         // A zone no host is in: the error names it; nothing falls back to other hosts.
-        let err = place(&hosts, &zones, &[], &[], Some("az9")).unwrap_err();
+        let err = place(&hosts, &zones, &[], &[], Hard, Some("az9")).unwrap_err();
         assert!(!err.is_retryable());
         assert!(
             err.to_string().contains("no host in availability zone az9"),

@@ -44,6 +44,7 @@ fn heartbeat(f: &FleetMember, member_status: &str) -> HeartbeatMessage {
         ver: 3,
         listeners,
         pools,
+        ..Default::default()
     }
 }
 

@@ -55,6 +55,38 @@ async fn amphorae(lab: &Lab, lb: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The role the API shows for the amphora in namespace `ns`.
+async fn role_of(lab: &Lab, lb: &str, ns: &str) -> String {
+    amphorae(lab, lb)
+        .await
+        .iter()
+        .find(|a| compute_id(a) == ns)
+        .and_then(|a| a["role"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The hosts `octavia amphora list` shows for `amps` (its last column).
+fn hosts_of(lab: &Lab, amps: &[Value]) -> Vec<String> {
+    let list = lab.octavia(&["amphora", "list"]);
+    amps.iter()
+        .filter_map(|a| {
+            let id = a["id"].as_str()?;
+            let line = list.lines().find(|l| l.contains(id))?;
+            line.split_whitespace().last().map(str::to_string)
+        })
+        .collect()
+}
+
+/// The amphora id of the amphora in namespace `ns`.
+fn non_holder_id(amps: &[Value], ns: &str) -> String {
+    amps.iter()
+        .find(|a| compute_id(a) == ns)
+        .and_then(|a| a["id"].as_str())
+        .unwrap_or("?")
+        .to_string()
+}
+
 fn compute_id(amp: &Value) -> String {
     amp["compute_id"].as_str().unwrap_or("").to_string()
 }
@@ -235,6 +267,18 @@ async fn active_standby_keepalived_takeover() {
     );
     let tally = traffic.run(20).await;
     assert_eq!(tally.failed, 0, "after the takeover: {:?}", tally.errors);
+    // The survivor's heartbeats say it holds the VIP: the API shows it as MASTER.
+    eventually(
+        "the survivor to be reported as MASTER",
+        Duration::from_secs(10),
+        || async {
+            let now = amphorae(&lab, &lb).await;
+            now.iter()
+                .any(|a| compute_id(a) == survivor && a["role"] == "MASTER")
+                .then_some(())
+        },
+    )
+    .await;
 
     // The health manager replaces the dead amphora; the pair is whole again and exactly one
     // of the two live amphorae holds the VIP.
@@ -278,6 +322,110 @@ async fn active_standby_keepalived_takeover() {
     eprintln!("after the rebuild the VIP is held by {new_holder}");
     let tally = traffic.run(20).await;
     assert_eq!(tally.failed, 0, "after the rebuild: {:?}", tally.errors);
+    assert_eq!(role_of(&lab, &lb, &new_holder).await, "MASTER");
+
+    // An operator's load balancer failover under traffic, in Octavia's order: the amphora
+    // that does not hold the VIP is replaced first (by a BACKUP), the holder last (by a
+    // MASTER), so the VIP moves once, to an amphora already serving.
+    let before: Vec<String> = replaced.iter().map(compute_id).collect();
+    let non_holder = before
+        .iter()
+        .find(|ns| **ns != new_holder)
+        .expect("the non-holder")
+        .clone();
+    let prober = Prober::start(Traffic::new(&vip, 80, "/"));
+    prober.wait_first_success().await;
+    let started = Instant::now();
+    lab.call(
+        Method::PUT,
+        &format!("/v2/lbaas/loadbalancers/{lb}/failover"),
+        None,
+        202,
+    )
+    .await;
+    let rotated = eventually(
+        "both amphorae replaced by the load balancer failover",
+        Duration::from_secs(120),
+        || async {
+            let now = amphorae(&lab, &lb).await;
+            let state = lab
+                .call(
+                    Method::GET,
+                    &format!("/v2/lbaas/loadbalancers/{lb}"),
+                    None,
+                    200,
+                )
+                .await["loadbalancer"]["provisioning_status"]
+                .clone();
+            assert_ne!(
+                state,
+                "ERROR",
+                "load balancer failover failed\n{}",
+                lab.log()
+            );
+            (state == "ACTIVE"
+                && now.len() == 2
+                && now.iter().all(|a| !before.contains(&compute_id(a))))
+            .then_some(now)
+        },
+    )
+    .await;
+    let rotated_in = started.elapsed();
+    let log = probe_until_served(prober).await;
+    let (last_failure, failures) = outage(&log, started);
+    eprintln!(
+        "ACTIVE_STANDBY load balancer failover: both amphorae replaced in {rotated_in:?}; \
+         {failures} failed requests of {} at 50 ms (last {last_failure:?} after the request)",
+        log.iter().filter(|(at, _)| *at > started).count()
+    );
+    // Roles follow the VIP: the replacement that holds it is MASTER, the other BACKUP (the
+    // health manager corrects the roles the flow gave within its recheck interval).
+    let holder_now = one_holder(
+        &rotated,
+        &vip,
+        "one amphora to hold the VIP after the failover",
+    )
+    .await;
+    eventually(
+        "the VIP holder reported as MASTER, the other as BACKUP",
+        Duration::from_secs(20),
+        || async {
+            let now = amphorae(&lab, &lb).await;
+            let role = |ns: &str| {
+                now.iter()
+                    .find(|a| compute_id(a) == ns)
+                    .and_then(|a| a["role"].as_str().map(str::to_string))
+            };
+            let other = now.iter().map(compute_id).find(|ns| *ns != holder_now)?;
+            (role(&holder_now).as_deref() == Some("MASTER")
+                && role(&other).as_deref() == Some("BACKUP"))
+            .then_some(())
+        },
+    )
+    .await;
+    let log_text = lab.log();
+    let first = log_text
+        .find("replacing the amphora that does not hold the VIP first")
+        .expect("the failover logged its order");
+    assert!(
+        log_text[first..]
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains(&non_holder_id(&replaced, &non_holder))),
+        "the non-holder ({non_holder}) went first:\n{}",
+        &log_text[first..]
+    );
+    let hosts = hosts_of(&lab, &rotated);
+    assert!(
+        hosts.len() == 2 && hosts[0] != hosts[1],
+        "anti-affinity kept the replacements apart: {hosts:?}"
+    );
+    assert!(
+        failures <= 2,
+        "the load balancer failover lost {failures} requests (last {last_failure:?})"
+    );
+    let tally = traffic.run(20).await;
+    assert_eq!(tally.failed, 0, "after the failover: {:?}", tally.errors);
 
     lab.delete_cascade(&lb).await;
     let left = lab.amphora_leftovers();
