@@ -59,7 +59,6 @@ poll_interval = "200ms"
 [health_manager]
 bind_ip = "172.31.0.1"
 heartbeat_key = "$(cat "$key_file")"
-heartbeat_interval = "1s"
 
 [certificates]
 ca_dir = "$var/certs"

@@ -263,7 +263,7 @@ fn default_keepalived_cmd() -> PathBuf {
     PathBuf::from("/usr/sbin/keepalived")
 }
 fn default_heartbeat_interval() -> Duration {
-    Duration::from_secs(10)
+    Duration::from_secs(1)
 }
 
 #[derive(Deserialize)]

@@ -172,7 +172,7 @@ fn compute(cleanup: &Cleanup, net: u8, agent: &Path, hosts: &[&str]) -> NetnsCom
             .collect(),
         agent: AgentSettings {
             controller_ip_port_list: vec![format!("10.213.{net}.1:5555")],
-            heartbeat_interval_secs: 3,
+            heartbeat_interval: std::time::Duration::from_secs(3),
             heartbeat_key: Secret::new("test-heartbeat-key"),
             haproxy_cmd: "/usr/sbin/haproxy".into(),
             bind_port: 9443,

@@ -49,6 +49,13 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The shortest wait that makes a heartbeat "processed too slowly". Octavia's rule (the
+/// heartbeat interval) was made for 10 s intervals; with 1 s ones a short stall of the
+/// health manager (a busy host) would discard every heartbeat at once and fail healthy
+/// amphorae over. A late write is harmless: the health timestamp written is the time the
+/// heartbeat was received, never the time it was written.
+pub const SLOW_FLOOR: Duration = Duration::from_secs(5);
+
 /// Settings of the heartbeat receiver (`[health_manager]`).
 #[derive(Debug, Clone)]
 pub struct HealthSettings {
@@ -58,8 +65,9 @@ pub struct HealthSettings {
     pub bind_port: u16,
     /// Key ring: the current `heartbeat_key` first, then previous keys still accepted.
     pub heartbeat_keys: Vec<Secret>,
-    /// `heartbeat_interval` (default 10 s): a heartbeat that waited this long before being
-    /// written does not refresh the health timestamp ("processed too slowly").
+    /// `heartbeat_interval` (default 1 s): a heartbeat that waited this long, and at least
+    /// [`SLOW_FLOOR`], before being written does not refresh the health timestamp
+    /// ("processed too slowly").
     pub heartbeat_interval: Duration,
     /// Most heartbeats written in one batch (one transaction).
     pub batch_max: usize,
@@ -80,7 +88,7 @@ impl Default for HealthSettings {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             bind_port: 5555,
             heartbeat_keys: Vec::new(),
-            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(1),
             batch_max: 2000,
             batch_window: Duration::from_millis(50),
             writers: 3,

@@ -210,7 +210,7 @@ fn take_records(
     let records = batch
         .drain(..)
         .map(|mut i| {
-            if now.duration_since(i.at) >= settings.heartbeat_interval {
+            if now.duration_since(i.at) >= settings.heartbeat_interval.max(crate::SLOW_FLOOR) {
                 i.rec.refresh_health = false;
                 slow += 1;
             }

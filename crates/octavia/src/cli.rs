@@ -54,6 +54,11 @@ enum Command {
         #[command(subcommand)]
         command: crate::ops::AmphoraCommand,
     },
+    /// Hypervisor hosts (netns compute driver): list them, lose one, bring it back.
+    Host {
+        #[command(subcommand)]
+        command: crate::ops::HostCommand,
+    },
     /// Tenant networks (netns network driver).
     Network {
         #[command(subcommand)]
@@ -152,6 +157,9 @@ fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
         }
         Some(Command::Amphora { command }) => {
             crate::ops::amphora(&load_config(args.config.as_ref())?, command)
+        }
+        Some(Command::Host { command }) => {
+            crate::ops::host(&load_config(args.config.as_ref())?, command)
         }
         Some(Command::Network { command }) => {
             crate::ops::network(&load_config(args.config.as_ref())?, command)

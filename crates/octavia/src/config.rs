@@ -319,7 +319,13 @@ pub struct HealthManagerSection {
     pub heartbeat_key: Option<SecretString>,
     /// Keys still accepted after a rotation, newest first (amphorae not yet reconfigured).
     pub heartbeat_previous_keys: Vec<SecretString>,
-    /// How often amphorae send a heartbeat; one that waited longer does not count.
+    /// How often amphorae send a heartbeat; one that waited longer (and at least 5 s) in the
+    /// health manager before being written does not count.
+    /// Default 1 s (Octavia: 10 s): with `heartbeat_timeout` 3 s and `health_check_interval`
+    /// 500 ms a dead amphora is detected 2 to 3.5 s after its last heartbeat, and a SINGLE
+    /// load balancer serves again within about 6 s. The heartbeats of a few thousand
+    /// amphorae a second are a small load for the receiver (see the README's figures).
+    /// Octavia's slow values (10 s, 60 s, 3 s) stay valid.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub heartbeat_interval: Duration,
@@ -329,15 +335,23 @@ pub struct HealthManagerSection {
     /// `[netns]` with `bind_port`.
     pub controller_ip_port_list: Vec<String>,
     /// An amphora whose newest heartbeat is older than this is stale and failed over.
+    /// Default 3 s (Octavia: 60 s): three heartbeat intervals, so two heartbeats lost or
+    /// late in a row fail nothing over; with several health managers (round robin), one
+    /// dead receiver makes a gap of two intervals, still inside it.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub heartbeat_timeout: Duration,
-    /// Time between two checks for stale amphorae.
+    /// Time between two checks for stale amphorae (default 500 ms; Octavia: 3 s).
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub health_check_interval: Duration,
     /// Circuit breaker: when at least this many amphorae are stale at once, none is failed
     /// over; they go FAILOVER_STOPPED until their heartbeats resume. Unset: disabled.
+    /// Choose it above the number of amphorae the busiest host runs (`octavia amphora list
+    /// --host HOST`), plus a margin: losing one host of several is then failed over, while a
+    /// fault that silences many hosts at once (the management network, the health managers'
+    /// own host) stops failovers that would only make things worse. For example with 3
+    /// hosts of at most 40 amphorae each, 60.
     pub failover_threshold: Option<u32>,
 }
 
@@ -348,11 +362,11 @@ impl Default for HealthManagerSection {
             bind_port: 5555,
             heartbeat_key: None,
             heartbeat_previous_keys: Vec::new(),
-            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(1),
             failover_threads: 10,
             controller_ip_port_list: Vec::new(),
-            heartbeat_timeout: Duration::from_secs(60),
-            health_check_interval: Duration::from_secs(3),
+            heartbeat_timeout: Duration::from_secs(3),
+            health_check_interval: Duration::from_millis(500),
             failover_threshold: None,
         }
     }

@@ -66,6 +66,25 @@ pub enum AmphoraCommand {
     },
 }
 
+/// `octavia host ...` (netns compute driver).
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// The hosts amphorae are placed on: zone, state, number of amphorae.
+    List,
+    /// Lose a host, as a hypervisor losing power: every amphora on it dies at once (all
+    /// processes killed, namespaces and interfaces gone) and nothing is placed on it until
+    /// `host recover`. The health manager fails the amphorae over onto the other hosts.
+    Fail {
+        /// Host name (one of `[netns] hosts`).
+        host: String,
+    },
+    /// Put a failed host back into service.
+    Recover {
+        /// Host name.
+        host: String,
+    },
+}
+
 /// `octavia network ...`.
 #[derive(Debug, Subcommand)]
 pub enum NetworkCommand {
@@ -340,6 +359,47 @@ pub fn amphora(config: &Config, command: AmphoraCommand) -> anyhow::Result<()> {
                 "amphora {id}: management port {port} is down; the health manager fails it \
                  over after [health_manager] heartbeat_timeout"
             );
+            Ok(())
+        }
+    }
+}
+
+pub fn host(config: &Config, command: HostCommand) -> anyhow::Result<()> {
+    let driver_set = settings::drivers(config)?;
+    let parts = driver_set.netns.as_ref().ok_or_else(|| {
+        anyhow::anyhow!("host commands need the netns compute driver ([controller_worker])")
+    })?;
+    match command {
+        HostCommand::List => {
+            println!("{:<20}  {:<16}  {:<7}  amphorae", "host", "zone", "state");
+            for h in parts.compute.hosts()? {
+                println!(
+                    "{:<20}  {:<16}  {:<7}  {}",
+                    h.name,
+                    h.zone.as_deref().unwrap_or("-"),
+                    if h.failed { "failed" } else { "up" },
+                    h.instances
+                );
+            }
+            Ok(())
+        }
+        HostCommand::Fail { host } => {
+            let down = parts.compute.fail_host(&host)?;
+            println!(
+                "host {host} failed: {} amphorae down ({}); nothing is placed on it until \
+                 `octavia host recover {host}`",
+                down.len(),
+                if down.is_empty() {
+                    "-".to_string()
+                } else {
+                    down.join(", ")
+                }
+            );
+            Ok(())
+        }
+        HostCommand::Recover { host } => {
+            parts.compute.recover_host(&host)?;
+            println!("host {host} is back in service");
             Ok(())
         }
     }

@@ -275,7 +275,7 @@ pub fn drivers(config: &Config) -> anyhow::Result<DriverSet> {
             host_zones: n.host_zones.clone(),
             agent: AgentSettings {
                 controller_ip_port_list: controller_ip_port_list(config),
-                heartbeat_interval_secs: config.health_manager.heartbeat_interval.as_secs().max(1),
+                heartbeat_interval: config.health_manager.heartbeat_interval,
                 heartbeat_key: DriverSecret::new(key.0.clone()),
                 haproxy_cmd: PathBuf::from(&h.haproxy_cmd),
                 bind_port: h.bind_port,

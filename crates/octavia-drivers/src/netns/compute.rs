@@ -55,7 +55,7 @@ pub struct AgentSettings {
     /// Health managers the agent sends heartbeats to (`ip:port`).
     pub controller_ip_port_list: Vec<String>,
     /// Seconds between heartbeats.
-    pub heartbeat_interval_secs: u64,
+    pub heartbeat_interval: Duration,
     /// The heartbeat HMAC key.
     pub heartbeat_key: Secret,
     /// The HAProxy binary inside the amphora.
@@ -153,6 +153,22 @@ pub struct InstanceRecord {
     /// Pid of the agent (`ip netns exec` execs it, so this is the agent itself).
     pub agent_pid: Option<u32>,
 }
+
+/// One hypervisor host as [`NetnsCompute::hosts`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostState {
+    pub name: String,
+    /// Its availability zone, if it has one.
+    pub zone: Option<String>,
+    /// Marked failed by [`NetnsCompute::fail_host`]: nothing is placed on it.
+    pub failed: bool,
+    /// Instances recorded on it.
+    pub instances: usize,
+}
+
+/// Directory under `state_dir` whose files name the failed hosts (not a compute id, so
+/// instance listings skip it).
+const FAILED_HOSTS_DIR: &str = "failed-hosts";
 
 /// What [`NetnsCompute::reconcile`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -288,6 +304,69 @@ impl NetnsCompute {
         Ok(record.mgmt_veth)
     }
 
+    /// Every configured host with its zone, state and number of instances.
+    pub fn hosts(&self) -> Result<Vec<HostState>> {
+        let records = self.inner.records()?;
+        let failed = self.inner.failed_hosts();
+        Ok(self
+            .inner
+            .settings
+            .hosts
+            .iter()
+            .map(|h| HostState {
+                name: h.clone(),
+                zone: self.inner.settings.host_zones.get(h).cloned(),
+                failed: failed.contains(h),
+                instances: records.iter().filter(|r| r.host == *h).count(),
+            })
+            .collect())
+    }
+
+    /// Lose a host, as a hypervisor that loses power: it is marked failed (nothing is placed
+    /// on it until [`NetnsCompute::recover_host`]), and every amphora on it dies at once —
+    /// all its processes killed, its namespace and interfaces gone — leaving its record, so
+    /// the health manager sees silence and fails it over, and the failover deletes what is
+    /// left. Returns the compute ids it took down.
+    pub fn fail_host(&self, host: &str) -> Result<Vec<String>> {
+        let inner = &self.inner;
+        inner.check_host(host)?;
+        let _guard = inner.guard();
+        let dir = inner.settings.state_dir.join(FAILED_HOSTS_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| sys::io_error(OWNER, "fail host", &dir, e))?;
+        let marker = dir.join(host);
+        std::fs::write(&marker, b"failed\n")
+            .map_err(|e| sys::io_error(OWNER, "fail host", &marker, e))?;
+        let mut down = Vec::new();
+        for r in inner.records()?.into_iter().filter(|r| r.host == host) {
+            if !sys::kill_all(&sys::netns_pids(&r.compute_id), KILL_TIMEOUT) {
+                tracing::warn!(compute_id = %r.compute_id, "processes of a failed host's amphora did not exit");
+            }
+            sys::delete_link(OWNER, &r.mgmt_veth)?;
+            sys::delete_netns(OWNER, &r.compute_id)?;
+            down.push(r.compute_id);
+        }
+        tracing::warn!(
+            host,
+            amphorae = down.len(),
+            "host failed: its amphorae are down"
+        );
+        Ok(down)
+    }
+
+    /// Put a failed host back into service: new amphorae may be placed on it again.
+    pub fn recover_host(&self, host: &str) -> Result<()> {
+        let inner = &self.inner;
+        inner.check_host(host)?;
+        let marker = inner.settings.state_dir.join(FAILED_HOSTS_DIR).join(host);
+        match std::fs::remove_file(&marker) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(sys::io_error(OWNER, "recover host", &marker, e)),
+        }
+        tracing::info!(host, "host back in service");
+        Ok(())
+    }
+
     /// The per-amphora directory (boot bundle, pid file, agent log).
     pub fn instance_dir(&self, compute_id: &str) -> PathBuf {
         self.inner.dir(compute_id)
@@ -321,6 +400,31 @@ impl Inner {
 
     fn dir(&self, compute_id: &str) -> PathBuf {
         self.settings.state_dir.join(compute_id)
+    }
+
+    fn check_host(&self, host: &str) -> Result<()> {
+        if self.settings.hosts.iter().any(|h| h == host) {
+            Ok(())
+        } else {
+            Err(invalid(
+                "look up host",
+                format!(
+                    "{host:?} is not one of the hosts ({})",
+                    self.settings.hosts.join(", ")
+                ),
+            ))
+        }
+    }
+
+    /// Hosts marked failed.
+    fn failed_hosts(&self) -> BTreeSet<String> {
+        let dir = self.settings.state_dir.join(FAILED_HOSTS_DIR);
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect()
     }
 
     fn check_id(&self, compute_id: &str) -> Result<()> {
@@ -431,14 +535,32 @@ impl Inner {
             Some(r) => r,
             None => {
                 let others = self.records()?;
+                let failed = self.failed_hosts();
+                let up: Vec<String> = self
+                    .settings
+                    .hosts
+                    .iter()
+                    .filter(|h| !failed.contains(*h))
+                    .cloned()
+                    .collect();
                 let host = place(
-                    &self.settings.hosts,
+                    &up,
                     &self.settings.host_zones,
                     &others,
                     &request.anti_affinity_peers,
                     request.anti_affinity,
                     request.availability_zone.as_deref(),
-                )?;
+                )
+                .map_err(|e| match failed.is_empty() {
+                    true => e,
+                    false => invalid(
+                        "place instance",
+                        format!(
+                            "{e}; hosts marked failed: {}",
+                            failed.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ),
+                })?;
                 let availability_zone = self.settings.host_zones.get(&host).cloned();
                 let lb_network_ip = self.free_mgmt_address(&others)?;
                 InstanceRecord {
@@ -585,7 +707,7 @@ impl Inner {
             a.bind_port,
             p(&a.haproxy_cmd),
             controllers.join(", "),
-            a.heartbeat_interval_secs.max(1),
+            agent_interval(a.heartbeat_interval),
             q(a.heartbeat_key.expose()),
         )
     }
@@ -782,6 +904,17 @@ impl Inner {
         sys::save_json(OWNER, &dir.join(RECORD_FILE), &record)?;
         tracing::info!(compute_id = %compute_id, pid, "restarted amphora agent");
         Ok(true)
+    }
+}
+
+/// `heartbeat_interval` as the agent configuration writes it: whole seconds as an integer
+/// (what Octavia's amphorae read), anything finer as a duration string ("500ms").
+fn agent_interval(d: Duration) -> String {
+    let ms = d.as_millis().max(100);
+    if ms.is_multiple_of(1000) {
+        (ms / 1000).to_string()
+    } else {
+        format!("\"{ms}ms\"")
     }
 }
 

@@ -18,8 +18,8 @@ pub mod network;
 mod sys;
 
 pub use compute::{
-    AgentSettings, FixedImage, ImageResolver, InstanceRecord, ManagementNetwork, NetnsCompute,
-    NetnsComputeSettings, ReconcileReport, ResolvedImage, AMPHORA_ROOT,
+    AgentSettings, FixedImage, HostState, ImageResolver, InstanceRecord, ManagementNetwork,
+    NetnsCompute, NetnsComputeSettings, ReconcileReport, ResolvedImage, AMPHORA_ROOT,
 };
 pub use images::{ImageRecord, ImageRegistry};
 pub use network::{NetnsNetwork, NetworkSpec, PortKind, PortRecord, TenantNetwork};

@@ -465,10 +465,16 @@ async fn amphora_config_push_reaches_the_agent() {
     let (amp, _, compute) = amphorae(&lab, &lb).await[0].clone();
     lab.kill_control_plane();
     let text = std::fs::read_to_string(&lab.config).expect("config");
-    assert!(text.contains("heartbeat_interval = \"1s\""));
+    assert!(
+        !text.contains("heartbeat_interval"),
+        "the lab runs the defaults"
+    );
     std::fs::write(
         &lab.config,
-        text.replace("heartbeat_interval = \"1s\"", "heartbeat_interval = \"2s\""),
+        text.replace(
+            "[health_manager]\n",
+            "[health_manager]\nheartbeat_interval = \"2s\"\nheartbeat_timeout = \"6s\"\n",
+        ),
     )
     .expect("write config");
     lab.start_control_plane().await;

@@ -243,9 +243,6 @@ jobboard_expiration_time = "5s"
 bind_ip = "{mgmt_host}"
 bind_port = {hb_port}
 heartbeat_key = "{HEARTBEAT_KEY}"
-heartbeat_interval = "1s"
-heartbeat_timeout = "3s"
-health_check_interval = "500ms"
 {health_extra}
 
 [haproxy_amphora]
