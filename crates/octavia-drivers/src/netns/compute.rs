@@ -9,7 +9,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,6 +24,8 @@ use crate::error::{DriverError, FaultOwner, Result};
 const OWNER: FaultOwner = FaultOwner::Compute;
 const RECORD_FILE: &str = "instance.json";
 const PID_FILE: &str = "agent.pid";
+/// The state lock file in the state directory (not a compute id, so never listed).
+const LOCK_FILE: &str = ".lock";
 const AGENT_CONF: &str = "amphora-agent.conf";
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where an amphora's directory holds its installed agent binary.
@@ -191,7 +193,9 @@ pub struct NetnsCompute {
 struct Inner {
     settings: NetnsComputeSettings,
     ca: Arc<CertificateAuthority>,
-    lock: Mutex<()>,
+    /// Held around every change of the records (placement, management addresses, agent
+    /// pids): shared with every process that uses this state directory.
+    lock: sys::StateLock,
 }
 
 impl std::fmt::Debug for NetnsCompute {
@@ -247,9 +251,9 @@ impl NetnsCompute {
             .map_err(|e| sys::io_error(OWNER, CTX, &settings.state_dir, e))?;
         Ok(Self {
             inner: Arc::new(Inner {
+                lock: sys::StateLock::new(settings.state_dir.join(LOCK_FILE)),
                 settings,
                 ca,
-                lock: Mutex::new(()),
             }),
         })
     }
@@ -270,7 +274,7 @@ impl NetnsCompute {
 
     /// Delete the management bridge; refused while amphorae are recorded.
     pub fn delete_management_network(&self) -> Result<()> {
-        let _guard = self.inner.guard();
+        let _guard = self.inner.guard()?;
         let left = self.inner.records()?.len();
         if left > 0 {
             return Err(invalid(
@@ -330,7 +334,7 @@ impl NetnsCompute {
     pub fn fail_host(&self, host: &str) -> Result<Vec<String>> {
         let inner = &self.inner;
         inner.check_host(host)?;
-        let _guard = inner.guard();
+        let _guard = inner.guard()?;
         let dir = inner.settings.state_dir.join(FAILED_HOSTS_DIR);
         std::fs::create_dir_all(&dir).map_err(|e| sys::io_error(OWNER, "fail host", &dir, e))?;
         let marker = dir.join(host);
@@ -394,8 +398,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 impl Inner {
-    fn guard(&self) -> MutexGuard<'_, ()> {
-        self.lock.lock().unwrap_or_else(|e| e.into_inner())
+    fn guard(&self) -> Result<sys::StateGuard<'_>> {
+        self.lock.lock(OWNER)
     }
 
     fn dir(&self, compute_id: &str) -> PathBuf {
@@ -476,10 +480,36 @@ impl Inner {
     }
 
     fn agent_running(&self, record: &InstanceRecord) -> bool {
-        match record.agent_pid {
-            Some(pid) => sys::pid_alive(pid) && sys::netns_pids(&record.compute_id).contains(&pid),
-            None => false,
+        self.live_agent(record).is_some()
+    }
+
+    /// The pid of the amphora's live agent: the recorded one, else the one in its pid file
+    /// (written as soon as the agent is spawned, so an agent whose controller process died
+    /// before recording its pid — a kill -9 mid-build — is found and never started twice).
+    /// Only a live process inside the amphora's namespace counts (pids are reused).
+    fn live_agent(&self, record: &InstanceRecord) -> Option<u32> {
+        let in_namespace = sys::netns_pids(&record.compute_id);
+        let live = |pid: &u32| sys::pid_alive(*pid) && in_namespace.contains(pid);
+        record.agent_pid.filter(live).or_else(|| {
+            std::fs::read_to_string(self.dir(&record.compute_id).join(PID_FILE))
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+                .filter(live)
+        })
+    }
+
+    /// Record `pid` as the agent of an amphora found running (see [`Self::live_agent`]).
+    fn adopt_agent(&self, record: &mut InstanceRecord, pid: u32) -> Result<()> {
+        if record.agent_pid != Some(pid) {
+            record.agent_pid = Some(pid);
+            sys::save_json(
+                OWNER,
+                &self.dir(&record.compute_id).join(RECORD_FILE),
+                record,
+            )?;
+            tracing::info!(compute_id = %record.compute_id, pid, "adopted a running amphora agent");
         }
+        Ok(())
     }
 
     fn to_instance(&self, record: &InstanceRecord) -> ComputeInstance {
@@ -518,7 +548,7 @@ impl Inner {
             self.settings.netns_prefix,
             &request.amphora_id.uuid().simple().to_string()[..10]
         );
-        let _guard = self.guard();
+        let _guard = self.guard()?;
         let existing = self.read_record(&compute_id)?;
         if let Some(r) = &existing {
             if r.amphora_id != request.amphora_id.to_string() {
@@ -617,7 +647,8 @@ impl Inner {
             ],
         )?;
 
-        if self.agent_running(&record) {
+        if let Some(pid) = self.live_agent(&record) {
+            self.adopt_agent(&mut record, pid)?;
             tracing::info!(compute_id = %compute_id, "amphora already built");
             return Ok(compute_id);
         }
@@ -830,7 +861,7 @@ impl Inner {
 
     fn delete(&self, compute_id: &str) -> Result<()> {
         self.check_id(compute_id)?;
-        let _guard = self.guard();
+        let _guard = self.guard()?;
         let record = self.read_record(compute_id).unwrap_or(None);
         // The agent runs inside the namespace, so this includes it; a recorded pid outside
         // the namespace is not trusted (pids are reused).
@@ -856,7 +887,7 @@ impl Inner {
     }
 
     fn reconcile(&self) -> Result<ReconcileReport> {
-        let _guard = self.guard();
+        let _guard = self.guard()?;
         self.ensure_management()?;
         let records = self.records()?;
         let namespaces = sys::netns_with_prefix(&self.settings.netns_prefix);
@@ -883,7 +914,7 @@ impl Inner {
     }
 
     fn restart_agent(&self, compute_id: &str) -> Result<bool> {
-        let _guard = self.guard();
+        let _guard = self.guard()?;
         let mut record = self
             .read_record(compute_id)?
             .ok_or_else(|| invalid("restart agent", format!("{compute_id} has no record")))?;
@@ -893,7 +924,8 @@ impl Inner {
                 format!("namespace {compute_id} is gone"),
             ));
         }
-        if self.agent_running(&record) {
+        if let Some(pid) = self.live_agent(&record) {
+            self.adopt_agent(&mut record, pid)?;
             return Ok(false);
         }
         let dir = self.dir(compute_id);

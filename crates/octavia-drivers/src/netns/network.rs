@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use octavia_model::{Amphora, LoadBalancerId, Vip};
@@ -21,6 +21,8 @@ use crate::network::{
 
 const OWNER: FaultOwner = FaultOwner::Network;
 const STATE_FILE: &str = "networks.json";
+/// The state lock file beside it.
+const LOCK_FILE: &str = "networks.lock";
 
 /// What the operator asks for (`octavia network create`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +101,8 @@ impl std::fmt::Debug for NetnsNetwork {
 
 struct Inner {
     path: PathBuf,
-    lock: Mutex<()>,
+    /// Held around every read-modify-write of the state file, across processes too.
+    lock: sys::StateLock,
 }
 
 fn invalid(context: &str, message: impl Into<String>) -> DriverError {
@@ -121,7 +124,7 @@ impl NetnsNetwork {
         Ok(Self {
             inner: Arc::new(Inner {
                 path: dir.join(STATE_FILE),
-                lock: Mutex::new(()),
+                lock: sys::StateLock::new(dir.join(LOCK_FILE)),
             }),
         })
     }
@@ -133,7 +136,7 @@ impl NetnsNetwork {
 
     /// All tenant networks, by name.
     pub fn list_networks(&self) -> Result<Vec<TenantNetwork>> {
-        let _g = self.inner.guard();
+        let _g = self.inner.guard()?;
         let mut nets: Vec<_> = self.inner.load()?.networks.into_values().collect();
         nets.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(nets)
@@ -141,7 +144,7 @@ impl NetnsNetwork {
 
     /// The network with this id or name.
     pub fn find_network(&self, id_or_name: &str) -> Result<Option<TenantNetwork>> {
-        let _g = self.inner.guard();
+        let _g = self.inner.guard()?;
         Ok(find(&self.inner.load()?, id_or_name).cloned())
     }
 
@@ -153,7 +156,7 @@ impl NetnsNetwork {
 
     /// Reserve an address on a network for something outside any amphora (a member server).
     pub fn reserve_address(&self, network: &str, description: &str) -> Result<PortRecord> {
-        let _g = self.inner.guard();
+        let _g = self.inner.guard()?;
         let mut state = self.inner.load()?;
         let net = find(&state, network)
             .cloned()
@@ -173,7 +176,7 @@ impl NetnsNetwork {
 
     /// Release an address (any kind; unplugs its veth). `Ok(false)` if it was not allocated.
     pub fn release_address(&self, port_id: &str) -> Result<bool> {
-        let _g = self.inner.guard();
+        let _g = self.inner.guard()?;
         let mut state = self.inner.load()?;
         let Some(port) = state.ports.get(port_id).cloned() else {
             return Ok(false);
@@ -188,7 +191,7 @@ impl NetnsNetwork {
     async fn state(&self) -> Result<State> {
         let inner = self.inner.clone();
         blocking(move || {
-            let _g = inner.guard();
+            let _g = inner.guard()?;
             inner.load()
         })
         .await
@@ -196,13 +199,13 @@ impl NetnsNetwork {
 
     /// Every allocated address.
     pub fn ports(&self) -> Result<Vec<PortRecord>> {
-        let _g = self.inner.guard();
+        let _g = self.inner.guard()?;
         Ok(self.inner.load()?.ports.into_values().collect())
     }
 
     /// After a restart: recreate missing bridges (with their gateway addresses).
     pub fn ensure_bridges(&self) -> Result<()> {
-        let _g = self.inner.guard();
+        let _g = self.inner.guard()?;
         for net in self.inner.load()?.networks.values() {
             ensure_network_bridge(net)?;
         }
@@ -308,8 +311,8 @@ fn interface_of(port: &PortRecord) -> Interface {
 }
 
 impl Inner {
-    fn guard(&self) -> MutexGuard<'_, ()> {
-        self.lock.lock().unwrap_or_else(|e| e.into_inner())
+    fn guard(&self) -> Result<sys::StateGuard<'_>> {
+        self.lock.lock(OWNER)
     }
 
     fn load(&self) -> Result<State> {
@@ -351,7 +354,7 @@ impl Inner {
                 format!("bad bridge name {bridge:?} (at most 15 characters)"),
             ));
         }
-        let _g = self.guard();
+        let _g = self.guard()?;
         let mut state = self.load()?;
         if state.networks.values().any(|n| n.name == name) {
             return Err(invalid(CTX, format!("a network named {name:?} exists")));
@@ -378,7 +381,7 @@ impl Inner {
     }
 
     fn delete_network(&self, id_or_name: &str) -> Result<bool> {
-        let _g = self.guard();
+        let _g = self.guard()?;
         let mut state = self.load()?;
         let Some(net) = find(&state, id_or_name).cloned() else {
             return Ok(false);
@@ -427,7 +430,7 @@ impl Inner {
 
     fn allocate_vip(&self, request: &VipRequest) -> Result<Vip> {
         let lb = request.load_balancer_id.to_string();
-        let _g = self.guard();
+        let _g = self.guard()?;
         let mut state = self.load()?;
         let vip_of = |p: &PortRecord| Vip {
             ip_address: Some(p.ip_address.clone()),
@@ -459,7 +462,7 @@ impl Inner {
 
     fn deallocate_vip(&self, lb: LoadBalancerId, vip: &Vip) -> Result<()> {
         let lb = lb.to_string();
-        let _g = self.guard();
+        let _g = self.guard()?;
         let mut state = self.load()?;
         let before = state.ports.len();
         state.ports.retain(|id, p| {
@@ -545,7 +548,7 @@ impl Inner {
 
     /// Remove the ports of `kind` of `compute_id` (on `network_id`, or on any network).
     fn unplug(&self, compute_id: &str, network_id: Option<&str>, kind: &PortKind) -> Result<()> {
-        let _g = self.guard();
+        let _g = self.guard()?;
         let mut state = self.load()?;
         let gone: Vec<PortRecord> = state
             .ports
@@ -671,7 +674,7 @@ impl NetworkDriver for NetnsNetwork {
         let vip = vip.clone();
         blocking(move || {
             let compute_id = amphora_compute_id(&amphora)?.to_string();
-            let _g = inner.guard();
+            let _g = inner.guard()?;
             let net = Inner::vip_network(&inner.load()?, &vip)?;
             let port = inner.plug(&compute_id, &net, PortKind::Vrrp)?;
             Ok(VipPlug {
@@ -699,7 +702,7 @@ impl NetworkDriver for NetnsNetwork {
         let compute_id = compute_id.to_string();
         let network_id = network_id.to_string();
         blocking(move || {
-            let _g = inner.guard();
+            let _g = inner.guard()?;
             let net = find(&inner.load()?, &network_id)
                 .cloned()
                 .ok_or_else(|| invalid("plug network", format!("no network {network_id:?}")))?;
@@ -720,7 +723,7 @@ impl NetworkDriver for NetnsNetwork {
         let inner = self.inner.clone();
         let compute_id = compute_id.to_string();
         blocking(move || {
-            let _g = inner.guard();
+            let _g = inner.guard()?;
             Ok(inner
                 .load()?
                 .ports
@@ -737,7 +740,7 @@ impl NetworkDriver for NetnsNetwork {
         let amphora = amphora.clone();
         let vip = vip.clone();
         blocking(move || {
-            let _g = inner.guard();
+            let _g = inner.guard()?;
             let (net, port) = inner.vrrp_port(&amphora, &vip)?;
             let port = port.ok_or_else(|| {
                 invalid(

@@ -260,6 +260,66 @@ pub(crate) fn save_json<T: Serialize>(owner: FaultOwner, path: &Path, value: &T)
     std::fs::rename(&tmp, path).map_err(|e| io_error(owner, "write driver state", path, e))
 }
 
+/// An exclusive `flock` on a file, held until dropped (closing the file releases it, also
+/// when the process dies). Every process whose driver shares a state directory — the
+/// control-plane nodes of one host and the operator's CLI — takes the same lock file, so
+/// read-modify-write of the driver's records is serialised across processes as the
+/// in-process mutex serialises it across threads.
+#[derive(Debug)]
+struct FileLock(#[allow(dead_code)] std::fs::File);
+
+/// A driver's state lock: an in-process mutex (threads queue on it) and, while it is held,
+/// the [`FileLock`] on `path` (processes queue on that).
+#[derive(Debug)]
+pub(crate) struct StateLock {
+    mutex: std::sync::Mutex<()>,
+    path: std::path::PathBuf,
+}
+
+/// Both halves of a [`StateLock`], released on drop.
+pub(crate) struct StateGuard<'a> {
+    _file: FileLock,
+    _mutex: std::sync::MutexGuard<'a, ()>,
+}
+
+impl StateLock {
+    /// A lock whose cross-process half is the file `path` (created on first use).
+    pub(crate) fn new(path: std::path::PathBuf) -> Self {
+        Self {
+            mutex: std::sync::Mutex::new(()),
+            path,
+        }
+    }
+
+    /// Wait for the mutex, then for the file lock.
+    pub(crate) fn lock(&self, owner: FaultOwner) -> Result<StateGuard<'_>> {
+        let mutex = self.mutex.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(StateGuard {
+            _file: lock_file(owner, &self.path)?,
+            _mutex: mutex,
+        })
+    }
+}
+
+/// Take the exclusive lock on `path` (created if missing), waiting for other holders.
+fn lock_file(owner: FaultOwner, path: &Path) -> Result<FileLock> {
+    const CTX: &str = "lock driver state";
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| io_error(owner, CTX, path, e))?;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
+            Ok(()) => return Ok(FileLock(file)),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(io_error(owner, CTX, path, e.into())),
+        }
+    }
+}
+
 /// An I/O failure on `path`.
 pub(crate) fn io_error(
     owner: FaultOwner,

@@ -180,6 +180,7 @@ pub struct Lab {
     pub network: String,
     pub members: Vec<MemberServer>,
     control: Option<Proc>,
+    settings: LabSettings,
 }
 
 impl Lab {
@@ -212,60 +213,59 @@ impl Lab {
         health_extra: &str,
         extra_config: &str,
     ) -> Lab {
+        let mut lab = Lab::prepare(tag, n, members, health_extra, extra_config, None).await;
+        lab.start_control_plane().await;
+        lab
+    }
+
+    /// A lab on the database `database` whose control plane the test starts itself, as
+    /// several processes with [`Lab::node_config`]s; the lab's own configuration (its
+    /// ports unused) is what `octavia` operator commands run with.
+    pub async fn without_control_plane(
+        tag: &str,
+        n: u8,
+        members: usize,
+        health_extra: &str,
+        database: &str,
+    ) -> Lab {
+        Lab::prepare(tag, n, members, health_extra, "", Some(database)).await
+    }
+
+    /// The lab's configuration with the API on `api_port` and the heartbeat receiver on
+    /// `hb_port` (the management bridge address), `extra` (TOML) appended, written to
+    /// `<dir>/<name>.toml`: one control-plane node of the lab.
+    pub fn node_config(&self, name: &str, api_port: u16, hb_port: u16, extra: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.toml"));
+        let text = format!("{}\n{extra}\n", self.settings.text(api_port, hb_port));
+        std::fs::write(&path, text).expect("write node config");
+        path
+    }
+
+    async fn prepare(
+        tag: &str,
+        n: u8,
+        members: usize,
+        health_extra: &str,
+        extra_config: &str,
+        database: Option<&str>,
+    ) -> Lab {
         assert!(tag.len() <= 6, "lab tag too long for interface names");
         let dir = tempfile::tempdir().expect("tempdir");
         let api_port = free_port();
         let hb_port = free_port();
-        let mgmt_host = format!("10.215.{n}.1");
         let config = dir.path().join("octavia.toml");
-        let d = dir.path().display();
-        std::fs::write(
-            &config,
-            format!(
-                r#"[api_settings]
-bind_host = "127.0.0.1"
-bind_port = {api_port}
-
-[database]
-connection = "sqlite://{d}/octavia.db"
-
-[controller_worker]
-compute_driver = "netns"
-network_driver = "netns"
-amphora_driver = "agent"
-amp_boot_timeout = "30s"
-
-[task_flow]
-poll_interval = "200ms"
-jobboard_expiration_time = "5s"
-
-[health_manager]
-bind_ip = "{mgmt_host}"
-bind_port = {hb_port}
-heartbeat_key = "{HEARTBEAT_KEY}"
-{health_extra}
-
-[haproxy_amphora]
-agent_connect_timeout = "30s"
-rest_request_read_timeout = "20s"
-
-[certificates]
-ca_dir = "{d}/certs"
-
-[netns]
-state_dir = "{d}/netns"
-image_dir = "{d}/images"
-netns_prefix = "xa{tag}-"
-management_bridge = "xm{tag}"
-management_cidr = "10.215.{n}.0/24"
-management_host_address = "{mgmt_host}"
-hosts = ["host-a", "host-b"]
-
-{extra_config}
-"#
+        let settings = LabSettings {
+            tag: tag.to_string(),
+            n,
+            dir: dir.path().to_path_buf(),
+            database: database.map_or_else(
+                || format!("sqlite://{}/octavia.db", dir.path().display()),
+                str::to_string,
             ),
-        )
-        .expect("write config");
+            health_extra: health_extra.to_string(),
+            extra_config: extra_config.to_string(),
+        };
+        std::fs::write(&config, settings.text(api_port, hb_port)).expect("write config");
         let mut lab = Lab {
             tag: tag.to_string(),
             dir,
@@ -293,6 +293,7 @@ hosts = ["host-a", "host-b"]
             network: format!("tnet{tag}"),
             members: Vec::new(),
             control: None,
+            settings,
         };
         lab.cleanup_host();
 
@@ -325,7 +326,6 @@ hosts = ["host-a", "host-b"]
         for i in 1..=members {
             lab.add_member_server(i).await;
         }
-        lab.start_control_plane().await;
         lab
     }
 
@@ -715,6 +715,76 @@ impl Drop for Lab {
         self.kill_control_plane();
         self.members.clear();
         self.cleanup_host();
+    }
+}
+
+/// What a lab's configuration is made of, to write it again with other ports.
+struct LabSettings {
+    tag: String,
+    n: u8,
+    dir: PathBuf,
+    database: String,
+    health_extra: String,
+    extra_config: String,
+}
+
+impl LabSettings {
+    /// The configuration file's text with the API on `api_port` and the heartbeat receiver
+    /// on `hb_port`.
+    fn text(&self, api_port: u16, hb_port: u16) -> String {
+        let LabSettings {
+            tag,
+            n,
+            dir,
+            database,
+            health_extra,
+            extra_config,
+        } = self;
+        let d = dir.display();
+        let mgmt_host = format!("10.215.{n}.1");
+        format!(
+            r#"[api_settings]
+bind_host = "127.0.0.1"
+bind_port = {api_port}
+
+[database]
+connection = "{database}"
+
+[controller_worker]
+compute_driver = "netns"
+network_driver = "netns"
+amphora_driver = "agent"
+amp_boot_timeout = "30s"
+
+[task_flow]
+poll_interval = "200ms"
+jobboard_expiration_time = "5s"
+
+[health_manager]
+bind_ip = "{mgmt_host}"
+bind_port = {hb_port}
+heartbeat_key = "{HEARTBEAT_KEY}"
+{health_extra}
+
+[haproxy_amphora]
+agent_connect_timeout = "30s"
+rest_request_read_timeout = "20s"
+
+[certificates]
+ca_dir = "{d}/certs"
+
+[netns]
+state_dir = "{d}/netns"
+image_dir = "{d}/images"
+netns_prefix = "xa{tag}-"
+management_bridge = "xm{tag}"
+management_cidr = "10.215.{n}.0/24"
+management_host_address = "{mgmt_host}"
+hosts = ["host-a", "host-b", "host-c"]
+
+{extra_config}
+"#
+        )
     }
 }
 

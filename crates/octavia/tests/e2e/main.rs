@@ -2,6 +2,7 @@
 //!
 //! * crash safety: kill -9 a worker held mid-flow by a failpoint; another worker finishes the job;
 //! * a failing step: the job's steps are reverted in reverse order, the object ends in ERROR;
+//! * three control-plane nodes on one PostgreSQL: one killed mid-jobs, the others finish them;
 //! * ACTIVE_STANDBY: keepalived holds the VIP on one amphora and moves it when that one dies;
 //! * the real `openstack` CLI (python-openstackclient + python-octaviaclient) drives the all-in-one;
 //! * behind the run's real Keystone: Octavia's default policy route by route with real tokens,
@@ -13,6 +14,7 @@ mod support;
 
 mod cli;
 mod config;
+mod controlplane;
 mod crash;
 mod dataplane;
 mod failover;
