@@ -79,7 +79,7 @@ impl Sender {
             ver: HEARTBEAT_VERSION,
             listeners,
             pools,
-            vip_held: self.keepalived.vip_held().await,
+            vip_held: self.keepalived.last_vip_held(),
         };
         self.seq += 1;
         msg
@@ -167,9 +167,12 @@ pub async fn run(
     };
     loop {
         let current = settings.borrow_and_update().clone();
+        // One heartbeat per interval from the start of each round, so a slow round (stats
+        // from a busy HAProxy) does not stretch the gap the health manager sees.
+        let next = tokio::time::Instant::now() + current.interval;
         sender.round(&current).await;
         tokio::select! {
-            _ = tokio::time::sleep(current.interval) => {}
+            _ = tokio::time::sleep_until(next) => {}
             changed = settings.changed() => {
                 if changed.is_err() {
                     return;

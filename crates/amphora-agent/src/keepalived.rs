@@ -54,7 +54,13 @@ pub struct KeepalivedManager {
     /// Serialises uploads, lifecycle changes and supervision.
     lock: Mutex<()>,
     version: tokio::sync::OnceCell<String>,
+    /// The newest [`KeepalivedManager::vip_held`] answer of [`KeepalivedManager::watch_vip`]
+    /// (0 unknown, 1 no, 2 yes), for heartbeats, which must never wait for `ip`.
+    held: std::sync::atomic::AtomicU8,
 }
+
+/// How often [`KeepalivedManager::watch_vip`] looks whether this amphora holds the VIP.
+pub const VIP_WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
 impl KeepalivedManager {
     /// A manager for `keepalived_cmd`, keeping its files under `<base_path>/vrrp`.
@@ -64,6 +70,7 @@ impl KeepalivedManager {
             base_path,
             lock: Mutex::new(()),
             version: tokio::sync::OnceCell::new(),
+            held: std::sync::atomic::AtomicU8::new(0),
         }
     }
 
@@ -154,6 +161,34 @@ impl KeepalivedManager {
     /// Checks a configuration with `keepalived -t`; the error carries keepalived's output.
     /// keepalived checks against the amphora's namespace: the interface must exist and the
     /// tracked check script must be installed.
+    /// The last answer of [`KeepalivedManager::watch_vip`], at once. Heartbeats use this: a
+    /// query spawns `ip`, which waits for the kernel's network lock, and that lock can be
+    /// held for seconds while namespaces are torn down next door (a lost host).
+    pub fn last_vip_held(&self) -> Option<bool> {
+        match self.held.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => Some(false),
+            2 => Some(true),
+            _ => None,
+        }
+    }
+
+    /// Keeps [`KeepalivedManager::last_vip_held`] current, every [`VIP_WATCH_INTERVAL`].
+    pub async fn watch_vip(&self) {
+        loop {
+            let v = if self.configured() {
+                match self.vip_held().await {
+                    Some(false) => 1,
+                    Some(true) => 2,
+                    None => 0,
+                }
+            } else {
+                0
+            };
+            self.held.store(v, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(VIP_WATCH_INTERVAL).await;
+        }
+    }
+
     /// Whether every VIP of the configuration is on an interface of this amphora: `None`
     /// without a keepalived configuration, or when the interfaces cannot be read. Reported in
     /// `/details` and in every heartbeat, so the controller's MASTER is the amphora that

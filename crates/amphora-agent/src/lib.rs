@@ -245,6 +245,10 @@ pub async fn start(config: AgentConfig, config_path: Option<PathBuf>) -> Result<
             tracing::error!(%error, "agent server stopped");
         }
     });
+    let vip_watch = {
+        let keepalived = keepalived.clone();
+        tokio::spawn(async move { keepalived.watch_vip().await })
+    };
     let supervisor = {
         let haproxy = haproxy.clone();
         let keepalived = keepalived.clone();
@@ -263,7 +267,7 @@ pub async fn start(config: AgentConfig, config_path: Option<PathBuf>) -> Result<
         heartbeat_rx,
     ));
     tracing::info!(%local_addr, "amphora agent listening");
-    let mut background = vec![supervisor, sender];
+    let mut background = vec![supervisor, sender, vip_watch];
     let metrics_proxy_addr = metrics_proxy.map(|(addr, task)| {
         background.push(task);
         addr

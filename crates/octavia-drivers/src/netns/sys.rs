@@ -126,6 +126,15 @@ pub(crate) fn ensure_bridge(owner: FaultOwner, name: &str, address: Option<&str>
             &["link", "add", name, "type", "bridge"],
         )?;
     }
+    // A bridge without a MAC of its own takes the lowest of its ports', so it changes when
+    // an amphora's port leaves (a deleted or lost amphora): every neighbour's ARP entry for
+    // the bridge's address goes stale and heartbeats and replies to it are lost for
+    // seconds, from every amphora at once. A fixed address, derived from the name, stays.
+    ip(
+        owner,
+        "fix the bridge's MAC address",
+        &["link", "set", name, "address", &bridge_mac(name)],
+    )?;
     ip(owner, "bring up bridge", &["link", "set", name, "up"])?;
     if let Some(address) = address {
         ip(
@@ -135,6 +144,21 @@ pub(crate) fn ensure_bridge(owner: FaultOwner, name: &str, address: Option<&str>
         )?;
     }
     Ok(())
+}
+
+/// A locally administered unicast MAC address for bridge `name` (FNV-1a of the name), the
+/// same on every start.
+pub(crate) fn bridge_mac(name: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    format!(
+        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[3], b[4], b[5], b[6], b[7]
+    )
 }
 
 /// A veth pair: `host_if` on the host, enslaved to `bridge`; `ns_if` (with `mac`, if given)
@@ -434,6 +458,15 @@ impl FromStr for Ipv4Cidr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bridge_macs_are_stable_local_unicast_and_differ_by_name() {
+        let a = bridge_mac("octmgmt0");
+        assert_eq!(a, bridge_mac("octmgmt0"));
+        assert_ne!(a, bridge_mac("octdemo0"));
+        assert!(a.starts_with("02:"), "{a}");
+        assert_eq!(a.split(':').count(), 6);
+    }
 
     #[test]
     fn cidr_parsing_and_hosts() {

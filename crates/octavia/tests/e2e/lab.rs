@@ -537,11 +537,20 @@ impl Lab {
 
     /// Create a load balancer on the tenant subnet and wait for ACTIVE; returns (id, vip).
     pub async fn create_lb(&self, name: &str) -> (String, String) {
+        self.create_lb_with(name, json!({})).await
+    }
+
+    /// [`Lab::create_lb`] with more fields of the request body (`flavor_id`, ...).
+    pub async fn create_lb_with(&self, name: &str, extra: Value) -> (String, String) {
+        let mut body = json!({"name": name, "vip_subnet_id": self.subnet_id});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
         let v = self
             .call(
                 reqwest::Method::POST,
                 "/v2/lbaas/loadbalancers",
-                Some(json!({"loadbalancer": {"name": name, "vip_subnet_id": self.subnet_id}})),
+                Some(json!({ "loadbalancer": body })),
                 201,
             )
             .await;

@@ -23,3 +23,4 @@ mod health;
 mod keystone;
 mod lab;
 mod standby;
+mod vrrp;

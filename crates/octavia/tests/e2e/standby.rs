@@ -12,101 +12,14 @@ use serde_json::{json, Value};
 
 use crate::fleet::{kill_namespace_processes, outage, probe_until_served, wait_online, Prober};
 use crate::lab::{can_run, namespaces_with, Lab, Traffic};
+use crate::vrrp::{
+    amphorae, compute_id, holders, holds, hosts_of, non_holder_id, one_holder, role_of,
+    standby_flavor,
+};
 
-const KEEPALIVED: &str = "/usr/sbin/keepalived";
+use crate::vrrp::KEEPALIVED;
 /// The fast advert interval of the issue's takeover figure.
 const ADVERT_INT: &str = "200ms";
-
-/// Whether namespace `ns` has `addr` on one of its interfaces (false when `ns` is gone).
-fn holds(ns: &str, addr: &str) -> bool {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "ip", "-j", "addr", "show"])
-        .output()
-        .expect("ip addr in an amphora namespace");
-    if !out.status.success() {
-        return false;
-    }
-    let links: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    links.as_array().into_iter().flatten().any(|link| {
-        link["addr_info"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|a| a["local"] == addr)
-    })
-}
-
-/// The live amphorae of `lb` as the admin API shows them.
-async fn amphorae(lab: &Lab, lb: &str) -> Vec<Value> {
-    let v = lab
-        .call(
-            Method::GET,
-            &format!("/v2/octavia/amphorae?loadbalancer_id={lb}"),
-            None,
-            200,
-        )
-        .await;
-    v["amphorae"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|a| a["status"] != "DELETED")
-        .cloned()
-        .collect()
-}
-
-/// The role the API shows for the amphora in namespace `ns`.
-async fn role_of(lab: &Lab, lb: &str, ns: &str) -> String {
-    amphorae(lab, lb)
-        .await
-        .iter()
-        .find(|a| compute_id(a) == ns)
-        .and_then(|a| a["role"].as_str())
-        .unwrap_or("")
-        .to_string()
-}
-
-/// The hosts `octavia amphora list` shows for `amps` (its last column).
-fn hosts_of(lab: &Lab, amps: &[Value]) -> Vec<String> {
-    let list = lab.octavia(&["amphora", "list"]);
-    amps.iter()
-        .filter_map(|a| {
-            let id = a["id"].as_str()?;
-            let line = list.lines().find(|l| l.contains(id))?;
-            line.split_whitespace().last().map(str::to_string)
-        })
-        .collect()
-}
-
-/// The amphora id of the amphora in namespace `ns`.
-fn non_holder_id(amps: &[Value], ns: &str) -> String {
-    amps.iter()
-        .find(|a| compute_id(a) == ns)
-        .and_then(|a| a["id"].as_str())
-        .unwrap_or("?")
-        .to_string()
-}
-
-fn compute_id(amp: &Value) -> String {
-    amp["compute_id"].as_str().unwrap_or("").to_string()
-}
-
-/// The namespaces among `amps` that hold `vip`.
-fn holders(amps: &[Value], vip: &str) -> Vec<String> {
-    amps.iter()
-        .map(compute_id)
-        .filter(|ns| holds(ns, vip))
-        .collect()
-}
-
-/// Wait until exactly one of `amps` holds `vip`; its namespace.
-async fn one_holder(amps: &[Value], vip: &str, what: &str) -> String {
-    eventually(what, Duration::from_secs(20), || {
-        let h = holders(amps, vip);
-        async move { (h.len() == 1).then(|| h[0].clone()) }
-    })
-    .await
-}
 
 /// An ACTIVE_STANDBY load balancer (flavor `loadbalancer_topology`, adverts every 200 ms):
 /// MASTER and BACKUP recorded with their priorities and VRRP interface, on different hosts;
@@ -130,31 +43,7 @@ async fn active_standby_keepalived_takeover() {
         &format!("[keepalived_vrrp]\nvrrp_advert_int = \"{ADVERT_INT}\"\n"),
     )
     .await;
-    let fp = lab
-        .call(
-            Method::POST,
-            "/v2/lbaas/flavorprofiles",
-            Some(
-                json!({"flavorprofile": {"name": "ha", "provider_name": "amphora",
-                "flavor_data": r#"{"loadbalancer_topology": "ACTIVE_STANDBY"}"#}}),
-            ),
-            201,
-        )
-        .await["flavorprofile"]["id"]
-        .as_str()
-        .expect("flavor profile id")
-        .to_string();
-    let flavor = lab
-        .call(
-            Method::POST,
-            "/v2/lbaas/flavors",
-            Some(json!({"flavor": {"name": "ha", "flavor_profile_id": fp}})),
-            201,
-        )
-        .await["flavor"]["id"]
-        .as_str()
-        .expect("flavor id")
-        .to_string();
+    let flavor = standby_flavor(&lab).await;
     let created = lab
         .call(
             Method::POST,
@@ -430,4 +319,221 @@ async fn active_standby_keepalived_takeover() {
     lab.delete_cascade(&lb).await;
     let left = lab.amphora_leftovers();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Losing a host (`octavia host fail`, every amphora on it dead at once) with two
+/// ACTIVE_STANDBY load balancers and a SINGLE one, the shipped failover defaults and a
+/// circuit breaker above one host's share: each ACTIVE_STANDBY load balancer keeps serving
+/// through its takeover, the SINGLE one fails over, every lost amphora is rebuilt on another
+/// host (pairs still apart), and nothing goes FAILOVER_STOPPED. Then, with a single host
+/// left up, a new ACTIVE_STANDBY load balancer goes ERROR, the log saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_a_host() {
+    if !can_run() || !require("the host-loss test", &[("keepalived", exists(KEEPALIVED))]) {
+        return;
+    }
+    let lab = Lab::with_health(
+        "hl",
+        16,
+        2,
+        "failover_threshold = 4",
+        &format!("[keepalived_vrrp]\nvrrp_advert_int = \"{ADVERT_INT}\"\n"),
+    )
+    .await;
+    let flavor = standby_flavor(&lab).await;
+    let mut lbs = Vec::new();
+    for (name, extra) in [
+        ("hl-ha-1", json!({ "flavor_id": flavor })),
+        ("hl-ha-2", json!({ "flavor_id": flavor })),
+        ("hl-single", json!({})),
+    ] {
+        let (lb, vip) = lab.create_lb_with(name, extra).await;
+        let (_, pool) = lab.http_listener_and_pool(&lb, 80).await;
+        lab.add_members(&lb, &pool, 0..lab.members.len()).await;
+        lbs.push((name, lb, vip));
+    }
+    for (_, lb, _) in &lbs {
+        wait_online(&lab, lb).await;
+    }
+    // The host to lose: the one holding the first pair's VIP.
+    let (_, lb1, vip1) = &lbs[0];
+    let pair = amphorae(&lab, lb1).await;
+    let holder = one_holder(&pair, vip1, "the first pair to hold its VIP").await;
+    let holder_amp = pair
+        .iter()
+        .find(|a| compute_id(a) == holder)
+        .expect("holder")
+        .clone();
+    let host = hosts_of(&lab, &[holder_amp])[0].clone();
+    let mut before = Vec::new();
+    for (_, lb, _) in &lbs {
+        before.extend(amphorae(&lab, lb).await.iter().map(compute_id));
+    }
+    let all = lab.octavia(&["amphora", "list"]);
+    let lost: Vec<String> = before
+        .iter()
+        .filter(|ns| {
+            all.lines()
+                .any(|l| l.contains(ns.as_str()) && l.trim_end().ends_with(&host))
+        })
+        .cloned()
+        .collect();
+    eprintln!(
+        "losing {host}, which runs {} amphorae: {lost:?}",
+        lost.len()
+    );
+
+    let probers: Vec<Prober> = lbs
+        .iter()
+        .map(|(_, _, vip)| Prober::start(Traffic::new(vip, 80, "/")))
+        .collect();
+    for p in &probers {
+        p.wait_first_success().await;
+    }
+    let failed_at = Instant::now();
+    let out = lab.octavia(&["host", "fail", &host]);
+    assert!(out.contains(&format!("host {host} failed")), "{out}");
+    for ns in &lost {
+        assert!(namespaces_with(ns).is_empty(), "{ns} survived its host");
+    }
+
+    // Every lost amphora is rebuilt elsewhere; pairs stay apart; nothing is stopped.
+    eventually(
+        "every load balancer whole again, off the lost host",
+        Duration::from_secs(90),
+        || async {
+            let mut ok = true;
+            for (_, lb, _) in &lbs {
+                let amps = amphorae(&lab, lb).await;
+                for a in &amps {
+                    assert_ne!(
+                        a["status"],
+                        "FAILOVER_STOPPED",
+                        "circuit breaker tripped: {a}\n{}",
+                        lab.log()
+                    );
+                }
+                let state = lab
+                    .call(
+                        Method::GET,
+                        &format!("/v2/lbaas/loadbalancers/{lb}"),
+                        None,
+                        200,
+                    )
+                    .await["loadbalancer"]["provisioning_status"]
+                    .clone();
+                assert_ne!(state, "ERROR", "failover failed\n{}", lab.log());
+                ok &= state == "ACTIVE"
+                    && amps.iter().all(|a| a["status"] == "ALLOCATED")
+                    && amps.iter().all(|a| !lost.contains(&compute_id(a)))
+                    && (amps.len() == 2 || (amps.len() == 1 && a_single(&amps)));
+            }
+            ok.then_some(())
+        },
+    )
+    .await;
+    let rebuilt_in = failed_at.elapsed();
+    let mut report = Vec::new();
+    for ((name, lb, vip), prober) in lbs.iter().zip(probers) {
+        let log = probe_until_served(prober).await;
+        let (last, failures) = outage(&log, failed_at);
+        report.push(format!(
+            "{name}: {failures} failed requests, last {last:?} after"
+        ));
+        let amps = amphorae(&lab, lb).await;
+        let hosts = hosts_of(&lab, &amps);
+        assert!(
+            hosts.iter().all(|h| *h != host),
+            "{name} still on {host}: {hosts:?}"
+        );
+        if amps.len() == 2 {
+            assert_ne!(hosts[0], hosts[1], "{name}'s pair shares a host");
+            one_holder(&amps, vip, "one holder after the host loss").await;
+            assert!(
+                last <= Duration::from_secs(3),
+                "{name} (ACTIVE_STANDBY) was down until {last:?} after the host loss"
+            );
+        } else {
+            assert!(
+                last <= Duration::from_secs(8),
+                "{name} (SINGLE) was down until {last:?} after the host loss\n{}",
+                lab.log()
+            );
+        }
+        let tally = Traffic::new(vip, 80, "/").run(10).await;
+        assert_eq!(
+            tally.failed, 0,
+            "{name} after the host loss: {:?}",
+            tally.errors
+        );
+    }
+    eprintln!(
+        "host loss ({} amphorae on {host}): redundancy rebuilt in {rebuilt_in:?}; {}",
+        lost.len(),
+        report.join("; ")
+    );
+    let hosts = lab.octavia(&["host", "list"]);
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.starts_with(&host) && l.contains("failed")),
+        "{hosts}"
+    );
+
+    // One host left up: a new pair cannot be kept apart, and the ERROR says why.
+    for (_, lb, _) in &lbs {
+        lab.delete_cascade(lb).await;
+    }
+    let others: Vec<String> = ["host-a", "host-b", "host-c"]
+        .iter()
+        .filter(|h| **h != host)
+        .map(|h| h.to_string())
+        .collect();
+    lab.octavia(&["host", "fail", &others[0]]);
+    let v = lab
+        .call(
+            Method::POST,
+            "/v2/lbaas/loadbalancers",
+            Some(json!({"loadbalancer": {"name": "hl-too-few",
+                "vip_subnet_id": lab.subnet_id, "flavor_id": flavor}})),
+            201,
+        )
+        .await;
+    let lb = v["loadbalancer"]["id"].as_str().expect("lb id").to_string();
+    eventually(
+        "the pair without a second host to go ERROR",
+        Duration::from_secs(60),
+        || async {
+            let state = lab
+                .call(
+                    Method::GET,
+                    &format!("/v2/lbaas/loadbalancers/{lb}"),
+                    None,
+                    200,
+                )
+                .await["loadbalancer"]["provisioning_status"]
+                .clone();
+            (state == "ERROR").then_some(())
+        },
+    )
+    .await;
+    let log = lab.log();
+    assert!(
+        log.contains("no host left for hard anti-affinity")
+            && log.contains("hosts marked failed: "),
+        "the reason is logged\n{log}"
+    );
+    for h in [&host, &others[0]] {
+        lab.octavia(&["host", "recover", h]);
+    }
+    let hosts = lab.octavia(&["host", "list"]);
+    assert!(!hosts.contains("failed"), "{hosts}");
+    lab.delete_cascade(&lb).await;
+    let left = lab.amphora_leftovers();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// One SINGLE amphora.
+fn a_single(amps: &[Value]) -> bool {
+    amps.len() == 1 && amps[0]["role"] == "STANDALONE"
 }
