@@ -158,9 +158,6 @@ impl KeepalivedManager {
             .unwrap_or_default()
     }
 
-    /// Checks a configuration with `keepalived -t`; the error carries keepalived's output.
-    /// keepalived checks against the amphora's namespace: the interface must exist and the
-    /// tracked check script must be installed.
     /// The last answer of [`KeepalivedManager::watch_vip`], at once. Heartbeats use this: a
     /// query spawns `ip`, which waits for the kernel's network lock, and that lock can be
     /// held for seconds while namespaces are torn down next door (a lost host).
@@ -211,6 +208,9 @@ impl KeepalivedManager {
         Some(true)
     }
 
+    /// Checks a configuration with `keepalived -t`; the error carries keepalived's output.
+    /// keepalived checks against the amphora's namespace: the interface must exist and the
+    /// tracked check script must be installed.
     pub async fn validate(&self, path: &Path) -> Result<()> {
         config_check::check(&self.cmd, &["-t", "-l"], path)
             .await?

@@ -617,6 +617,18 @@ async fn release_vip(ctx: &JobContext) -> Result<()> {
         if old.status != ProvisioningStatus::Allocated {
             continue;
         }
+        // A dead instance (the health manager's failovers) has nothing to release.
+        let alive = match &old.compute_id {
+            Some(cid) => matches!(
+                ctx.drivers.compute.status(cid).await,
+                Ok(ComputeStatus::Active)
+            ),
+            None => false,
+        };
+        if !alive {
+            debug!(amphora_id = %old.id, "the amphora being replaced is not running; nothing to release");
+            continue;
+        }
         let stop = ctx.drivers.amphora.vrrp_action(&old, VrrpAction::Stop);
         match tokio::time::timeout(RELEASE_TIMEOUT, stop).await {
             Ok(Ok(())) => {
