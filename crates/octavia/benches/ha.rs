@@ -192,6 +192,7 @@ async fn takeover(runs: usize) {
             let mut gaps = Vec::new();
             let mut failures = Vec::new();
             let mut gone = Vec::new();
+            let mut lost_runs = 0;
             for _ in 0..runs {
                 let amps = pair_whole(&lab, &lb, &vip, &gone).await;
                 let holder = one_holder(&amps, &vip, "the holder").await;
@@ -234,7 +235,11 @@ async fn takeover(runs: usize) {
                                 );
                             }
                         }
-                        panic!("the VIP did not answer again within 30 s ({way}, killed {holder})");
+                        eprintln!(
+                            "the VIP did not answer again within 30 s ({way}, killed {holder})"
+                        );
+                        lost_runs += 1;
+                        break;
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -245,7 +250,8 @@ async fn takeover(runs: usize) {
             }
             report(&format!("takeover gap, adverts {advert}, {way}"), &mut gaps);
             println!(
-                "{:<48} failed requests per run (20 ms probe): {failures:?}",
+                "{:<48} failed requests per run (20 ms probe): {failures:?}; runs where the VIP \
+                 did not come back within 30 s: {lost_runs}",
                 ""
             );
         }
