@@ -146,8 +146,8 @@ EOF
   url="http://127.0.0.1:$(cat "$run/port")"
   keystone_wait "Keystone at $url" curl -sf -o /dev/null "$url/v3"
   local admin_pw service_pw
-  admin_pw=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
-  service_pw=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
+  admin_pw=$(python3 -c 'import secrets; print(secrets.token_hex(18))')
+  service_pw=$(python3 -c 'import secrets; print(secrets.token_hex(18))')
   keystone_manage bootstrap --bootstrap-username admin --bootstrap-password "$admin_pw" \
     --bootstrap-project-name admin --bootstrap-role-name admin \
     --bootstrap-service-name keystone --bootstrap-region-id RegionOne \
