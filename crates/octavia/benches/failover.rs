@@ -1,6 +1,6 @@
 //! Failover benchmark (not a test): kill an amphora's agent and HAProxy, `OCTAVIA_BENCH_KILLS`
-//! times (default 10), and measure with the fast settings of the tests (heartbeat 1 s, timeout
-//! 3 s, check every 0.5 s):
+//! times (default 10), and measure with the shipped defaults (heartbeat 1 s, timeout 3 s,
+//! check every 0.5 s), which the lab does not override:
 //!
 //! * detection: kill → the worker starts the failover job (its "Performing failover for
 //!   amphora <id>" log line);
@@ -67,7 +67,7 @@ fn main() {
     rt.block_on(async {
         let n = kills();
         let lab = Lab::new("bfo", 198, 2, "").await;
-        println!("failover benchmark: {n} kills, SQLite, netns drivers, heartbeat 1 s / timeout 3 s / check 0.5 s");
+        println!("failover benchmark: {n} kills, SQLite, netns drivers, shipped defaults (heartbeat 1 s / timeout 3 s / check 0.5 s)");
 
         let started = Instant::now();
         let (lb, vip) = serving_lb(&lab, "bench-failover").await;

@@ -188,6 +188,7 @@ async fn takeover(runs: usize) {
         .await;
         let flavor = standby_flavor(&lab).await;
         let (lb, vip) = serving(&lab, "bench-takeover", Some(&flavor)).await;
+        let mut killed: Vec<String> = Vec::new();
         for (way, delete) in [("kill -9", false), ("namespace deleted", true)] {
             let mut gaps = Vec::new();
             let mut failures = Vec::new();
@@ -248,6 +249,7 @@ async fn takeover(runs: usize) {
                 failures.push(n);
                 gaps.push(g);
             }
+            killed.extend(gone);
             report(&format!("takeover gap, adverts {advert}, {way}"), &mut gaps);
             println!(
                 "{:<48} failed requests per run (20 ms probe): {failures:?}; runs where the VIP \
@@ -255,6 +257,8 @@ async fn takeover(runs: usize) {
                 ""
             );
         }
+        // The last victim rebuilt first: a delete is refused while its failover runs.
+        pair_whole(&lab, &lb, &vip, &killed).await;
         lab.delete_cascade(&lb).await;
         drop(lab);
     }
@@ -322,7 +326,14 @@ async fn hostloss() {
         .iter()
         .map(|(_, _, vip)| Probe::start(vip, Duration::from_millis(50)))
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await; // traffic flowing before the loss
+    let probing = Instant::now();
+    for p in &probes {
+        eventually("traffic through every VIP", Duration::from_secs(10), || {
+            let ok = p.ok_since(probing);
+            async move { ok.then_some(()) }
+        })
+        .await;
+    }
     let failed_at = Instant::now();
     lab.octavia(&["host", "fail", &host]);
     let mut whole_at = vec![Duration::ZERO; lbs.len()];
