@@ -165,16 +165,13 @@ const VRRP_ID: i32 = 1;
 async fn build_amphorae(ctx: &JobContext) -> Result<()> {
     let lb = ctx.load_balancer().await?;
     let spec = ctx.amphora_spec(&lb).await?;
-    // Anti-affinity: away from the load balancer's amphorae that stay (a failover's
-    // survivor) and from each other.
+    let to_build = ctx.amphorae_to_build().await?;
+    // Anti-affinity (when on): away from the load balancer's amphorae that stay (a
+    // failover's survivor) and from each other.
+    let keep_apart = ctx.settings.anti_affinity.is_some();
     let mut peers: Vec<String> = Vec::new();
-    if lb.topology == Topology::ActiveStandby && ctx.settings.anti_affinity.is_some() {
-        let building: BTreeSet<AmphoraId> = ctx
-            .amphorae_to_build()
-            .await?
-            .iter()
-            .map(|(_, id)| *id)
-            .collect();
+    if keep_apart && lb.topology == Topology::ActiveStandby {
+        let building: BTreeSet<AmphoraId> = to_build.iter().map(|(_, id)| *id).collect();
         peers.extend(
             ctx.serving_amphorae()
                 .await?
@@ -183,9 +180,11 @@ async fn build_amphorae(ctx: &JobContext) -> Result<()> {
                 .filter_map(|a| a.compute_id),
         );
     }
-    for (role, id) in ctx.amphorae_to_build().await? {
+    for (role, id) in to_build {
         let amp = build_one(ctx, &lb, &spec, role, id, &peers).await?;
-        peers.extend(amp.compute_id);
+        if keep_apart {
+            peers.extend(amp.compute_id);
+        }
     }
     Ok(())
 }
@@ -238,11 +237,7 @@ async fn build_one(
                 flavor: spec.compute_flavor.clone(),
                 availability_zone: spec.compute_zone.clone(),
                 management_network: spec.management_network.clone(),
-                anti_affinity_peers: if ctx.settings.anti_affinity.is_some() {
-                    peers.to_vec()
-                } else {
-                    Vec::new()
-                },
+                anti_affinity_peers: peers.to_vec(),
                 anti_affinity: ctx.settings.anti_affinity.unwrap_or_default(),
             })
             .await?;
