@@ -14,6 +14,10 @@ use uuid::Uuid;
 
 use crate::{FlowError, Result};
 
+/// How long a failover waits for a surviving peer's agent before leaving the peer out
+/// (Octavia's `failover_connection_*`: 2 tries 5 s apart).
+pub const PEER_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Knobs of the flows (`[controller_worker]` and `[haproxy_amphora]` options).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowSettings {
@@ -314,6 +318,50 @@ impl JobContext {
             .into_iter()
             .filter(|a| a.status == ProvisioningStatus::Allocated && !old.contains(&a.id))
             .collect())
+    }
+
+    /// The serving amphorae a step pushes configuration to. Outside failovers, all of them.
+    /// In a failover, a peer this job did not build is skipped when its instance is not
+    /// running or its agent does not answer within [`PEER_ANSWER_TIMEOUT`]: both amphorae
+    /// of a pair can die together, and a failover that waited for its dead peer would never
+    /// finish, leaving the load balancer locked so the peer's own failover never starts.
+    /// The skipped peer keeps its row; the health manager fails it over next (Octavia skips
+    /// unreachable amphorae in the same place).
+    pub async fn reachable_serving_amphorae(&self) -> Result<Vec<Amphora>> {
+        let amps = self.serving_amphorae().await?;
+        if !self.is_failover() {
+            return Ok(amps);
+        }
+        let new = self.new_amphora_ids();
+        let mut out = Vec::with_capacity(amps.len());
+        for amp in amps {
+            if new.contains(&amp.id) || self.answers(&amp).await {
+                out.push(amp);
+            } else {
+                tracing::warn!(amphora_id = %amp.id, compute_id = amp.compute_id.as_deref().unwrap_or("-"),
+                    "a peer of the failed amphora does not answer either; this failover leaves it out and the health manager fails it over next");
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the amphora's instance runs and its agent answers within
+    /// [`PEER_ANSWER_TIMEOUT`].
+    async fn answers(&self, amp: &Amphora) -> bool {
+        let Some(cid) = &amp.compute_id else {
+            return false;
+        };
+        if !matches!(
+            self.drivers.compute.status(cid).await,
+            Ok(octavia_drivers::ComputeStatus::Active)
+        ) {
+            return false;
+        }
+        self.drivers
+            .amphora
+            .wait_for_connectivity(amp, PEER_ANSWER_TIMEOUT)
+            .await
+            .is_ok()
     }
 
     /// Amphorae that still hold resources (not DELETED).

@@ -447,7 +447,7 @@ async fn update_amphorae(ctx: &JobContext) -> Result<()> {
     };
     // Rendered once, before any amphora is touched: a tree the renderer refuses changes none.
     let text = config::render(&tree, &ctx.settings.render)?;
-    for amp in ctx.serving_amphorae().await? {
+    for amp in ctx.reachable_serving_amphorae().await? {
         if let Some(text) = &text {
             ctx.drivers.amphora.upload_config(&amp, lb_id, text).await?;
             ctx.drivers.amphora.reload(&amp, lb_id).await?;
@@ -479,7 +479,10 @@ async fn configure_vrrp(ctx: &JobContext) -> Result<()> {
         return Ok(());
     }
     let address = JobContext::vip_address(&lb)?;
-    let mut amps = ctx.serving_amphorae().await?;
+    // A peer a failover leaves out (it does not answer) stays in the others' peer lists:
+    // adverts to it are harmless, and its own replacement rewrites every list.
+    let everyone = ctx.serving_amphorae().await?;
+    let mut amps = ctx.reachable_serving_amphorae().await?;
     let built: BTreeSet<AmphoraId> = ctx.built_amphorae().await?.iter().map(|a| a.id).collect();
     // Amphorae already serving first (a failover's survivor keeps or takes the VIP), then
     // the ones this job built; MASTER first among each: started first, its keepalived is the
@@ -508,6 +511,12 @@ async fn configure_vrrp(ctx: &JobContext) -> Result<()> {
         })?;
         vrrp_ips.push(parse_ip("vrrp_ip", amp, ip)?);
     }
+    let unreachable_ips: Vec<IpAddr> = everyone
+        .iter()
+        .filter(|a| !amps.iter().any(|r| r.id == a.id))
+        .filter_map(|a| a.vrrp_ip.as_deref()?.trim().parse().ok())
+        .filter(|ip| !vrrp_ips.contains(ip))
+        .collect();
     let mut configs = Vec::with_capacity(amps.len());
     for (i, amp) in amps.iter().enumerate() {
         let Some(role) = amp.role.filter(|r| *r != AmphoraRole::Standalone) else {
@@ -554,6 +563,7 @@ async fn configure_vrrp(ctx: &JobContext) -> Result<()> {
                 .enumerate()
                 .filter(|(j, _)| *j != i)
                 .map(|(_, ip)| *ip)
+                .chain(unreachable_ips.iter().copied())
                 .collect(),
             vips: vec![VrrpVip {
                 address: parse_ip("a vip address", amp, &address)?,

@@ -119,17 +119,6 @@ fn gap(log: &[(Instant, bool)], since: Instant) -> (usize, Duration) {
     }
 }
 
-async fn lb_state(lab: &Lab, lb: &str) -> Value {
-    lab.call(
-        Method::GET,
-        &format!("/v2/lbaas/loadbalancers/{lb}"),
-        None,
-        200,
-    )
-    .await["loadbalancer"]["provisioning_status"]
-        .clone()
-}
-
 /// An ACTIVE_STANDBY (`flavor`) or SINGLE (`None`) load balancer serving HTTP on port 80
 /// from the lab's members; its id and VIP.
 async fn serving(lab: &Lab, name: &str, flavor: Option<&str>) -> (String, String) {
@@ -155,7 +144,7 @@ async fn serving(lab: &Lab, name: &str, flavor: Option<&str>) -> (String, String
 async fn pair_whole(lab: &Lab, lb: &str, vip: &str, gone: &[String]) -> Vec<Value> {
     let amps = eventually("the pair to be whole", Duration::from_secs(120), || async {
         let amps = amphorae(lab, lb).await;
-        let ok = lb_state(lab, lb).await == "ACTIVE"
+        let ok = lab.provisioning_status(lb).await == "ACTIVE"
             && amps.len() == 2
             && amps.iter().all(|a| a["status"] == "ALLOCATED")
             && amps.iter().all(|a| !gone.contains(&compute_id(a)));
@@ -192,10 +181,9 @@ async fn takeover(runs: usize) {
         for (way, delete) in [("kill -9", false), ("namespace deleted", true)] {
             let mut gaps = Vec::new();
             let mut failures = Vec::new();
-            let mut gone = Vec::new();
             let mut lost_runs = 0;
             for _ in 0..runs {
-                let amps = pair_whole(&lab, &lb, &vip, &gone).await;
+                let amps = pair_whole(&lab, &lb, &vip, &killed).await;
                 let holder = one_holder(&amps, &vip, "the holder").await;
                 let probe = Probe::start(&vip, Duration::from_millis(20));
                 let started = Instant::now();
@@ -206,7 +194,7 @@ async fn takeover(runs: usize) {
                 .await;
                 let killed_at = Instant::now();
                 kill(&holder, delete);
-                gone.push(holder.clone());
+                killed.push(holder.clone());
                 while !(probe.ok_since(killed_at + Duration::from_millis(1))
                     && killed_at.elapsed() > Duration::from_secs(2))
                 {
@@ -236,6 +224,12 @@ async fn takeover(runs: usize) {
                                 );
                             }
                         }
+                        let names: Vec<String> = amps.iter().map(compute_id).collect();
+                        for line in lab.log().lines().filter(|l| {
+                            !l.contains("DEBUG") && names.iter().any(|n| l.contains(n.as_str()))
+                        }) {
+                            eprintln!("control plane: {line}");
+                        }
                         eprintln!(
                             "the VIP did not answer again within 30 s ({way}, killed {holder})"
                         );
@@ -249,7 +243,6 @@ async fn takeover(runs: usize) {
                 failures.push(n);
                 gaps.push(g);
             }
-            killed.extend(gone);
             report(&format!("takeover gap, adverts {advert}, {way}"), &mut gaps);
             println!(
                 "{:<48} failed requests per run (20 ms probe): {failures:?}; runs where the VIP \
@@ -292,7 +285,7 @@ async fn hostloss() {
     let old_ns = compute_id(&old[0]);
     eventually("the baseline failover", Duration::from_secs(60), || async {
         let amps = amphorae(&lab, &single_lb).await;
-        (lb_state(&lab, &single_lb).await == "ACTIVE"
+        (lab.provisioning_status(&single_lb).await == "ACTIVE"
             && amps.len() == 1
             && amps[0]["status"] == "ALLOCATED"
             && compute_id(&amps[0]) != old_ns)
@@ -349,7 +342,7 @@ async fn hostloss() {
             }
             let amps = amphorae(&lab, lb).await;
             let want = if *ha { 2 } else { 1 };
-            if lb_state(&lab, lb).await == "ACTIVE"
+            if lab.provisioning_status(lb).await == "ACTIVE"
                 && amps.len() == want
                 && amps.iter().all(|a| a["status"] == "ALLOCATED")
                 && amps.iter().all(|a| !lost.contains(&compute_id(a)))

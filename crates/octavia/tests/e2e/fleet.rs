@@ -37,17 +37,7 @@ pub async fn wait_replaced(lab: &Lab, lb: &str, old: &str, timeout: Duration) ->
     let started = Instant::now();
     loop {
         let amps = amphorae(lab, lb).await;
-        let lb_state = lab
-            .call(
-                Method::GET,
-                &format!("/v2/lbaas/loadbalancers/{lb}"),
-                None,
-                200,
-            )
-            .await["loadbalancer"]["provisioning_status"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
+        let lb_state = lab.provisioning_status(lb).await;
         let live: Vec<_> = amps
             .iter()
             .filter(|(_, s, _)| s != "DELETED")

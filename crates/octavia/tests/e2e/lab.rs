@@ -509,26 +509,35 @@ impl Lab {
         .await;
     }
 
+    /// The load balancer's provisioning status, as the API shows it.
+    pub async fn provisioning_status(&self, lb: &str) -> String {
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/v2/lbaas/loadbalancers/{lb}"),
+                None,
+                200,
+            )
+            .await;
+        v["loadbalancer"]["provisioning_status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// Wait until the load balancer is ACTIVE (panics on ERROR); polls every 10 ms.
     pub async fn wait_lb_active(&self, lb: &str, timeout: Duration) {
         let started = Instant::now();
         loop {
-            let v = self
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/v2/lbaas/loadbalancers/{lb}"),
-                    None,
-                    200,
-                )
-                .await;
-            match v["loadbalancer"]["provisioning_status"].as_str() {
-                Some("ACTIVE") => return,
-                Some("ERROR") => panic!("load balancer {lb} went ERROR\n{}", self.log()),
+            let state = self.provisioning_status(lb).await;
+            match state.as_str() {
+                "ACTIVE" => return,
+                "ERROR" => panic!("load balancer {lb} went ERROR\n{}", self.log()),
                 _ => {}
             }
             assert!(
                 started.elapsed() < timeout,
-                "load balancer {lb} not ACTIVE after {timeout:?}: {v}\n{}",
+                "load balancer {lb} not ACTIVE after {timeout:?}: {state}\n{}",
                 self.log()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;

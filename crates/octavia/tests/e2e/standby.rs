@@ -174,15 +174,7 @@ async fn active_standby_keepalived_takeover() {
     let started = Instant::now();
     let replaced = loop {
         let now = amphorae(&lab, &lb).await;
-        let state = lab
-            .call(
-                Method::GET,
-                &format!("/v2/lbaas/loadbalancers/{lb}"),
-                None,
-                200,
-            )
-            .await["loadbalancer"]["provisioning_status"]
-            .clone();
+        let state = lab.provisioning_status(&lb).await;
         if state == "ACTIVE"
             && now.len() == 2
             && now.iter().all(|a| a["status"] == "ALLOCATED")
@@ -237,15 +229,7 @@ async fn active_standby_keepalived_takeover() {
         Duration::from_secs(120),
         || async {
             let now = amphorae(&lab, &lb).await;
-            let state = lab
-                .call(
-                    Method::GET,
-                    &format!("/v2/lbaas/loadbalancers/{lb}"),
-                    None,
-                    200,
-                )
-                .await["loadbalancer"]["provisioning_status"]
-                .clone();
+            let state = lab.provisioning_status(&lb).await;
             assert_ne!(
                 state,
                 "ERROR",
@@ -413,15 +397,7 @@ async fn losing_a_host() {
                         lab.log()
                     );
                 }
-                let state = lab
-                    .call(
-                        Method::GET,
-                        &format!("/v2/lbaas/loadbalancers/{lb}"),
-                        None,
-                        200,
-                    )
-                    .await["loadbalancer"]["provisioning_status"]
-                    .clone();
+                let state = lab.provisioning_status(lb).await;
                 assert_ne!(state, "ERROR", "failover failed\n{}", lab.log());
                 ok &= state == "ACTIVE"
                     && amps.iter().all(|a| a["status"] == "ALLOCATED")
@@ -480,6 +456,49 @@ async fn losing_a_host() {
         "{hosts}"
     );
 
+    // Both amphorae of a pair lost at once (two hosts' worth of bad luck): each failover
+    // finds its peer dead too, and the load balancer must still come back whole by itself.
+    let (_, lb2, vip2) = &lbs[1];
+    let pair: Vec<String> = amphorae(&lab, lb2).await.iter().map(compute_id).collect();
+    let prober = Prober::start(Traffic::new(vip2, 80, "/"));
+    prober.wait_first_success().await;
+    let both_at = Instant::now();
+    for ns in &pair {
+        kill_namespace_processes(ns);
+    }
+    eventually(
+        "the pair whose amphorae both died to be whole again",
+        Duration::from_secs(90),
+        || async {
+            let amps = amphorae(&lab, lb2).await;
+            let state = lab.provisioning_status(lb2).await;
+            assert_ne!(
+                state,
+                "ERROR",
+                "failover of a lost pair failed\n{}",
+                lab.log()
+            );
+            (state == "ACTIVE"
+                && amps.len() == 2
+                && amps.iter().all(|a| a["status"] == "ALLOCATED")
+                && amps.iter().all(|a| !pair.contains(&compute_id(a))))
+            .then_some(amps)
+        },
+    )
+    .await;
+    let whole_in = both_at.elapsed();
+    let log = probe_until_served(prober).await;
+    let (last, failures) = outage(&log, both_at);
+    one_holder(
+        &amphorae(&lab, lb2).await,
+        vip2,
+        "one holder after losing both",
+    )
+    .await;
+    eprintln!(
+        "both amphorae lost: whole again in {whole_in:?}; {failures} failed requests, last {last:?} after"
+    );
+
     // One host left up: a new pair cannot be kept apart, and the ERROR says why.
     for (_, lb, _) in &lbs {
         lab.delete_cascade(lb).await;
@@ -504,15 +523,7 @@ async fn losing_a_host() {
         "the pair without a second host to go ERROR",
         Duration::from_secs(60),
         || async {
-            let state = lab
-                .call(
-                    Method::GET,
-                    &format!("/v2/lbaas/loadbalancers/{lb}"),
-                    None,
-                    200,
-                )
-                .await["loadbalancer"]["provisioning_status"]
-                .clone();
+            let state = lab.provisioning_status(&lb).await;
             (state == "ERROR").then_some(())
         },
     )
