@@ -60,6 +60,8 @@ pub async fn run_stale_checker(
         failover_threshold = ?settings.failover_threshold,
         "stale amphora checker started; judging after one heartbeat timeout"
     );
+    // Amphorae whose failover waits for their busy load balancer, warned about once.
+    let mut deferred = std::collections::HashSet::new();
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
@@ -79,15 +81,20 @@ pub async fn run_stale_checker(
             Some(t) if Instant::now() < t => continue,
             Some(_) => {}
         }
-        if let Err(error) = sweep(&store, &settings).await {
+        if let Err(error) = sweep(&store, &settings, &mut deferred).await {
             tracing::warn!(%error, "stale amphora check failed; waiting for the database");
             judge_from = None;
         }
     }
 }
 
-/// One sweep, logged and counted.
-async fn sweep(store: &Store, settings: &StaleSettings) -> Result<(), octavia_db::DbError> {
+/// One sweep, logged and counted. An amphora whose failover must wait for its busy load
+/// balancer is warned about once while it waits (`deferred` remembers it), not every sweep.
+async fn sweep(
+    store: &Store,
+    settings: &StaleSettings,
+    deferred: &mut std::collections::HashSet<octavia_model::AmphoraId>,
+) -> Result<(), octavia_db::DbError> {
     let timeout =
         chrono::Duration::from_std(settings.heartbeat_timeout).unwrap_or(chrono::Duration::MAX);
     let suspect = settings
@@ -124,9 +131,15 @@ async fn sweep(store: &Store, settings: &StaleSettings) -> Result<(), octavia_db
             "Stale amphora's id is: {amp}; failover queued"
         );
     }
+    let waiting: std::collections::HashSet<_> = out.deferred.iter().map(|(a, _)| *a).collect();
     for (amp, why) in &out.deferred {
-        tracing::warn!(amphora_id = %amp, reason = %why, "stale amphora's load balancer is busy; skipping failover this cycle");
+        if deferred.contains(amp) {
+            tracing::debug!(amphora_id = %amp, reason = %why, "stale amphora's load balancer still busy");
+        } else {
+            tracing::warn!(amphora_id = %amp, reason = %why, "stale amphora's load balancer is busy; its failover waits until the load balancer is free");
+        }
     }
+    *deferred = waiting;
     metrics::gauge!("octavia_stale_amphorae").set(out.stale as f64);
     metrics::gauge!("octavia_failover_stopped_amphorae").set(out.failover_stopped as f64);
     metrics::gauge!("octavia_failover_circuit_open").set(if out.failover_stopped > 0 {
