@@ -41,10 +41,9 @@ mod vrrp;
 mod report;
 
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fleet::Prober;
 use lab::{Lab, Traffic};
 use octavia_test_support::eventually;
 use report::report;
@@ -58,52 +57,6 @@ fn env_num(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .filter(|n| *n > 0)
         .unwrap_or(default)
-}
-
-/// A client sending one request every `every` to a VIP and logging each result.
-struct Probe {
-    stop: Arc<AtomicBool>,
-    log: Arc<Mutex<Vec<(Instant, bool)>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Probe {
-    fn start(vip: &str, every: Duration) -> Probe {
-        let traffic = Traffic::new(vip, 80, "/");
-        let stop = Arc::new(AtomicBool::new(false));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let task = {
-            let (stop, log) = (stop.clone(), log.clone());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                while !stop.load(Ordering::Relaxed) {
-                    tick.tick().await;
-                    let at = Instant::now();
-                    let ok = matches!(
-                        tokio::time::timeout(Duration::from_millis(500), traffic.one()).await,
-                        Ok(Ok((200, _)))
-                    );
-                    log.lock().unwrap_or_else(|e| e.into_inner()).push((at, ok));
-                }
-            })
-        };
-        Probe { stop, log, task }
-    }
-
-    fn ok_since(&self, t: Instant) -> bool {
-        self.log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .any(|(at, ok)| *ok && *at > t)
-    }
-
-    async fn finish(self) -> Vec<(Instant, bool)> {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.task.await;
-        std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()))
-    }
 }
 
 /// Failed requests after `since`, and the gap from the first to the last of them.
@@ -185,17 +138,17 @@ async fn takeover(runs: usize) {
             for _ in 0..runs {
                 let amps = pair_whole(&lab, &lb, &vip, &killed).await;
                 let holder = one_holder(&amps, &vip, "the holder").await;
-                let probe = Probe::start(&vip, Duration::from_millis(20));
+                let probe = Prober::every(Traffic::new(&vip, 80, "/"), Duration::from_millis(20));
                 let started = Instant::now();
                 eventually("the probe's first answer", Duration::from_secs(10), || {
-                    let ok = probe.ok_since(started);
+                    let ok = probe.ok_after(started);
                     async move { ok.then_some(()) }
                 })
                 .await;
                 let killed_at = Instant::now();
                 kill(&holder, delete);
                 killed.push(holder.clone());
-                while !(probe.ok_since(killed_at + Duration::from_millis(1))
+                while !(probe.ok_after(killed_at + Duration::from_millis(1))
                     && killed_at.elapsed() > Duration::from_secs(2))
                 {
                     if killed_at.elapsed() > Duration::from_secs(30) {
@@ -279,7 +232,7 @@ async fn hostloss() {
     // Baseline: one SINGLE amphora's failover alone.
     let (_, single_lb, single_vip) = lbs[10].clone();
     let old = amphorae(&lab, &single_lb).await;
-    let probe = Probe::start(&single_vip, Duration::from_millis(50));
+    let probe = Prober::start(Traffic::new(&single_vip, 80, "/"));
     let started = Instant::now();
     kill(&compute_id(&old[0]), true);
     let old_ns = compute_id(&old[0]);
@@ -315,14 +268,14 @@ async fn hostloss() {
         .filter(|(_, h)| **h == host)
         .map(|(a, _)| compute_id(a))
         .collect();
-    let probes: Vec<Probe> = lbs
+    let probes: Vec<Prober> = lbs
         .iter()
-        .map(|(_, _, vip)| Probe::start(vip, Duration::from_millis(50)))
+        .map(|(_, _, vip)| Prober::start(Traffic::new(vip, 80, "/")))
         .collect();
     let probing = Instant::now();
     for p in &probes {
         eventually("traffic through every VIP", Duration::from_secs(10), || {
-            let ok = p.ok_since(probing);
+            let ok = p.ok_after(probing);
             async move { ok.then_some(()) }
         })
         .await;
@@ -445,9 +398,9 @@ async fn soak(minutes: u64) {
     for (lb, _) in &lbs {
         fleet::wait_online(&lab, lb).await;
     }
-    let probes: Vec<Probe> = lbs
+    let probes: Vec<Prober> = lbs
         .iter()
-        .map(|(_, vip)| Probe::start(vip, Duration::from_secs(1)))
+        .map(|(_, vip)| Prober::every(Traffic::new(vip, 80, "/"), Duration::from_secs(1)))
         .collect();
     let first = amphora_ids(&lab).await;
     let new_since = |ids: std::collections::BTreeSet<String>,

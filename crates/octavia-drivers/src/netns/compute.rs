@@ -342,11 +342,9 @@ impl NetnsCompute {
             .map_err(|e| sys::io_error(OWNER, "fail host", &marker, e))?;
         let mut down = Vec::new();
         for r in inner.records()?.into_iter().filter(|r| r.host == host) {
-            if !sys::kill_all(&sys::netns_pids(&r.compute_id), KILL_TIMEOUT) {
-                tracing::warn!(compute_id = %r.compute_id, "processes of a failed host's amphora did not exit");
+            if let Err(error) = inner.power_off(&r.compute_id, Some(&r)) {
+                tracing::warn!(compute_id = %r.compute_id, %error, "an amphora of the failed host did not go down whole");
             }
-            sys::delete_link(OWNER, &r.mgmt_veth)?;
-            sys::delete_netns(OWNER, &r.compute_id)?;
             down.push(r.compute_id);
         }
         tracing::warn!(
@@ -859,24 +857,30 @@ impl Inner {
         }
     }
 
-    fn delete(&self, compute_id: &str) -> Result<()> {
-        self.check_id(compute_id)?;
-        let _guard = self.guard()?;
-        let record = self.read_record(compute_id).unwrap_or(None);
+    /// The instance stops as a machine losing power: every process in its namespace killed,
+    /// its management link and namespace gone. Its record and directory stay.
+    fn power_off(&self, compute_id: &str, record: Option<&InstanceRecord>) -> Result<()> {
         // The agent runs inside the namespace, so this includes it; a recorded pid outside
         // the namespace is not trusted (pids are reused).
         let pids = sys::netns_pids(compute_id);
         if !sys::kill_all(&pids, KILL_TIMEOUT) {
             return Err(DriverError::retryable(
                 OWNER,
-                "delete instance",
+                "power off instance",
                 format!("processes of {compute_id} did not exit"),
             ));
         }
-        if let Some(r) = &record {
+        if let Some(r) = record {
             sys::delete_link(OWNER, &r.mgmt_veth)?;
         }
-        sys::delete_netns(OWNER, compute_id)?;
+        sys::delete_netns(OWNER, compute_id)
+    }
+
+    fn delete(&self, compute_id: &str) -> Result<()> {
+        self.check_id(compute_id)?;
+        let _guard = self.guard()?;
+        let record = self.read_record(compute_id).unwrap_or(None);
+        self.power_off(compute_id, record.as_ref())?;
         let dir = self.dir(compute_id);
         if dir.exists() {
             std::fs::remove_dir_all(&dir)

@@ -13,18 +13,9 @@ use crate::lab::{Lab, Traffic};
 
 /// The amphorae of a load balancer (admin list, filtered), as (id, status, compute_id).
 pub async fn amphorae(lab: &Lab, lb: &str) -> Vec<(String, String, String)> {
-    let v = lab
-        .call(
-            Method::GET,
-            &format!("/v2/octavia/amphorae?loadbalancer_id={lb}"),
-            None,
-            200,
-        )
-        .await;
-    v["amphorae"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    lab.amphorae_of(lb)
+        .await
+        .iter()
         .map(|a| {
             let s = |k: &str| a[k].as_str().unwrap_or("").to_string();
             (s("id"), s("status"), s("compute_id"))
@@ -67,7 +58,8 @@ pub async fn wait_replaced(lab: &Lab, lb: &str, old: &str, timeout: Duration) ->
     }
 }
 
-/// A client sending one request every 50 ms, recording when each failed or succeeded.
+/// A client sending one request every 50 ms (or every `every`), recording when each
+/// request was sent and whether it succeeded.
 pub struct Prober {
     stop: Arc<AtomicBool>,
     log: Arc<Mutex<Vec<(Instant, bool)>>>,
@@ -76,19 +68,25 @@ pub struct Prober {
 
 impl Prober {
     pub fn start(traffic: Traffic) -> Prober {
+        Self::every(traffic, Duration::from_millis(50))
+    }
+
+    pub fn every(traffic: Traffic, every: Duration) -> Prober {
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(Vec::new()));
         let task = {
             let (stop, log) = (stop.clone(), log.clone());
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(50));
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 while !stop.load(Ordering::Relaxed) {
                     tick.tick().await;
+                    let at = Instant::now();
                     let ok = matches!(
                         tokio::time::timeout(Duration::from_millis(500), traffic.one()).await,
                         Ok(Ok((200, _)))
                     );
-                    log.lock().unwrap().push((Instant::now(), ok));
+                    log.lock().unwrap().push((at, ok));
                 }
             })
         };

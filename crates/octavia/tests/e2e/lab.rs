@@ -509,6 +509,19 @@ impl Lab {
         .await;
     }
 
+    /// Every amphora of the load balancer the admin API lists, DELETED ones included.
+    pub async fn amphorae_of(&self, lb: &str) -> Vec<Value> {
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/v2/octavia/amphorae?loadbalancer_id={lb}"),
+                None,
+                200,
+            )
+            .await;
+        v["amphorae"].as_array().cloned().unwrap_or_default()
+    }
+
     /// The load balancer's provisioning status, as the API shows it.
     pub async fn provisioning_status(&self, lb: &str) -> String {
         let v = self

@@ -44,31 +44,9 @@ async fn active_standby_keepalived_takeover() {
     )
     .await;
     let flavor = standby_flavor(&lab).await;
-    let created = lab
-        .call(
-            Method::POST,
-            "/v2/lbaas/loadbalancers",
-            Some(json!({"loadbalancer": {"name": "e2e-standby",
-                "vip_subnet_id": lab.subnet_id, "flavor_id": flavor}})),
-            201,
-        )
+    let (lb, vip) = lab
+        .create_lb_with("e2e-standby", json!({ "flavor_id": flavor }))
         .await;
-    let lb = created["loadbalancer"]["id"]
-        .as_str()
-        .expect("lb id")
-        .to_string();
-    lab.wait_lb_active(&lb, Duration::from_secs(90)).await;
-    let vip = lab
-        .call(
-            Method::GET,
-            &format!("/v2/lbaas/loadbalancers/{lb}"),
-            None,
-            200,
-        )
-        .await["loadbalancer"]["vip_address"]
-        .as_str()
-        .expect("vip")
-        .to_string();
     let (_, pool) = lab.http_listener_and_pool(&lb, 80).await;
     lab.add_members(&lb, &pool, 0..lab.members.len()).await;
 

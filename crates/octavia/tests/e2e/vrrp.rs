@@ -33,21 +33,9 @@ pub fn holds(ns: &str, addr: &str) -> bool {
 
 /// The live amphorae of `lb` as the admin API shows them.
 pub async fn amphorae(lab: &Lab, lb: &str) -> Vec<Value> {
-    let v = lab
-        .call(
-            Method::GET,
-            &format!("/v2/octavia/amphorae?loadbalancer_id={lb}"),
-            None,
-            200,
-        )
-        .await;
-    v["amphorae"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|a| a["status"] != "DELETED")
-        .cloned()
-        .collect()
+    let mut amps = lab.amphorae_of(lb).await;
+    amps.retain(|a| a["status"] != "DELETED");
+    amps
 }
 
 /// A flavor (and its profile) whose load balancers are ACTIVE_STANDBY; its id.
