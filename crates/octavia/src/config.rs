@@ -46,6 +46,32 @@ pub struct Config {
     pub keystone_authtoken: KeystoneAuthtokenSection,
     /// The API's policy (Octavia's default rules, overridable from a file).
     pub oslo_policy: OsloPolicySection,
+    /// Where the daemons without an API serve their Prometheus metrics.
+    pub metrics: MetricsSection,
+}
+
+/// `[metrics]` (ours): the Prometheus endpoint (`GET /metrics`) of the daemons that do not
+/// serve the API. The API and the all-in-one serve theirs at the API's `/metrics`. Each
+/// daemon has its own port so that all of them can run on one host; 0 turns one off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address the endpoints listen on (loopback by default: scrape locally or open it).
+    pub bind_host: String,
+    /// Port of `octavia-worker`'s endpoint.
+    pub worker_port: u16,
+    /// Port of `octavia-health-manager`'s endpoint.
+    pub health_manager_port: u16,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            bind_host: "127.0.0.1".into(),
+            worker_port: 9127,
+            health_manager_port: 9128,
+        }
+    }
 }
 
 /// `auth_strategy` choices.

@@ -35,6 +35,16 @@ impl Role {
     fn runs_health_manager(self) -> bool {
         matches!(self, Role::AllInOne | Role::HealthManager)
     }
+    /// The port of this role's own metrics endpoint: none where the API serves `/metrics`,
+    /// none when configured 0.
+    fn metrics_port(self, m: &crate::config::MetricsSection) -> Option<u16> {
+        let port = match self {
+            Role::AllInOne | Role::Api => 0,
+            Role::Worker => m.worker_port,
+            Role::HealthManager => m.health_manager_port,
+        };
+        (port != 0).then_some(port)
+    }
 }
 
 /// Structured logs to stderr; `RUST_LOG` overrides the default `info`.
@@ -201,6 +211,42 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
                 .await
                 .context("serve the API")
         });
+    }
+    if let Some(port) = role.metrics_port(&config.metrics) {
+        let addr: SocketAddr = format!("{}:{port}", config.metrics.bind_host)
+            .parse()
+            .context("metrics.bind_host and the role's port")?;
+        let render = metrics.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let text = render.render();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        text,
+                    )
+                }
+            }),
+        );
+        // A taken port costs the metrics, not the daemon: it runs on and says so.
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                info!(%addr, "metrics endpoint listening");
+                let stop = stopped(stop_rx.clone());
+                tasks.spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stop)
+                        .await
+                        .context("serve the metrics endpoint")
+                });
+            }
+            Err(error) => tracing::error!(%addr, %error,
+                "cannot serve metrics on this address (another daemon on this host uses the port?); running without them — set a free port in [metrics]"),
+        }
     }
     if role.runs_worker() {
         let settings = crate::settings::worker_settings(&config);

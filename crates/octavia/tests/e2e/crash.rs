@@ -52,7 +52,14 @@ async fn kill9_mid_flow_then_resume(engine: Engine) {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let api_cfg = write_config(dir.path(), "api", &ts.url, port, "");
-    let worker_cfg = write_config(dir.path(), "worker", &ts.url, free_port(), WORKER_CONFIG);
+    let metrics_port = free_port();
+    let worker_cfg = write_config(
+        dir.path(),
+        "worker",
+        &ts.url,
+        free_port(),
+        &format!("{WORKER_CONFIG}\n[metrics]\nworker_port = {metrics_port}\n"),
+    );
 
     let _api = Proc::start("api", env!("CARGO_BIN_EXE_octavia-api"), &api_cfg, &[]);
     wait_api(&base).await;
@@ -119,6 +126,19 @@ async fn kill9_mid_flow_then_resume(engine: Engine) {
         "each step recorded exactly once across both workers"
     );
     assert!(done.reverted_steps.is_empty());
+
+    // The worker's own metrics endpoint counts the job it finished.
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .expect("scrape the worker")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("octavia_jobs_total") && l.contains("create_load_balancer")),
+        "no finished job counted in:\n{text}"
+    );
 }
 
 async fn failing_step_reverts_in_reverse(engine: Engine) {

@@ -57,13 +57,14 @@ async fn heartbeats_reach_the_store(engine: Engine) {
         .expect("seed");
     let dir = tempfile::tempdir().unwrap();
     let port = free_udp_port();
+    let metrics_port = crate::support::free_port();
     let cfg = write_config(
         dir.path(),
         "hm",
         &ts.url,
         crate::support::free_port(),
         &format!(
-            "[health_manager]\nbind_ip = \"127.0.0.1\"\nbind_port = {port}\nheartbeat_key = \"{KEY}\"\nheartbeat_interval = \"1s\"\n"
+            "[health_manager]\nbind_ip = \"127.0.0.1\"\nbind_port = {port}\nheartbeat_key = \"{KEY}\"\nheartbeat_interval = \"1s\"\n\n[metrics]\nhealth_manager_port = {metrics_port}\n"
         ),
     );
     let _hm = Proc::start(
@@ -107,6 +108,20 @@ async fn heartbeats_reach_the_store(engine: Engine) {
         .is_none());
     let other = store.get_member(fleet[1].member_id).await.unwrap().unwrap();
     assert_ne!(other.operating_status, OperatingStatus::Error);
+
+    // The daemon's own metrics endpoint counts both the accepted and the forged heartbeats.
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .expect("scrape the health manager")
+        .text()
+        .await
+        .expect("metrics text");
+    for name in [
+        "octavia_heartbeats_received_total",
+        "octavia_heartbeats_rejected_total",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
