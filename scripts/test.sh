@@ -26,6 +26,21 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# promtool and a Prometheus for the monitoring test, without the exporters it recommends and
+# without starting its service (the test runs its own on loopback).
+if ! command -v promtool >/dev/null 2>&1; then
+  log "installing prometheus"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  policy=/usr/sbin/policy-rc.d
+  if [ -e "$policy" ]; then
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null || { rm -f "$policy"; exit 1; }
+    rm -f "$policy"
+  fi
+fi
 
 # --- PostgreSQL -------------------------------------------------------------------
 log "starting PostgreSQL"

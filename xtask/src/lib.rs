@@ -8,3 +8,6 @@
 
 #[cfg(test)]
 mod tidy;
+
+#[cfg(test)]
+mod dashboard;

@@ -189,6 +189,9 @@ async fn build_amphorae(ctx: &JobContext) -> Result<()> {
     Ok(())
 }
 
+/// One amphora built (or found built by an earlier attempt of the job). A build is counted
+/// in `octavia_amphora_builds_total` by result and, when it succeeds, timed in
+/// `octavia_amphora_build_seconds` (the operator guide's build rate, time and failures).
 async fn build_one(
     ctx: &JobContext,
     lb: &octavia_model::LoadBalancer,
@@ -204,6 +207,26 @@ async fn build_one(
             return Ok(a.clone());
         }
     }
+    let started = std::time::Instant::now();
+    let built = boot_one(ctx, lb, spec, role, id, peers, existing).await;
+    let result = if built.is_ok() { "success" } else { "failure" };
+    metrics::counter!("octavia_amphora_builds_total", "result" => result).increment(1);
+    if built.is_ok() {
+        metrics::histogram!("octavia_amphora_build_seconds")
+            .record(started.elapsed().as_secs_f64());
+    }
+    built
+}
+
+async fn boot_one(
+    ctx: &JobContext,
+    lb: &octavia_model::LoadBalancer,
+    spec: &AmphoraSpec,
+    role: AmphoraRole,
+    id: AmphoraId,
+    peers: &[String],
+    existing: Option<Amphora>,
+) -> Result<Amphora> {
     let mut amp = existing
         .unwrap_or_else(|| Amphora::new(id, Some(lb.id), ProvisioningStatus::PendingCreate, now()));
     amp.load_balancer_id = Some(lb.id);

@@ -141,6 +141,78 @@ async fn shutdown_signal() {
     }
 }
 
+/// The help text of every metric the daemons export (Prometheus `# HELP`; `promtool check
+/// metrics` wants one for each). A metric registered anywhere must be described here
+/// (checked by `xtask`).
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_histogram!(
+        "octavia_api_request_duration_seconds",
+        Unit::Seconds,
+        "API request latency, by method, route and status."
+    );
+    describe_counter!("octavia_jobs_total", "Jobs finished, by kind and result.");
+    describe_histogram!(
+        "octavia_job_duration_seconds",
+        Unit::Seconds,
+        "Time from a job's claim to its end, by kind."
+    );
+    describe_gauge!(
+        "octavia_job_queue_depth",
+        "Jobs waiting to be claimed, by class (failover, tenant, operator)."
+    );
+    describe_counter!(
+        "octavia_amphora_builds_total",
+        "Amphora builds, by result (success, failure)."
+    );
+    describe_histogram!(
+        "octavia_amphora_build_seconds",
+        Unit::Seconds,
+        "Time from asking the compute driver for an amphora to its agent answering."
+    );
+    describe_counter!(
+        "octavia_failovers_total",
+        "Failovers finished, by cause (heartbeat, operator) and result."
+    );
+    describe_counter!(
+        "octavia_failovers_queued_total",
+        "Failovers queued, by cause (heartbeat, operator)."
+    );
+    describe_gauge!(
+        "octavia_stale_amphorae",
+        "Amphorae whose heartbeats are older than the heartbeat timeout, at the last sweep."
+    );
+    describe_gauge!(
+        "octavia_failover_stopped_amphorae",
+        "Amphorae in FAILOVER_STOPPED (the failover circuit breaker held them)."
+    );
+    describe_gauge!(
+        "octavia_failover_circuit_open",
+        "1 while the failover circuit breaker holds amphorae in FAILOVER_STOPPED, else 0."
+    );
+    describe_counter!(
+        "octavia_heartbeats_received_total",
+        "Heartbeat datagrams received by this health manager."
+    );
+    describe_counter!(
+        "octavia_heartbeats_rejected_total",
+        "Heartbeat datagrams refused, by reason."
+    );
+    describe_histogram!(
+        "octavia_heartbeat_batch_write_seconds",
+        Unit::Seconds,
+        "Time to write one batch of heartbeats to the database."
+    );
+    describe_histogram!(
+        "octavia_heartbeat_batch_size",
+        "Heartbeats written per database batch."
+    );
+    describe_counter!(
+        "octavia_zombie_amphorae_deleted_total",
+        "Compute instances of zombie amphorae (heartbeating, but deleted or serving nothing) removed."
+    );
+}
+
 /// Run the roles of `role` until a signal arrives.
 pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -151,6 +223,7 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
         .context("metrics buckets")?
         .install_recorder()
         .context("install the metrics recorder")?;
+    describe_metrics();
     // The recorder keeps every histogram sample until upkeep folds it into the buckets;
     // without this a server nobody scrapes would grow by each request's latency sample.
     let upkeep = metrics.clone();

@@ -22,5 +22,6 @@ mod fleet;
 mod health;
 mod keystone;
 mod lab;
+mod monitoring;
 mod standby;
 mod vrrp;
