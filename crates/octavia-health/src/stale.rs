@@ -46,12 +46,16 @@ impl Default for StaleSettings {
 }
 
 /// Run the checker until `shutdown` resolves.
+///
+/// `settings` may change while it runs (the daemon re-read its configuration): each sweep
+/// uses the newest.
 pub async fn run_stale_checker(
     store: Store,
-    settings: StaleSettings,
+    mut live: tokio::sync::watch::Receiver<StaleSettings>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     tokio::pin!(shutdown);
+    let mut settings = *live.borrow_and_update();
     // When the checker may judge: one heartbeat_timeout after it (or the database) came up.
     let mut judge_from = Some(Instant::now() + settings.heartbeat_timeout);
     tracing::info!(
@@ -66,6 +70,15 @@ pub async fn run_stale_checker(
         tokio::select! {
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(settings.health_check_interval) => {}
+        }
+        if live.has_changed().unwrap_or(false) {
+            settings = *live.borrow_and_update();
+            tracing::info!(
+                heartbeat_timeout = ?settings.heartbeat_timeout,
+                health_check_interval = ?settings.health_check_interval,
+                failover_threshold = ?settings.failover_threshold,
+                "stale amphora checker settings changed"
+            );
         }
         match judge_from {
             None => {

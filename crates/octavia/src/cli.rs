@@ -104,6 +104,14 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     }
 }
 
+/// The file the configuration comes from, if any (what SIGHUP re-reads).
+fn config_path(path: Option<&PathBuf>) -> Option<PathBuf> {
+    match path {
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()),
+    }
+}
+
 fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -167,7 +175,11 @@ fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
         Some(Command::Run) | None => {
             let config = load_config(args.config.as_ref())?;
             runtime::init_tracing();
-            runtime::block_on(runtime::run(config, Role::AllInOne))
+            runtime::block_on(runtime::run_from(
+                config_path(args.config.as_ref()),
+                config,
+                Role::AllInOne,
+            ))
         }
     }
 }
@@ -178,6 +190,10 @@ pub fn main_role(role: Role) -> ExitCode {
     report((|| {
         let config = load_config(args.config.as_ref())?;
         runtime::init_tracing();
-        runtime::block_on(runtime::run(config, role))
+        runtime::block_on(runtime::run_from(
+            config_path(args.config.as_ref()),
+            config,
+            role,
+        ))
     })())
 }

@@ -652,6 +652,43 @@ pub enum ConfigError {
 
 impl Config {
     /// Read and validate a configuration file.
+    /// The options (`section.option`) whose values differ from `other`'s, sorted. Secrets are
+    /// compared too, and named, never shown.
+    pub fn changed_options(&self, other: &Config) -> Vec<String> {
+        let (a, b) = (
+            serde_json::to_value(self).unwrap_or_default(),
+            serde_json::to_value(other).unwrap_or_default(),
+        );
+        let mut out = std::collections::BTreeSet::new();
+        let empty = serde_json::Map::new();
+        let sections = |v: &serde_json::Value| v.as_object().cloned().unwrap_or_default();
+        let (sa, sb) = (sections(&a), sections(&b));
+        for name in sa.keys().chain(sb.keys()) {
+            let (x, y) = (
+                sa.get(name).and_then(|v| v.as_object()).unwrap_or(&empty),
+                sb.get(name).and_then(|v| v.as_object()).unwrap_or(&empty),
+            );
+            for key in x.keys().chain(y.keys()) {
+                if x.get(key) != y.get(key) {
+                    out.insert(format!("{name}.{key}"));
+                }
+            }
+        }
+        // Serialized as "***": compared here.
+        if self.keystone_authtoken.password != other.keystone_authtoken.password {
+            out.insert("keystone_authtoken.password".into());
+        }
+        if self.health_manager.heartbeat_key != other.health_manager.heartbeat_key {
+            out.insert("health_manager.heartbeat_key".into());
+        }
+        if self.health_manager.heartbeat_previous_keys
+            != other.health_manager.heartbeat_previous_keys
+        {
+            out.insert("health_manager.heartbeat_previous_keys".into());
+        }
+        out.into_iter().collect()
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
@@ -1069,6 +1106,27 @@ fn json_to_toml(v: &serde_json::Value) -> toml::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changed_options_names_each_change_and_secrets_without_their_value() {
+        let a = Config::parse("[health_manager]\nheartbeat_key = \"old\"\n").unwrap();
+        let b = Config::parse(
+            "[health_manager]\nheartbeat_key = \"new\"\nfailover_threshold = 5\n\n\
+             [api_settings]\nbind_port = 9999\n",
+        )
+        .unwrap();
+        assert!(a.changed_options(&a).is_empty());
+        let changed = a.changed_options(&b);
+        assert_eq!(
+            changed,
+            [
+                "api_settings.bind_port",
+                "health_manager.failover_threshold",
+                "health_manager.heartbeat_key"
+            ]
+        );
+        assert!(!format!("{changed:?}").contains("new"));
+    }
 
     #[test]
     fn checked_in_sample_is_current() {

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -213,8 +213,87 @@ fn describe_metrics() {
     );
 }
 
+/// The options a running daemon takes on when SIGHUP makes it re-read its configuration
+/// file; any other change is reported as needing a restart.
+pub const LIVE_OPTIONS: &[&str] = &[
+    "health_manager.failover_threshold",
+    "health_manager.failover_threads",
+    "health_manager.health_check_interval",
+    "health_manager.heartbeat_timeout",
+];
+
+/// `current` with the [`LIVE_OPTIONS`] of `new`.
+fn take_live(current: &Config, new: &Config) -> Config {
+    let mut next = current.clone();
+    let (h, n) = (&mut next.health_manager, &new.health_manager);
+    h.failover_threshold = n.failover_threshold;
+    h.failover_threads = n.failover_threads;
+    h.health_check_interval = n.health_check_interval;
+    h.heartbeat_timeout = n.heartbeat_timeout;
+    next
+}
+
+/// On SIGHUP, re-read the configuration file: the [`LIVE_OPTIONS`] that changed take effect
+/// at once (sent to the roles through `stale`), every other change is logged as waiting for a
+/// restart, and a file that does not parse changes nothing.
+async fn reload_on_sighup(
+    path: Option<PathBuf>,
+    mut current: Config,
+    stale: watch::Sender<octavia_health::StaleSettings>,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: the configuration is read only at start");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let Some(path) = &path else {
+                tracing::warn!(
+                    "SIGHUP: this daemon started without a configuration file; nothing to re-read"
+                );
+                continue;
+            };
+            let new = match Config::load(path) {
+                Ok(c) => c,
+                Err(error) => {
+                    tracing::error!(path = %path.display(), %error,
+                        "SIGHUP: configuration not re-read; running on with the previous one");
+                    continue;
+                }
+            };
+            let changed = current.changed_options(&new);
+            let (live, restart): (Vec<&String>, Vec<&String>) = changed
+                .iter()
+                .partition(|k| LIVE_OPTIONS.contains(&k.as_str()));
+            if changed.is_empty() {
+                info!(path = %path.display(), "SIGHUP: configuration re-read, nothing changed");
+                continue;
+            }
+            if !live.is_empty() {
+                current = take_live(&current, &new);
+                stale.send_replace(crate::settings::stale_settings(&current));
+                info!(options = ?live, "SIGHUP: changed options applied");
+            }
+            if !restart.is_empty() {
+                tracing::warn!(options = ?restart,
+                    "SIGHUP: changed options that take effect only after a restart");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, current, stale);
+}
+
 /// Run the roles of `role` until a signal arrives.
 pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
+    run_from(None, config, role).await
+}
+
+/// [`run`], with the file `config` was read from: SIGHUP re-reads it
+/// ([`LIVE_OPTIONS`] apply at once).
+pub async fn run_from(path: Option<PathBuf>, config: Config, role: Role) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(&[
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -253,6 +332,8 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     let drivers = driver_set.drivers;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (stale_tx, stale_rx) = watch::channel(crate::settings::stale_settings(&config));
+    tokio::spawn(reload_on_sighup(path, config.clone(), stale_tx));
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -353,7 +434,7 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
                 // amphora would look silent.
                 let store = store.clone();
                 let stop = stopped(stop_rx.clone());
-                let stale = crate::settings::stale_settings(&config);
+                let stale = stale_rx.clone();
                 tasks.spawn(async move {
                     octavia_health::run_stale_checker(store, stale, stop).await;
                     Ok(())

@@ -145,3 +145,73 @@ fn health_manager_refuses_to_start_without_a_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("heartbeat_key"), "{err}");
 }
+
+/// SIGHUP makes a running health manager re-read its file: a live option (the circuit
+/// breaker's threshold) takes effect at once, a restart-only one (the UDP port) is named as
+/// waiting for a restart, and a file that no longer parses changes nothing and stops nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_applies_live_options_and_names_the_rest() {
+    let ts = TestStore::new(Engine::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let api_port = crate::support::free_port();
+    let write = |threshold: u32, udp: u16| {
+        write_config(
+            dir.path(),
+            "hm",
+            &ts.url,
+            api_port,
+            &format!(
+                "[health_manager]\nbind_ip = \"127.0.0.1\"\nbind_port = {udp}\nheartbeat_key = \"{KEY}\"\n\
+                 health_check_interval = \"100ms\"\nheartbeat_timeout = \"3s\"\nfailover_threshold = {threshold}\n\n\
+                 [metrics]\nhealth_manager_port = 0\n"
+            ),
+        )
+    };
+    let cfg = write(3, free_udp_port());
+    let mut hm = Proc::start(
+        "health-manager",
+        env!("CARGO_BIN_EXE_octavia-health-manager"),
+        &cfg,
+        &[],
+    );
+    let hup = |pid: u32| {
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("kill -HUP")
+            .success();
+        assert!(ok, "SIGHUP not delivered");
+    };
+    eventually("the checker to start", Duration::from_secs(20), || {
+        let started = hm.log().contains("stale amphora checker started");
+        async move { started.then_some(()) }
+    })
+    .await;
+
+    write(7, free_udp_port());
+    hup(hm.pid().expect("pid"));
+    eventually("the new threshold in use", Duration::from_secs(20), || {
+        let log = hm.log();
+        let ok = log.contains("SIGHUP: changed options applied")
+            && log.contains("health_manager.failover_threshold")
+            && log.contains("stale amphora checker settings changed")
+            && log.contains("failover_threshold=Some(7)")
+            && log.contains("take effect only after a restart")
+            && log.contains("health_manager.bind_port");
+        async move { ok.then_some(()) }
+    })
+    .await;
+
+    std::fs::write(&cfg, "[health_manager\nbroken").expect("break the file");
+    hup(hm.pid().expect("pid"));
+    eventually("the broken file refused", Duration::from_secs(20), || {
+        let refused = hm.log().contains("SIGHUP: configuration not re-read");
+        async move { refused.then_some(()) }
+    })
+    .await;
+    assert!(
+        hm.running(),
+        "a broken file stopped the daemon:\n{}",
+        hm.log()
+    );
+}
