@@ -245,6 +245,7 @@ pub struct HealthReceiver {
     socket: tokio::net::UdpSocket,
     counters: Arc<Counters>,
     zombies: Option<ZombieSink>,
+    key_updates: Option<tokio::sync::watch::Receiver<Vec<Secret>>>,
 }
 
 /// Where the receiver reports amphorae that heartbeat although the database says they are
@@ -282,7 +283,15 @@ impl HealthReceiver {
             socket,
             counters: Arc::new(Counters::default()),
             zombies: None,
+            key_updates: None,
         })
+    }
+
+    /// Take a new key ring from `keys` whenever it changes (current key first); an empty
+    /// ring is ignored.
+    pub fn with_key_updates(mut self, keys: tokio::sync::watch::Receiver<Vec<Secret>>) -> Self {
+        self.key_updates = Some(keys);
+        self
     }
 
     /// Report zombie amphorae to `sink` (see [`ZombieSink`]).
@@ -316,6 +325,7 @@ impl HealthReceiver {
         let recv = receiver::run(
             self.socket,
             self.settings.clone(),
+            self.key_updates,
             tx,
             self.counters.clone(),
             stop.clone(),
@@ -339,15 +349,22 @@ impl HealthReceiver {
 
 /// Binds with `settings` and runs until `shutdown` resolves; zombie amphorae go to
 /// `zombies` when given.
+///
+/// With `keys`, the key ring may change while it runs (the daemon re-read its
+/// configuration): the current key first, then the previous ones still accepted.
 pub async fn run(
     store: Store,
     settings: HealthSettings,
     zombies: Option<ZombieSink>,
+    keys: Option<tokio::sync::watch::Receiver<Vec<Secret>>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), HealthError> {
     let mut r = HealthReceiver::bind(store, settings).await?;
     if let Some(sink) = zombies {
         r = r.with_zombie_sink(sink);
+    }
+    if let Some(keys) = keys {
+        r = r.with_key_updates(keys);
     }
     if let Some(addr) = r.local_addr() {
         tracing::info!(%addr, "heartbeat receiver listening");

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amphora_proto::heartbeat::{decode, MAX_DATAGRAM};
+use amphora_proto::heartbeat::{authenticate, decode, MAX_DATAGRAM};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
@@ -35,11 +35,17 @@ pub(crate) fn bind(settings: &HealthSettings) -> Result<UdpSocket, HealthError> 
 pub(crate) async fn run(
     socket: UdpSocket,
     settings: HealthSettings,
+    mut key_updates: Option<tokio::sync::watch::Receiver<Vec<crate::Secret>>>,
     tx: mpsc::Sender<Item>,
     counters: Arc<Counters>,
     stop: Arc<Notify>,
 ) {
-    let keys: Vec<&str> = settings.heartbeat_keys.iter().map(|k| k.expose()).collect();
+    let mut ring: Vec<String> = settings
+        .heartbeat_keys
+        .iter()
+        .map(|k| k.expose().to_string())
+        .collect();
+    let mut keys: Vec<&str> = ring.iter().map(String::as_str).collect();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut log = RateLog::new(Duration::from_secs(10));
     let stopped = stop.notified();
@@ -60,6 +66,20 @@ pub(crate) async fn run(
         };
         counters.received.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("octavia_heartbeats_received_total").increment(1);
+        if let Some(updates) = key_updates.as_mut() {
+            if updates.has_changed().unwrap_or(false) {
+                let new: Vec<String> = updates
+                    .borrow_and_update()
+                    .iter()
+                    .map(|k| k.expose().to_string())
+                    .collect();
+                if !new.is_empty() {
+                    tracing::info!(keys = new.len(), "heartbeat key ring replaced");
+                    ring = new;
+                }
+                keys = ring.iter().map(String::as_str).collect();
+            }
+        }
         let at = Instant::now();
         let msg = match decode(&buf[..n], &keys) {
             Ok(msg) => msg,
@@ -73,6 +93,13 @@ pub(crate) async fn run(
                 continue;
             }
         };
+        // During a key rotation: which amphorae still sign with a previous key.
+        if keys.len() > 1 && authenticate(&buf[..n], &keys[..1]).is_err() {
+            metrics::counter!("octavia_heartbeats_previous_key_total").increment(1);
+            if let Some(suppressed) = log.allow("previous_key") {
+                tracing::info!(amphora_id = %msg.id, suppressed, "heartbeat signed with a previous heartbeat key");
+            }
+        }
         counters.decoded.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(%peer, amphora_id = %msg.id, seq = msg.seq, "heartbeat received");
         let Some(rec) = report::record(&msg, octavia_model::now()) else {

@@ -198,6 +198,10 @@ fn describe_metrics() {
         "octavia_heartbeats_rejected_total",
         "Heartbeat datagrams refused, by reason."
     );
+    describe_counter!(
+        "octavia_heartbeats_previous_key_total",
+        "Heartbeats accepted with one of heartbeat_previous_keys (a key rotation is done when this stops growing)."
+    );
     describe_histogram!(
         "octavia_heartbeat_batch_write_seconds",
         Unit::Seconds,
@@ -219,8 +223,16 @@ pub const LIVE_OPTIONS: &[&str] = &[
     "health_manager.failover_threshold",
     "health_manager.failover_threads",
     "health_manager.health_check_interval",
+    "health_manager.heartbeat_previous_keys",
     "health_manager.heartbeat_timeout",
 ];
+
+/// The senders through which a re-read configuration reaches the running roles.
+struct LiveSenders {
+    stale: watch::Sender<octavia_health::StaleSettings>,
+    /// The health manager's accepted heartbeat keys.
+    keys: watch::Sender<Vec<octavia_health::Secret>>,
+}
 
 /// `current` with the [`LIVE_OPTIONS`] of `new`.
 fn take_live(current: &Config, new: &Config) -> Config {
@@ -230,17 +242,14 @@ fn take_live(current: &Config, new: &Config) -> Config {
     h.failover_threads = n.failover_threads;
     h.health_check_interval = n.health_check_interval;
     h.heartbeat_timeout = n.heartbeat_timeout;
+    h.heartbeat_previous_keys = n.heartbeat_previous_keys.clone();
     next
 }
 
 /// On SIGHUP, re-read the configuration file: the [`LIVE_OPTIONS`] that changed take effect
 /// at once (sent to the roles through `stale`), every other change is logged as waiting for a
 /// restart, and a file that does not parse changes nothing.
-async fn reload_on_sighup(
-    path: Option<PathBuf>,
-    mut current: Config,
-    stale: watch::Sender<octavia_health::StaleSettings>,
-) {
+async fn reload_on_sighup(path: Option<PathBuf>, mut current: Config, live: LiveSenders) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -264,17 +273,20 @@ async fn reload_on_sighup(
                 }
             };
             let changed = current.changed_options(&new);
-            let (live, restart): (Vec<&String>, Vec<&String>) = changed
+            let (applied, restart): (Vec<&String>, Vec<&String>) = changed
                 .iter()
                 .partition(|k| LIVE_OPTIONS.contains(&k.as_str()));
             if changed.is_empty() {
                 info!(path = %path.display(), "SIGHUP: configuration re-read, nothing changed");
                 continue;
             }
-            if !live.is_empty() {
+            if !applied.is_empty() {
                 current = take_live(&current, &new);
-                stale.send_replace(crate::settings::stale_settings(&current));
-                info!(options = ?live, "SIGHUP: changed options applied");
+                live.stale
+                    .send_replace(crate::settings::stale_settings(&current));
+                live.keys
+                    .send_replace(crate::settings::heartbeat_keys(&current));
+                info!(options = ?applied, "SIGHUP: changed options applied");
             }
             if !restart.is_empty() {
                 tracing::warn!(options = ?restart,
@@ -283,7 +295,7 @@ async fn reload_on_sighup(
         }
     }
     #[cfg(not(unix))]
-    let _ = (path, current, stale);
+    let _ = (path, current, live);
 }
 
 /// Run the roles of `role` until a signal arrives.
@@ -333,7 +345,15 @@ pub async fn run_from(path: Option<PathBuf>, config: Config, role: Role) -> anyh
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (stale_tx, stale_rx) = watch::channel(crate::settings::stale_settings(&config));
-    tokio::spawn(reload_on_sighup(path, config.clone(), stale_tx));
+    let (keys_tx, keys_rx) = watch::channel(crate::settings::heartbeat_keys(&config));
+    tokio::spawn(reload_on_sighup(
+        path,
+        config.clone(),
+        LiveSenders {
+            stale: stale_tx,
+            keys: keys_tx,
+        },
+    ));
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -426,9 +446,15 @@ pub async fn run_from(path: Option<PathBuf>, config: Config, role: Role) -> anyh
                     zombie_rx,
                 ));
                 tasks.spawn(async move {
-                    octavia_health::run(receiver_store, settings, Some(zombie_tx), stop)
-                        .await
-                        .context("run the heartbeat receiver")
+                    octavia_health::run(
+                        receiver_store,
+                        settings,
+                        Some(zombie_tx),
+                        Some(keys_rx.clone()),
+                        stop,
+                    )
+                    .await
+                    .context("run the heartbeat receiver")
                 });
                 // The stale checker runs only beside a receiver: without heartbeats every
                 // amphora would look silent.

@@ -345,13 +345,23 @@ pub fn stale_settings(config: &Config) -> StaleSettings {
     }
 }
 
-pub fn health_settings(config: &Config) -> Option<HealthSettings> {
+/// The health manager's key ring: `heartbeat_key` first, then `heartbeat_previous_keys`;
+/// empty without a current key.
+pub fn heartbeat_keys(config: &Config) -> Vec<Secret> {
     let h = &config.health_manager;
-    let current = h.heartbeat_key.as_ref()?;
-    let keys = std::iter::once(current)
+    let Some(current) = h.heartbeat_key.as_ref() else {
+        return Vec::new();
+    };
+    std::iter::once(current)
         .chain(h.heartbeat_previous_keys.iter())
         .map(|k| Secret::new(k.0.clone()))
-        .collect();
+        .collect()
+}
+
+pub fn health_settings(config: &Config) -> Option<HealthSettings> {
+    let h = &config.health_manager;
+    h.heartbeat_key.as_ref()?;
+    let keys = heartbeat_keys(config);
     Some(HealthSettings {
         // Validated by `Config::validate`.
         bind_ip: h

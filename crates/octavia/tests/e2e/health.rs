@@ -151,10 +151,16 @@ fn health_manager_refuses_to_start_without_a_key() {
 /// waiting for a restart, and a file that no longer parses changes nothing and stops nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_applies_live_options_and_names_the_rest() {
+    const NEXT_KEY: &str = "e2e-next-heartbeat-key";
     let ts = TestStore::new(Engine::Sqlite).await;
+    let store = ts.store.clone();
+    let fleet = store
+        .seed_heartbeat_fleet(3, "e2e-sighup")
+        .await
+        .expect("seed");
     let dir = tempfile::tempdir().unwrap();
     let api_port = crate::support::free_port();
-    let write = |threshold: u32, udp: u16| {
+    let write = |threshold: u32, udp: u16, previous: &str| {
         write_config(
             dir.path(),
             "hm",
@@ -162,12 +168,18 @@ async fn sighup_applies_live_options_and_names_the_rest() {
             api_port,
             &format!(
                 "[health_manager]\nbind_ip = \"127.0.0.1\"\nbind_port = {udp}\nheartbeat_key = \"{KEY}\"\n\
+                 heartbeat_previous_keys = [{previous}]\n\
                  health_check_interval = \"100ms\"\nheartbeat_timeout = \"3s\"\nfailover_threshold = {threshold}\n\n\
                  [metrics]\nhealth_manager_port = 0\n"
             ),
         )
     };
-    let cfg = write(3, free_udp_port());
+    let udp = free_udp_port();
+    let cfg = write(3, udp, "");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Heartbeats of fleet[0] signed with the current key, of fleet[1] with the next one.
+    let current = encode(&heartbeat(&fleet[0], "UP"), KEY);
+    let next = encode(&heartbeat(&fleet[1], "UP"), NEXT_KEY);
     let mut hm = Proc::start(
         "health-manager",
         env!("CARGO_BIN_EXE_octavia-health-manager"),
@@ -187,8 +199,32 @@ async fn sighup_applies_live_options_and_names_the_rest() {
         async move { started.then_some(()) }
     })
     .await;
+    // Before the reload the next key is refused: the current-key heartbeat sent after it is
+    // recorded, the next-key one is not.
+    eventually(
+        "a current-key heartbeat recorded",
+        Duration::from_secs(20),
+        || {
+            let _ = sock.send_to(&next, ("127.0.0.1", udp));
+            let _ = sock.send_to(&current, ("127.0.0.1", udp));
+            let store = store.clone();
+            let amp = fleet[0].amphora_id;
+            async move { store.get_amphora_health(amp).await.ok().flatten() }
+        },
+    )
+    .await;
+    assert!(
+        store
+            .get_amphora_health(fleet[1].amphora_id)
+            .await
+            .unwrap()
+            .is_none(),
+        "a heartbeat signed with a key not yet configured was accepted"
+    );
 
-    write(7, free_udp_port());
+    // The next key as a previous key (the first step of a rotation), the threshold raised,
+    // the UDP port moved: SIGHUP.
+    write(7, free_udp_port(), &format!("\"{NEXT_KEY}\""));
     hup(hm.pid().expect("pid"));
     eventually("the new threshold in use", Duration::from_secs(20), || {
         let log = hm.log();
@@ -201,6 +237,24 @@ async fn sighup_applies_live_options_and_names_the_rest() {
         async move { ok.then_some(()) }
     })
     .await;
+    // Still on the old UDP port (a restart moves it), it now takes the next key.
+    eventually(
+        "a next-key heartbeat recorded",
+        Duration::from_secs(20),
+        || {
+            let _ = sock.send_to(&next, ("127.0.0.1", udp));
+            let store = store.clone();
+            let amp = fleet[1].amphora_id;
+            async move { store.get_amphora_health(amp).await.ok().flatten() }
+        },
+    )
+    .await;
+    assert!(
+        hm.log()
+            .contains("heartbeat signed with a previous heartbeat key"),
+        "{}",
+        hm.log()
+    );
 
     std::fs::write(&cfg, "[health_manager\nbroken").expect("break the file");
     hup(hm.pid().expect("pid"));
