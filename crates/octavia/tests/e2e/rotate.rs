@@ -7,12 +7,13 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use octavia_test_support::eventually;
 use octavia_test_support::require::{exists, require};
 use serde_json::{json, Value};
 
 use crate::fleet::{outage, serving_lb, wait_online, Prober};
 use crate::lab::{agent_binary, can_run, Lab, Traffic};
-use crate::vrrp::{amphorae, standby_flavor, KEEPALIVED};
+use crate::vrrp::{amphorae, one_holder, standby_flavor, KEEPALIVED};
 
 /// `octavia amphora list --image-outdated -f json`.
 fn outdated(lab: &Lab) -> Vec<Value> {
@@ -106,7 +107,21 @@ async fn rotate_outdated_amphorae_under_traffic() {
         .octavia(&["amphora", "rotate", "--cancel"])
         .contains("withdrew 0"));
 
-    // The rotation, under traffic through both VIPs.
+    // The rotation, under traffic through both VIPs, once both answer (keepalived elects the
+    // pair's first holder a few adverts after it starts).
+    one_holder(
+        &amphorae(&lab, &pair).await,
+        &pair_vip,
+        "the pair's VIP to be held",
+    )
+    .await;
+    for vip in [&pair_vip, &single_vip] {
+        let traffic = Traffic::new(vip, 80, "/");
+        eventually("the VIP to answer", Duration::from_secs(30), || async {
+            matches!(traffic.one().await, Ok((200, _))).then_some(())
+        })
+        .await;
+    }
     let pair_probe = Prober::start(Traffic::new(&pair_vip, 80, "/"));
     let single_probe = Prober::start(Traffic::new(&single_vip, 80, "/"));
     pair_probe.wait_first_success().await;
