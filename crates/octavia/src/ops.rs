@@ -633,3 +633,37 @@ pub fn host(config: &Config, command: HostCommand) -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: super::AmphoraCommand,
+    }
+
+    fn parses(args: &[&str]) -> bool {
+        Cli::try_parse_from(std::iter::once("amphora").chain(args.iter().copied())).is_ok()
+    }
+
+    #[test]
+    fn rotate_needs_a_selection_and_a_positive_rate() {
+        assert!(!parses(&["rotate"]), "nothing selected");
+        assert!(!parses(&["rotate", "--rate", "5"]), "nothing selected");
+        assert!(!parses(&["rotate", "--all-outdated", "--rate", "0"]));
+        assert!(!parses(&["rotate", "--cancel", "--dry-run"]));
+        assert!(parses(&[
+            "rotate",
+            "--all-outdated",
+            "--rate",
+            "6",
+            "--dry-run"
+        ]));
+        assert!(parses(&["rotate", "--loadbalancer", "lb-1"]));
+        assert!(parses(&["rotate", "--cancel"]));
+        assert!(parses(&["list", "--image-outdated", "-f", "json"]));
+        assert!(!parses(&["list", "-f", "yaml"]));
+    }
+}
