@@ -33,6 +33,11 @@ pub(crate) const SQLITE_MIGRATIONS: &[Migration] = &[
         "flavors_availability_zones",
         include_str!("../migrations/sqlite/0004_flavors_availability_zones.sql"),
     ),
+    (
+        5,
+        "job_rotation",
+        include_str!("../migrations/sqlite/0005_job_rotation.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[Migration] = &[
@@ -55,6 +60,11 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
         4,
         "flavors_availability_zones",
         include_str!("../migrations/postgres/0004_flavors_availability_zones.sql"),
+    ),
+    (
+        5,
+        "job_rotation",
+        include_str!("../migrations/postgres/0005_job_rotation.sql"),
     ),
 ];
 

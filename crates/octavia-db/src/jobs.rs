@@ -7,6 +7,7 @@ use octavia_model::*;
 
 use crate::db::{args, corrupt, id, Conn, Serial};
 use crate::resources::shared::insert_job;
+use crate::rotation::{start_rotation, RotationStart, ROTATION_GATE};
 use crate::rows::{parse, to_json};
 use crate::{ClaimedJob, ClassCaps, DbError, JobRecord, Result, Store};
 
@@ -52,11 +53,12 @@ fn expired_sql(open: &str, nobuild: &str, lock: &str) -> String {
     )
 }
 
-/// The oldest QUEUED job of priority `$1`.
-fn head_sql(nobuild: &str, lock: &str) -> String {
+/// The oldest QUEUED job of priority `$1` that passes `gate` (empty, or the Operator
+/// class's [`ROTATION_GATE`]).
+fn head_sql(nobuild: &str, gate: &str, lock: &str) -> String {
     format!(
-        "SELECT {CLAIM_COLUMNS} FROM job WHERE state = 'QUEUED' AND priority = $1{nobuild} \
-         ORDER BY created_at, id LIMIT 1{lock}"
+        "SELECT {CLAIM_COLUMNS} FROM job WHERE state = 'QUEUED' AND priority = $1{nobuild}\
+         {gate} ORDER BY created_at, id LIMIT 1{lock}"
     )
 }
 
@@ -220,9 +222,17 @@ impl Store {
             if best.as_ref().is_some_and(|b| b.5 < class.priority()) {
                 break;
             }
-            let head: Option<ClaimRow> = c
-                .fetch_optional(&head_sql(&nobuild, lock), args![class.priority()])
-                .await?;
+            // Rotations wait, without locking anything, until they may start.
+            let head: Option<ClaimRow> = if *class == JobClass::Operator {
+                c.fetch_optional(
+                    &head_sql(&nobuild, ROTATION_GATE, lock),
+                    args![class.priority(), t],
+                )
+                .await?
+            } else {
+                c.fetch_optional(&head_sql(&nobuild, "", lock), args![class.priority()])
+                    .await?
+            };
             if let Some(head) = head {
                 if best
                     .as_ref()
@@ -236,6 +246,21 @@ impl Store {
         let Some((jid, class, sp, attempt, done, _, _)) = best else {
             return Ok(None);
         };
+        let spec = spec(&sp)?;
+        // A rotation locks its load balancer when it starts, not when it was queued; an
+        // expired lease's job (attempt > 0) locked it already.
+        if let Some(rotation) = spec.rotation.filter(|_| attempt == 0) {
+            match start_rotation(&mut c, &jid, &spec, rotation, t).await? {
+                RotationStart::Go => {}
+                RotationStart::Wait => return Ok(None),
+                RotationStart::Skipped => {
+                    tx.commit().await?;
+                    // The queue may hold another job that can run now.
+                    self.notify.notify_waiters();
+                    return Ok(None);
+                }
+            }
+        }
         c.execute(
             "UPDATE job SET state = 'RUNNING', lease_owner = $1, lease_expires_at = $2, \
              attempt = attempt + 1, started_at = COALESCE(started_at, $3), updated_at = $3 \
@@ -247,7 +272,7 @@ impl Store {
         let job = ClaimedJob {
             id: parse("job id", &jid)?,
             class: parse("job class", &class)?,
-            spec: spec(&sp)?,
+            spec,
             attempt: attempt + 1,
             completed_steps: steps(&done)?,
         };
@@ -351,15 +376,26 @@ impl Store {
     /// Jobs that lock `load_balancer` (or every job), oldest first: operators and tests
     /// follow a load balancer's history through them.
     pub async fn list_jobs(&self, load_balancer: Option<LoadBalancerId>) -> Result<Vec<JobRecord>> {
+        match load_balancer {
+            Some(lb) => {
+                self.jobs_where("load_balancer_id = $1", args![id(lb)])
+                    .await
+            }
+            None => self.jobs_where("1 = 1", vec![]).await,
+        }
+    }
+
+    /// The jobs matching `cond` (SQL of ours, binding `args`), oldest first.
+    pub(crate) async fn jobs_where(
+        &self,
+        cond: &str,
+        args: Vec<crate::db::Arg>,
+    ) -> Result<Vec<JobRecord>> {
         let mut h = self.pool.acquire().await?;
         let mut c = h.conn();
-        let (cond, args) = match load_balancer {
-            Some(lb) => ("WHERE load_balancer_id = $1 ", args![id(lb)]),
-            None => ("", vec![]),
-        };
         let rows: Vec<JobRow> = c
             .fetch_all(
-                &format!("SELECT {JOB_COLUMNS} FROM job {cond}ORDER BY created_at, id"),
+                &format!("SELECT {JOB_COLUMNS} FROM job WHERE {cond} ORDER BY created_at, id"),
                 args,
             )
             .await?;
@@ -451,8 +487,8 @@ mod tests {
         }
         let nobuild = format!(" AND kind NOT IN ({})", build_kinds_sql());
         for (sql, index) in [
-            (head_sql("", ""), "idx_job_queue "),
-            (head_sql(&nobuild, ""), "idx_job_queue_nobuild "),
+            (head_sql("", "", ""), "idx_job_queue "),
+            (head_sql(&nobuild, "", ""), "idx_job_queue_nobuild "),
             (expired_sql("20, 40, 80", "", ""), "idx_job_queue "),
             (expired_sql("40", &nobuild, ""), "idx_job_queue_nobuild "),
         ] {
@@ -468,5 +504,20 @@ mod tests {
                 "{sql}: {plan:?}"
             );
         }
+        // The Operator class's head: the same seek, the rotation gate's lookups below it.
+        let sql = head_sql("", ROTATION_GATE, "");
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .bind(80)
+                .bind(now())
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+        assert!(
+            plan[0]
+                .3
+                .starts_with("SEARCH job USING INDEX idx_job_queue "),
+            "{sql}: {plan:?}"
+        );
     }
 }

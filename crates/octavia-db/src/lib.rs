@@ -42,6 +42,7 @@ mod pgpool;
 pub mod query;
 mod read;
 mod resources;
+mod rotation;
 mod rows;
 mod schema;
 mod settle;

@@ -87,6 +87,10 @@ pub trait ComputeDriver: Send + Sync {
     /// Delete the instance; succeeds if it is already gone.
     async fn delete(&self, compute_id: &str) -> Result<()>;
 
+    /// The image a build naming `image_tag` (and no image id) would boot now — the newest
+    /// image carrying the tag. Image rotation compares each amphora's image with it.
+    async fn current_image(&self, image_tag: &str) -> Result<String>;
+
     /// The agent configuration this driver would give the instance now (regenerated from
     /// the controller's current settings: heartbeat key, controllers, interval), for
     /// `PUT /amphorae/{id}/config`. `None`: the driver has none to give.

@@ -199,6 +199,13 @@ impl ComputeDriver for NoopCompute {
         self.deleted().insert(compute_id.to_string());
         Ok(())
     }
+
+    /// The one image every noop instance reports booting from, whatever the tag: noop
+    /// amphorae are never outdated.
+    async fn current_image(&self, image_tag: &str) -> Result<String> {
+        self.log.push("compute.current_image", image_tag, "");
+        Ok(derived_id("image", "noop").to_string())
+    }
 }
 
 /// Noop network: VIPs and ports are derived from the ids asked about.

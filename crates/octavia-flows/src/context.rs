@@ -80,6 +80,55 @@ pub struct AmphoraSpec {
     pub management_network: Option<String>,
 }
 
+impl AmphoraSpec {
+    /// What `lb`'s amphorae are built with under `settings`: the build step's answer
+    /// ([`JobContext::amphora_spec`]), and image rotation's, which compares each amphora's
+    /// image with the one its next build would boot.
+    pub async fn of(store: &Store, settings: &FlowSettings, lb: &LoadBalancer) -> Result<Self> {
+        let mut spec = AmphoraSpec {
+            image_id: settings.amp_image_id.clone(),
+            image_tag: settings.amp_image_tag.clone(),
+            compute_flavor: settings.amp_flavor.clone(),
+            ..AmphoraSpec::default()
+        };
+        if let Some(raw) = &lb.flavor_id {
+            let missing = || FlowError::Missing {
+                kind: "flavor",
+                id: raw.clone(),
+            };
+            let id: FlavorId = raw.parse().map_err(|_| missing())?;
+            let (_, profile) = store
+                .get_flavor_with_profile(id)
+                .await?
+                .ok_or_else(missing)?;
+            let flavor = FlavorMetadata::parse(&profile.flavor_data).map_err(|e| {
+                FlowError::Internal(format!("flavor profile {} settings: {e}", profile.id))
+            })?;
+            spec.image_tag = flavor.amp_image_tag.or(spec.image_tag);
+            spec.compute_flavor = flavor.compute_flavor.or(spec.compute_flavor);
+        }
+        if let Some(name) = &lb.availability_zone {
+            let (_, profile) = store
+                .get_availability_zone_with_profile(name)
+                .await?
+                .ok_or_else(|| FlowError::Missing {
+                    kind: "availability zone",
+                    id: name.clone(),
+                })?;
+            let zone =
+                AvailabilityZoneMetadata::parse(&profile.availability_zone_data).map_err(|e| {
+                    FlowError::Internal(format!(
+                        "availability zone profile {} settings: {e}",
+                        profile.id
+                    ))
+                })?;
+            spec.compute_zone = zone.compute_zone;
+            spec.management_network = zone.management_network;
+        }
+        Ok(spec)
+    }
+}
+
 /// The context of one job's steps.
 #[derive(Debug, Clone)]
 pub struct JobContext {
@@ -145,49 +194,7 @@ impl JobContext {
     /// and the failovers the health manager queues, knowing nothing of flavors, build
     /// replacements the way the originals were built.
     pub async fn amphora_spec(&self, lb: &LoadBalancer) -> Result<AmphoraSpec> {
-        let mut spec = AmphoraSpec {
-            image_id: self.settings.amp_image_id.clone(),
-            image_tag: self.settings.amp_image_tag.clone(),
-            compute_flavor: self.settings.amp_flavor.clone(),
-            ..AmphoraSpec::default()
-        };
-        if let Some(raw) = &lb.flavor_id {
-            let missing = || FlowError::Missing {
-                kind: "flavor",
-                id: raw.clone(),
-            };
-            let id: FlavorId = raw.parse().map_err(|_| missing())?;
-            let (_, profile) = self
-                .store
-                .get_flavor_with_profile(id)
-                .await?
-                .ok_or_else(missing)?;
-            let flavor = FlavorMetadata::parse(&profile.flavor_data).map_err(|e| {
-                FlowError::Internal(format!("flavor profile {} settings: {e}", profile.id))
-            })?;
-            spec.image_tag = flavor.amp_image_tag.or(spec.image_tag);
-            spec.compute_flavor = flavor.compute_flavor.or(spec.compute_flavor);
-        }
-        if let Some(name) = &lb.availability_zone {
-            let (_, profile) = self
-                .store
-                .get_availability_zone_with_profile(name)
-                .await?
-                .ok_or_else(|| FlowError::Missing {
-                    kind: "availability zone",
-                    id: name.clone(),
-                })?;
-            let zone =
-                AvailabilityZoneMetadata::parse(&profile.availability_zone_data).map_err(|e| {
-                    FlowError::Internal(format!(
-                        "availability zone profile {} settings: {e}",
-                        profile.id
-                    ))
-                })?;
-            spec.compute_zone = zone.compute_zone;
-            spec.management_network = zone.management_network;
-        }
-        Ok(spec)
+        AmphoraSpec::of(&self.store, &self.settings, lb).await
     }
 
     /// Every amphora row of the load balancer (including DELETED and ERROR ones).

@@ -83,6 +83,7 @@ mod tests {
             cascade: false,
             members: (action == Action::BatchUpdate).then(MemberBatch::default),
             amphora_id: None,
+            rotation: None,
         }
     }
 

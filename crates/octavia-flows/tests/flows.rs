@@ -958,6 +958,7 @@ async fn load_balancer_failover_replaces_the_amphora() {
                     cascade: false,
                     members: None,
                     amphora_id: None,
+                    rotation: None,
                 },
             })
             .await

@@ -259,6 +259,31 @@ pub struct JobSpec {
     /// The amphora to replace, for amphora failover.
     #[serde(default)]
     pub amphora_id: Option<AmphoraId>,
+    /// Set on the amphora failovers an operator queued to rotate images
+    /// (`octavia amphora rotate`): such a job locks its load balancer only when it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Rotation>,
+}
+
+/// The marker of an image rotation job: which batch (one `octavia amphora rotate`) it
+/// belongs to and how fast that batch may start its rotations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotation {
+    /// The batch: every job one `octavia amphora rotate` queued.
+    pub batch: Uuid,
+    /// At most this many rotations of the batch start per minute (`None`: no limit).
+    #[serde(default)]
+    pub rate_per_minute: Option<u32>,
+}
+
+impl Rotation {
+    /// The least time between two starts of the batch's rotations (`None`: no limit;
+    /// a rate of 0 is refused by the command line, and reads as no limit here).
+    pub fn spacing(&self) -> Option<std::time::Duration> {
+        self.rate_per_minute
+            .filter(|r| *r > 0)
+            .map(|r| std::time::Duration::from_secs(60) / r)
+    }
 }
 
 impl JobSpec {
@@ -273,6 +298,7 @@ impl JobSpec {
             cascade: false,
             members: None,
             amphora_id: None,
+            rotation: None,
         }
     }
 
@@ -339,10 +365,38 @@ mod tests {
             cascade: false,
             members: None,
             amphora_id: None,
+            rotation: None,
         };
         assert_eq!(spec.kind(), "create_listener");
         let v = serde_json::to_value(&spec).unwrap();
         assert_eq!(serde_json::from_value::<JobSpec>(v).unwrap(), spec);
+    }
+
+    #[test]
+    fn rotation_marker_round_trips_and_spaces_starts() {
+        let mut spec = JobSpec::new(
+            Action::Failover,
+            ObjectKind::Amphora,
+            Uuid::new_v4(),
+            LockSet::default(),
+        );
+        // Jobs written before rotations existed have no marker.
+        let plain = serde_json::to_value(&spec).unwrap();
+        assert!(plain.get("rotation").is_none());
+        assert_eq!(serde_json::from_value::<JobSpec>(plain).unwrap(), spec);
+        let rotation = Rotation {
+            batch: Uuid::new_v4(),
+            rate_per_minute: Some(4),
+        };
+        spec.rotation = Some(rotation);
+        let v = serde_json::to_value(&spec).unwrap();
+        assert_eq!(serde_json::from_value::<JobSpec>(v).unwrap(), spec);
+        assert_eq!(rotation.spacing(), Some(std::time::Duration::from_secs(15)));
+        let unlimited = Rotation {
+            rate_per_minute: None,
+            ..rotation
+        };
+        assert_eq!(unlimited.spacing(), None);
     }
 
     #[test]

@@ -101,6 +101,7 @@ fn lb_job(action: Action, lb: LoadBalancerId) -> JobSpec {
         cascade: false,
         members: None,
         amphora_id: None,
+        rotation: None,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod ops;
+pub mod rotate;
 pub mod runtime;
 pub mod settings;
 

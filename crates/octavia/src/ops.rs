@@ -8,7 +8,8 @@ use clap::Subcommand;
 use octavia_drivers::netns::NetworkSpec;
 
 use crate::config::Config;
-use crate::settings;
+use crate::{rotate, settings};
+use octavia_model::{JobState, Rotation};
 
 /// `octavia certs ...`.
 #[derive(Debug, Subcommand)]
@@ -57,6 +58,40 @@ pub enum AmphoraCommand {
         /// Only amphorae of this load balancer.
         #[arg(long)]
         loadbalancer: Option<String>,
+        /// Only amphorae of a load balancer that are not on the image their replacement
+        /// would boot (`amp_image_id`, else the newest image of their tag), with the image
+        /// they should be on.
+        #[arg(long)]
+        image_outdated: bool,
+        /// Output format.
+        #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Replace outdated amphorae with amphorae on the current image: queues one amphora
+    /// failover each (class Operator: behind automatic failovers and tenant operations),
+    /// BACKUP before MASTER and one amphora of a load balancer at a time, then shows the
+    /// progress until done. Ctrl-C stops watching; the queued rotations go on.
+    #[command(group(clap::ArgGroup::new("what").required(true)
+        .args(["all_outdated", "loadbalancer", "amphora", "cancel"])))]
+    Rotate {
+        /// Every outdated amphora.
+        #[arg(long)]
+        all_outdated: bool,
+        /// The outdated amphorae of this load balancer.
+        #[arg(long)]
+        loadbalancer: Option<String>,
+        /// This amphora (when it is outdated).
+        #[arg(long)]
+        amphora: Option<String>,
+        /// At most this many rotations start per minute.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rate: Option<u32>,
+        /// Print the plan; queue nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Withdraw every queued rotation that has not started (running ones finish).
+        #[arg(long, conflicts_with_all = ["rate", "dry_run"])]
+        cancel: bool,
     },
     /// Shut the amphora's management port (the guide's manual rotation): its heartbeats
     /// stop and the health manager fails it over.
@@ -64,6 +99,15 @@ pub enum AmphoraCommand {
         /// Amphora id.
         id: String,
     },
+}
+
+/// How a listing is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns with a header.
+    Table,
+    /// One JSON array.
+    Json,
 }
 
 /// `octavia host ...` (netns compute driver).
@@ -283,6 +327,39 @@ pub fn amphora(config: &Config, command: AmphoraCommand) -> anyhow::Result<()> {
             image,
             host,
             loadbalancer,
+            image_outdated: true,
+            format,
+        } => {
+            let compute = driver_set.drivers.compute.clone();
+            let flow_settings = settings::flow_settings(config);
+            let rows = crate::runtime::block_on_value(async {
+                let store = crate::runtime::open_store(config).await?;
+                store.migrate().await?;
+                crate::rotate::outdated(&store, compute.as_ref(), &flow_settings).await
+            })?;
+            let rows: Vec<_> = rotate::plan(rows)
+                .into_iter()
+                .filter(|a| {
+                    let is = |want: &Option<String>, have: String| {
+                        want.as_ref().is_none_or(|w| w.eq_ignore_ascii_case(&have))
+                    };
+                    is(&status, a.status.to_string())
+                        && is(&role, a.role.map(|r| r.to_string()).unwrap_or_default())
+                        && is(&image, a.image_id.clone().unwrap_or_default())
+                        && is(&loadbalancer, a.loadbalancer_id.to_string())
+                        && is(&host, a.host.clone().unwrap_or_default())
+                })
+                .collect();
+            print_outdated(&rows, format)
+        }
+        AmphoraCommand::List {
+            status,
+            role,
+            image,
+            host,
+            loadbalancer,
+            image_outdated: false,
+            format,
         } => {
             let mut filters = Vec::new();
             for (column, value) in [
@@ -316,15 +393,32 @@ pub fn amphora(config: &Config, command: AmphoraCommand) -> anyhow::Result<()> {
                 }
                 Ok(rows)
             })?;
+            let rows: Vec<_> = rows
+                .into_iter()
+                .filter(|(_, on)| host.as_ref().is_none_or(|h| on.as_ref() == Some(h)))
+                .collect();
+            if format == Format::Json {
+                let v: Vec<serde_json::Value> = rows
+                    .iter()
+                    .map(|(a, on)| {
+                        serde_json::json!({
+                            "id": a.id, "loadbalancer_id": a.load_balancer_id,
+                            "compute_id": a.compute_id, "lb_network_ip": a.lb_network_ip,
+                            "role": a.role.map(|r| r.to_string()),
+                            "status": a.status.to_string(), "image_id": a.image_id,
+                            "host": on,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
             println!(
                 "{:<36}  {:<16}  {:<15}  {:<10}  {:<16}  {:<36}  host",
                 "id", "compute_id", "lb_network_ip", "role", "status", "image"
             );
             let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
             for (a, on) in rows {
-                if host.as_ref().is_some_and(|h| on.as_ref() != Some(h)) {
-                    continue;
-                }
                 println!(
                     "{:<36}  {:<16}  {:<15}  {:<10}  {:<16}  {:<36}  {}",
                     a.id,
@@ -338,6 +432,23 @@ pub fn amphora(config: &Config, command: AmphoraCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        AmphoraCommand::Rotate {
+            all_outdated,
+            loadbalancer,
+            amphora,
+            rate,
+            dry_run,
+            cancel,
+        } => rotate_amphorae(
+            config,
+            driver_set.drivers.compute.clone(),
+            all_outdated,
+            loadbalancer,
+            amphora,
+            rate,
+            dry_run,
+            cancel,
+        ),
         AmphoraCommand::Isolate { id } => {
             let parts = driver_set.netns.as_ref().ok_or_else(|| {
                 anyhow::anyhow!("isolate needs the netns compute driver ([controller_worker])")
@@ -362,6 +473,124 @@ pub fn amphora(config: &Config, command: AmphoraCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Print the rows of `amphora list --image-outdated`.
+fn print_outdated(rows: &[rotate::OutdatedAmphora], format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<36}  {:<36}  {:<10}  {:<16}  {:<36}  {:<36}  host",
+        "id", "loadbalancer_id", "role", "status", "image", "current_image"
+    );
+    for a in rows {
+        println!(
+            "{:<36}  {:<36}  {:<10}  {:<16}  {:<36}  {:<36}  {}",
+            a.id,
+            a.loadbalancer_id,
+            a.role.map_or("-".to_string(), |r| r.to_string()),
+            a.status,
+            a.image_id.as_deref().unwrap_or("-"),
+            a.current_image_id,
+            a.host.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
+/// `octavia amphora rotate ...`.
+#[allow(clippy::too_many_arguments)]
+fn rotate_amphorae(
+    config: &Config,
+    compute: std::sync::Arc<dyn octavia_drivers::ComputeDriver>,
+    all_outdated: bool,
+    loadbalancer: Option<String>,
+    amphora: Option<String>,
+    rate: Option<u32>,
+    dry_run: bool,
+    cancel: bool,
+) -> anyhow::Result<()> {
+    let flow_settings = settings::flow_settings(config);
+    crate::runtime::block_on(async move {
+        let store = crate::runtime::open_store(config).await?;
+        store.migrate().await?;
+        if cancel {
+            let n = store.cancel_rotations(None).await?;
+            println!("withdrew {n} queued rotations; those already running finish");
+            return Ok(());
+        }
+        let outdated = rotate::outdated(&store, compute.as_ref(), &flow_settings).await?;
+        let busy: std::collections::BTreeSet<octavia_model::AmphoraId> = store
+            .rotation_jobs(None)
+            .await?
+            .iter()
+            .filter(|j| matches!(j.state, JobState::Queued | JobState::Running))
+            .filter_map(|j| j.spec.amphora_id)
+            .collect();
+        let selected: Vec<_> = outdated
+            .into_iter()
+            .filter(|a| {
+                all_outdated
+                    || loadbalancer.as_deref() == Some(a.loadbalancer_id.to_string().as_str())
+                    || amphora.as_deref() == Some(a.id.to_string().as_str())
+            })
+            .collect();
+        let (queued, todo): (Vec<_>, Vec<_>) =
+            selected.into_iter().partition(|a| busy.contains(&a.id));
+        for a in &queued {
+            println!("amphora {}: a rotation is already queued", a.id);
+        }
+        let todo = rotate::plan(todo);
+        if todo.is_empty() {
+            println!("nothing to rotate: the selected amphorae are on their current image");
+            return Ok(());
+        }
+        println!("plan ({} amphorae, in this order):", todo.len());
+        print_outdated(&todo, Format::Table)?;
+        if dry_run {
+            println!("dry run: nothing queued");
+            return Ok(());
+        }
+        let batch = Rotation {
+            batch: uuid::Uuid::new_v4(),
+            rate_per_minute: rate,
+        };
+        let ids: Vec<_> = todo.iter().map(|a| a.id).collect();
+        store.queue_rotations(batch, &ids).await?;
+        println!(
+            "queued {} rotations (batch {}); Ctrl-C stops watching and leaves them queued, \
+             `octavia amphora rotate --cancel` withdraws those not started",
+            ids.len(),
+            batch.batch
+        );
+        let plan = todo.into_iter().map(|a| (a.id, a)).collect();
+        let (progress, interrupted) = rotate::watch(
+            &store,
+            batch.batch,
+            &plan,
+            std::time::Duration::from_secs(1),
+        )
+        .await?;
+        if interrupted {
+            println!(
+                "stopped watching: {} of {} rotations finished; the rest run on",
+                progress.finished, progress.total
+            );
+            return Ok(());
+        }
+        if !progress.failures.is_empty() {
+            anyhow::bail!(
+                "{} of {} rotations failed (see above; a failed rotation leaves its \
+                 amphora ERROR)",
+                progress.failures.len(),
+                progress.total
+            );
+        }
+        println!("done: {} amphorae rotated", progress.total);
+        Ok(())
+    })
 }
 
 pub fn host(config: &Config, command: HostCommand) -> anyhow::Result<()> {
@@ -402,5 +631,39 @@ pub fn host(config: &Config, command: HostCommand) -> anyhow::Result<()> {
             println!("host {host} is back in service");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: super::AmphoraCommand,
+    }
+
+    fn parses(args: &[&str]) -> bool {
+        Cli::try_parse_from(std::iter::once("amphora").chain(args.iter().copied())).is_ok()
+    }
+
+    #[test]
+    fn rotate_needs_a_selection_and_a_positive_rate() {
+        assert!(!parses(&["rotate"]), "nothing selected");
+        assert!(!parses(&["rotate", "--rate", "5"]), "nothing selected");
+        assert!(!parses(&["rotate", "--all-outdated", "--rate", "0"]));
+        assert!(!parses(&["rotate", "--cancel", "--dry-run"]));
+        assert!(parses(&[
+            "rotate",
+            "--all-outdated",
+            "--rate",
+            "6",
+            "--dry-run"
+        ]));
+        assert!(parses(&["rotate", "--loadbalancer", "lb-1"]));
+        assert!(parses(&["rotate", "--cancel"]));
+        assert!(parses(&["list", "--image-outdated", "-f", "json"]));
+        assert!(!parses(&["list", "-f", "yaml"]));
     }
 }

@@ -113,8 +113,18 @@ pub(crate) async fn queue(c: &mut Conn<'_>, class: JobClass, spec: &JobSpec) -> 
 
 /// Insert a QUEUED job inside the caller's transaction (no status change).
 pub(crate) async fn insert_job(c: &mut Conn<'_>, class: JobClass, spec: &JobSpec) -> Result<JobId> {
+    insert_job_at(c, class, spec, now()).await
+}
+
+/// [`insert_job`] created at `t` (queue order is `created_at`, then id: a caller queueing
+/// jobs that must start in a given order gives them increasing times).
+pub(crate) async fn insert_job_at(
+    c: &mut Conn<'_>,
+    class: JobClass,
+    spec: &JobSpec,
+    t: Timestamp,
+) -> Result<JobId> {
     let job_id = JobId::new();
-    let t = now();
     let lb = spec
         .locks
         .load_balancer_id
@@ -124,8 +134,8 @@ pub(crate) async fn insert_job(c: &mut Conn<'_>, class: JobClass, spec: &JobSpec
         });
     c.execute(
         "INSERT INTO job (id, kind, class, priority, state, spec, load_balancer_id, attempt, \
-         completed_steps, reverted_steps, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'QUEUED', $5, $6, 0, '[]', '[]', $7, $7)",
+         completed_steps, reverted_steps, created_at, updated_at, rotation) \
+         VALUES ($1, $2, $3, $4, 'QUEUED', $5, $6, 0, '[]', '[]', $7, $7, $8)",
         args![
             sid(job_id),
             spec.kind(),
@@ -133,7 +143,8 @@ pub(crate) async fn insert_job(c: &mut Conn<'_>, class: JobClass, spec: &JobSpec
             class.priority(),
             to_json(spec),
             lb,
-            t
+            t,
+            spec.rotation.map(|r| r.batch.to_string())
         ],
     )
     .await?;

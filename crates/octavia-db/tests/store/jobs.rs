@@ -27,6 +27,7 @@ fn job(class: JobClass) -> NewJob {
             cascade: false,
             members: None,
             amphora_id: Some(AmphoraId::new()),
+            rotation: None,
         },
     }
 }
@@ -341,6 +342,7 @@ async fn build_slots_go_to_the_most_urgent(engine: Engine) {
                 cascade: false,
                 members: None,
                 amphora_id: None,
+                rotation: None,
             },
         })
         .await

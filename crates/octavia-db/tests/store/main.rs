@@ -34,5 +34,6 @@ mod lifecycle;
 mod lists;
 mod locking;
 mod quotas;
+mod rotation;
 mod settlement;
 mod stale;

@@ -1048,6 +1048,12 @@ impl ComputeDriver for NetnsCompute {
         let id = compute_id.to_string();
         blocking(move || inner.delete(&id)).await
     }
+
+    async fn current_image(&self, image_tag: &str) -> Result<String> {
+        let inner = self.inner.clone();
+        let tag = image_tag.to_string();
+        blocking(move || Ok(inner.settings.images.resolve(None, Some(&tag))?.image_id)).await
+    }
 }
 
 #[cfg(test)]

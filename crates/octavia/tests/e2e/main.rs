@@ -4,6 +4,7 @@
 //! * a failing step: the job's steps are reverted in reverse order, the object ends in ERROR;
 //! * three control-plane nodes on one PostgreSQL: one killed mid-jobs, the others finish them;
 //! * ACTIVE_STANDBY: keepalived holds the VIP on one amphora and moves it when that one dies;
+//! * image rotation: outdated amphorae replaced under traffic, BACKUP before MASTER;
 //! * the real `openstack` CLI (python-openstackclient + python-octaviaclient) drives the all-in-one;
 //! * behind the run's real Keystone: Octavia's default policy route by route with real tokens,
 //!   and the CLI and openstacksdk finding the API through the catalog.
@@ -23,5 +24,6 @@ mod health;
 mod keystone;
 mod lab;
 mod monitoring;
+mod rotate;
 mod standby;
 mod vrrp;
