@@ -15,7 +15,7 @@ use crate::config::Config;
 /// Which control-plane roles a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// API and worker in one process (`octavia`).
+    /// Every role in one process (`octavia`).
     AllInOne,
     /// `octavia-api`.
     Api,
@@ -23,6 +23,8 @@ pub enum Role {
     Worker,
     /// `octavia-health-manager`.
     HealthManager,
+    /// `octavia-housekeeping`.
+    Housekeeping,
 }
 
 impl Role {
@@ -34,6 +36,9 @@ impl Role {
     }
     fn runs_health_manager(self) -> bool {
         matches!(self, Role::AllInOne | Role::HealthManager)
+    }
+    fn runs_housekeeping(self) -> bool {
+        matches!(self, Role::AllInOne | Role::Housekeeping)
     }
 }
 
@@ -249,6 +254,16 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
                 "heartbeat receiver not started: [health_manager] heartbeat_key is not set"
             ),
         }
+    }
+
+    if role.runs_housekeeping() {
+        let settings = crate::settings::housekeeping_settings(&config);
+        let store = store.clone();
+        let stop = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            octavia_housekeeping::run(store, settings, stop).await;
+            Ok(())
+        });
     }
 
     tokio::select! {
