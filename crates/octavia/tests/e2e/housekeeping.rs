@@ -154,16 +154,24 @@ async fn amphora_certificates_renew_repeatedly_without_losing_the_amphora() {
     lab.add_members(&lb, &pool2, 0..1).await;
     let tally = Traffic::new(&vip, 8080, "/").run(10).await;
     assert_eq!(tally.failed, 0, "{:?}", tally.errors);
-    // Heartbeats went on: they bring the listeners' and the load balancer's health.
-    let tree = lab.status(&lb).await;
-    let lb_tree = &tree["statuses"]["loadbalancer"];
-    assert_eq!(lb_tree["operating_status"], "ONLINE", "{tree}");
-    let listeners = lb_tree["listeners"].as_array().cloned().unwrap_or_default();
-    assert_eq!(listeners.len(), 2, "{tree}");
-    assert!(
-        listeners.iter().all(|l| l["operating_status"] == "ONLINE"),
-        "{tree}"
-    );
+    // Heartbeats went on: they bring the listeners' and the load balancer's health (the new
+    // listener's with the next heartbeat).
+    let all_online = |tree: &Value| {
+        let lb_tree = &tree["statuses"]["loadbalancer"];
+        let listeners = lb_tree["listeners"].as_array().cloned().unwrap_or_default();
+        lb_tree["operating_status"] == "ONLINE"
+            && listeners.len() == 2
+            && listeners.iter().all(|l| l["operating_status"] == "ONLINE")
+    };
+    eventually(
+        "the load balancer and both listeners ONLINE",
+        Duration::from_secs(10),
+        || {
+            let (lab, lb) = (lab.clone(), lb.clone());
+            async move { all_online(&lab.status(&lb).await).then_some(()) }
+        },
+    )
+    .await;
     let metrics = lab
         .http
         .get(format!("{}/metrics", lab.api))
