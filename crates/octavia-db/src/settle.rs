@@ -33,6 +33,17 @@ async fn mark_active(c: &mut Conn<'_>, kind: ObjectKind, id: &str) -> Result<()>
     Ok(())
 }
 
+/// The end of a certificate renewal, whichever way it went: the housekeeper's claim
+/// (`cert_busy`) is released.
+async fn release_cert_claim(c: &mut Conn<'_>, amphora: &str) -> Result<()> {
+    c.execute(
+        "UPDATE amphora SET cert_busy = $1 WHERE id = $2",
+        args![false, amphora],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Every non-deleting child of the load balancer → ACTIVE (`mark_subobjects`).
 async fn mark_subobjects_active(c: &mut Conn<'_>, lb: &str) -> Result<()> {
     let t = now();
@@ -221,6 +232,7 @@ pub(crate) async fn apply_success(c: &mut Conn<'_>, spec: &JobSpec) -> Result<()
         }
         // An agent configuration push changes no status.
         (Action::Update, ObjectKind::Amphora) => {}
+        (Action::RotateCertificate, _) => release_cert_claim(c, &target).await?,
         (Action::Delete, ObjectKind::Amphora) => {
             // Amphorae are soft-deleted (housekeeping purges them later).
             c.execute(
@@ -281,6 +293,10 @@ pub(crate) async fn apply_failure(c: &mut Conn<'_>, spec: &JobSpec) -> Result<()
             }
         }
         (Action::Update, ObjectKind::Amphora) => {}
+        // A renewal that failed leaves the amphora as it was (Octavia marks it ERROR): the
+        // agent still serves its old certificate, the housekeeper tries again next round,
+        // and an amphora that is really gone is the health manager's to fail over.
+        (Action::RotateCertificate, _) => release_cert_claim(c, &target).await?,
         (_, ObjectKind::Amphora) => {
             c.execute(
                 "UPDATE amphora SET status = 'ERROR', updated_at = $1 WHERE id = $2",

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use octavia_model::{Amphora, AmphoraId, LoadBalancerId, Topology};
 use reqwest::{Method, StatusCode};
 
-use crate::certs::{CertificateAuthority, ControllerIdentity};
+use crate::certs::{AmphoraCert, CertificateAuthority, ControllerIdentity};
 use crate::network::{AmphoraNetworkConfig, HostRoute, MemberNetworkConfig};
 use crate::{AgentInfo, AmphoraDriver, DriverError, FaultOwner, Result, VrrpAction};
 
@@ -763,6 +763,20 @@ impl AmphoraDriver for AgentClient {
             Method::PUT,
             &path,
             Body::Text(config.to_string()),
+        )
+        .await?
+        .check(CTX, &[])
+    }
+
+    async fn upload_server_certificate(&self, amphora: &Amphora, cert: &AmphoraCert) -> Result<()> {
+        const CTX: &str = "replace server certificate on amphora";
+        let path = format!("{}/certificate", proto::API_PREFIX);
+        self.call(
+            amphora,
+            CTX,
+            Method::PUT,
+            &path,
+            Body::Text(cert.server_pem().expose().to_string()),
         )
         .await?
         .check(CTX, &[])

@@ -5,6 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use octavia_model::{Amphora, LoadBalancerId, Topology};
 
+use crate::certs::AmphoraCert;
 use crate::network::{AmphoraNetworkConfig, MemberNetworkConfig};
 use crate::Result;
 
@@ -94,4 +95,8 @@ pub trait AmphoraDriver: Send + Sync {
 
     /// Replace the agent's own configuration file (`PUT /config`).
     async fn update_agent_config(&self, amphora: &Amphora, config: &str) -> Result<()>;
+
+    /// Replace the agent's server certificate and key (`PUT /certificate`); the agent uses
+    /// it for every new TLS connection from then on, without a restart.
+    async fn upload_server_certificate(&self, amphora: &Amphora, cert: &AmphoraCert) -> Result<()>;
 }

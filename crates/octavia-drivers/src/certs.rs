@@ -200,6 +200,7 @@ pub struct CertificateAuthority {
     server_ca_pem: String,
     client_ca_pem: String,
     controller: ControllerIdentity,
+    amphora_cert_validity: Duration,
 }
 
 impl fmt::Debug for CertificateAuthority {
@@ -322,6 +323,7 @@ impl CertificateAuthority {
             server_ca_pem,
             client_ca_pem,
             controller,
+            amphora_cert_validity: DEFAULT_CERT_VALIDITY,
         })
     }
 
@@ -390,6 +392,7 @@ impl CertificateAuthority {
                 cert_pem: controller_cert_pem,
                 key_pem: controller_key_pem,
             },
+            amphora_cert_validity: DEFAULT_CERT_VALIDITY,
         })
     }
 
@@ -470,20 +473,40 @@ impl CertificateAuthority {
         })
     }
 
-    /// Issue a fresh certificate for the amphora (default validity) and assemble the files
-    /// it gets at boot, with `agent_config_toml` as its `amphora-agent.conf`.
-    pub fn amphora_boot_bundle(
-        &self,
-        amphora_id: AmphoraId,
-        agent_config_toml: &str,
-    ) -> Result<BootBundle> {
-        let cert = self.issue_amphora_cert(amphora_id, DEFAULT_CERT_VALIDITY)?;
-        Ok(BootBundle {
+    /// How long the amphora certificates [`CertGenerator::amphora_certificate`] issues are
+    /// valid (`[certificates] cert_validity_time`; default [`DEFAULT_CERT_VALIDITY`]).
+    pub fn with_amphora_cert_validity(mut self, validity: Duration) -> Self {
+        self.amphora_cert_validity = validity;
+        self
+    }
+
+    /// The validity of the amphora certificates this CA issues through [`CertGenerator`].
+    pub fn amphora_cert_validity(&self) -> Duration {
+        self.amphora_cert_validity
+    }
+
+    /// Assemble the files an amphora gets at boot: `cert` (issued for it) as its server
+    /// certificate, our client CA, and `agent_config_toml` as its `amphora-agent.conf`.
+    pub fn boot_bundle(&self, cert: &AmphoraCert, agent_config_toml: &str) -> BootBundle {
+        BootBundle {
             server_pem: cert.server_pem(),
             client_ca_pem: self.client_ca_pem.clone(),
             agent_config: Secret(agent_config_toml.to_string()),
             cert_expires_at: cert.expires_at,
-        })
+        }
+    }
+}
+
+/// Issues the server certificates of amphorae (Octavia's `cert_generator`): the flows ask
+/// for one before building an amphora, and again to renew it before it expires.
+pub trait CertGenerator: Send + Sync {
+    /// A new certificate for `amphora_id` (CN = SAN DNS = the id), valid from now.
+    fn amphora_certificate(&self, amphora_id: AmphoraId) -> Result<AmphoraCert>;
+}
+
+impl CertGenerator for CertificateAuthority {
+    fn amphora_certificate(&self, amphora_id: AmphoraId) -> Result<AmphoraCert> {
+        self.issue_amphora_cert(amphora_id, self.amphora_cert_validity)
     }
 }
 

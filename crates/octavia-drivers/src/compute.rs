@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use octavia_model::AmphoraId;
 
+use crate::certs::AmphoraCert;
 use crate::Result;
 
 /// What to build for one amphora. The flows fill it from the configuration and from the
@@ -32,6 +33,9 @@ pub struct BuildRequest {
     pub anti_affinity_peers: Vec<String>,
     /// How strictly `anti_affinity_peers` apply.
     pub anti_affinity: AntiAffinity,
+    /// The server certificate the amphora's agent starts with (issued by the flow, which
+    /// records its expiry on the amphora row, as Octavia's config drive carries it).
+    pub server_certificate: AmphoraCert,
 }
 
 /// How strictly a build keeps away from its peers' hosts (Nova's server group policies).

@@ -1,6 +1,6 @@
 //! Compute, network and amphora drivers: the traits flows program against, and `noop`.
 //!
-//! Flows see only the three traits of [`Drivers`]. The `noop` implementations succeed at
+//! Flows see only the traits of [`Drivers`]. The `noop` implementations succeed at
 //! once with plausible ids and addresses and record every call in a shared [`CallLog`]
 //! (API tests, flow tests); real implementations (`netns`, the mTLS agent client) plug in
 //! behind the same traits.
@@ -19,8 +19,8 @@ use std::sync::Arc;
 pub use agent_client::{AgentClient, AgentClientConfig};
 pub use amphora::{AgentInfo, AmphoraDriver, VrrpAction};
 pub use certs::{
-    AmphoraCert, BootBundle, BootFile, CertificateAuthority, ControllerIdentity, Secret,
-    DEFAULT_CERT_VALIDITY,
+    AmphoraCert, BootBundle, BootFile, CertGenerator, CertificateAuthority, ControllerIdentity,
+    Secret, DEFAULT_CERT_VALIDITY,
 };
 pub use compute::{AntiAffinity, BuildRequest, ComputeDriver, ComputeInstance, ComputeStatus};
 pub use error::{DriverError, FaultOwner, Result};
@@ -37,6 +37,8 @@ pub struct Drivers {
     pub compute: Arc<dyn ComputeDriver>,
     pub network: Arc<dyn NetworkDriver>,
     pub amphora: Arc<dyn AmphoraDriver>,
+    /// Issues amphora server certificates (at build and renewal).
+    pub certificates: Arc<dyn CertGenerator>,
 }
 
 impl Drivers {
@@ -47,6 +49,7 @@ impl Drivers {
             compute: Arc::new(noop::NoopCompute::new(log.clone())),
             network: Arc::new(noop::NoopNetwork::new(log.clone())),
             amphora: Arc::new(noop::NoopAmphora::new(log.clone())),
+            certificates: Arc::new(noop::NoopCertificates::new(log.clone())),
         };
         (drivers, log)
     }

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use octavia_model::{Amphora, LoadBalancerId, Topology, Vip};
 use uuid::Uuid;
 
+use crate::certs::{AmphoraCert, CertGenerator, Secret, DEFAULT_CERT_VALIDITY};
 use crate::{
     AgentInfo, AmphoraDriver, AmphoraNetworkConfig, BuildRequest, ComputeDriver, ComputeInstance,
     ComputeStatus, FixedIp, Interface, MemberNetworkConfig, Network, NetworkDriver, NetworkLookup,
@@ -497,6 +498,56 @@ impl AmphoraDriver for NoopAmphora {
             .push("amphora.update_agent_config", amphora.id, config);
         Ok(())
     }
+
+    async fn upload_server_certificate(&self, amphora: &Amphora, cert: &AmphoraCert) -> Result<()> {
+        self.log.push(
+            "amphora.upload_server_certificate",
+            amphora.id,
+            cert.expires_at.to_string(),
+        );
+        Ok(())
+    }
+}
+
+/// Issues self-signed amphora certificates (CN = SAN DNS = the amphora id) valid for
+/// [`DEFAULT_CERT_VALIDITY`], held by no CA: nothing ever verifies them, since the noop
+/// amphora driver contacts no agent.
+#[derive(Debug, Clone)]
+pub struct NoopCertificates {
+    log: CallLog,
+}
+
+impl NoopCertificates {
+    /// Issues into `log` (`certificates.issue`, the expiry as detail).
+    pub fn new(log: CallLog) -> Self {
+        Self { log }
+    }
+}
+
+impl CertGenerator for NoopCertificates {
+    fn amphora_certificate(&self, amphora_id: octavia_model::AmphoraId) -> Result<AmphoraCert> {
+        const CTX: &str = "issue noop amphora certificate";
+        let ours = |e: String| crate::DriverError::permanent(crate::FaultOwner::Ours, CTX, e);
+        let key = rcgen::KeyPair::generate().map_err(|e| ours(e.to_string()))?;
+        let mut params = rcgen::CertificateParams::new(vec![amphora_id.to_string()])
+            .map_err(|e| ours(e.to_string()))?;
+        let now = time::OffsetDateTime::now_utc();
+        let validity =
+            time::Duration::try_from(DEFAULT_CERT_VALIDITY).map_err(|e| ours(e.to_string()))?;
+        params.not_before = now;
+        params.not_after = now + validity;
+        let expires_at = chrono::DateTime::from_timestamp(params.not_after.unix_timestamp(), 0)
+            .map(|t| t.naive_utc())
+            .ok_or_else(|| ours("expiry out of range".into()))?;
+        let cert = params.self_signed(&key).map_err(|e| ours(e.to_string()))?;
+        self.log
+            .push("certificates.issue", amphora_id, expires_at.to_string());
+        Ok(AmphoraCert {
+            cert_pem: cert.pem(),
+            key_pem: Secret::new(key.serialize_pem()),
+            expires_at,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -539,6 +590,7 @@ mod tests {
             management_network: None,
             anti_affinity_peers: vec![],
             anti_affinity: Default::default(),
+            server_certificate: d.certificates.amphora_certificate(amp.id).unwrap(),
         };
         let id = d.compute.build(&req).await.unwrap();
         assert_eq!(
@@ -571,7 +623,12 @@ mod tests {
         assert_eq!(log.count("compute.build"), 2);
         assert_eq!(log.build_requests().len(), 2);
         assert_eq!(log.count("compute.delete"), 2);
-        assert_eq!(log.calls_for(&amp.id.to_string())[0].detail, id);
+        let build = log
+            .calls_for(&amp.id.to_string())
+            .into_iter()
+            .find(|c| c.op == "compute.build")
+            .expect("the build is logged under the amphora");
+        assert_eq!(build.detail, id);
     }
 
     #[tokio::test]
@@ -630,5 +687,25 @@ mod tests {
         assert_eq!(calls[1].op, "amphora.upload_config");
         assert_eq!(calls[1].detail, "frontend x");
         assert_eq!(calls[2].op, "amphora.reload");
+    }
+
+    #[test]
+    fn noop_certificates_name_the_amphora_and_expire_after_the_default_validity() {
+        let (d, log) = Drivers::noop();
+        let id = AmphoraId::new();
+        let before = now();
+        let cert = d.certificates.amphora_certificate(id).unwrap();
+        assert_eq!(
+            crate::certs::cert_expiration(&cert.cert_pem).unwrap(),
+            cert.expires_at
+        );
+        let lifetime = (cert.expires_at - before).num_seconds();
+        let default = DEFAULT_CERT_VALIDITY.as_secs() as i64;
+        assert!(
+            (default - 5..=default + 5).contains(&lifetime),
+            "{lifetime}"
+        );
+        assert!(cert.server_pem().expose().contains("PRIVATE KEY"));
+        assert_eq!(log.calls_for(&id.to_string())[0].op, "certificates.issue");
     }
 }

@@ -249,6 +249,7 @@ async fn handle(
         ("POST", ["1.0", "plug", "vip", _]) => ok_json(202),
         ("POST", ["1.0", "plug", "network"]) => ok_json(202),
         ("PUT", ["1.0", "config"]) => ok_json(202),
+        ("PUT", ["1.0", "certificate"]) => ok_json(202),
         ("GET", ["1.0", "interface", "203.0.113.5"]) => respond(
             200,
             "application/json",
@@ -524,7 +525,8 @@ fn boot_bundle_holds_the_config_drive_files() {
     let Setup { ca, .. } = setup();
     let id = AmphoraId::new();
     let conf = "[health_manager]\nheartbeat_key = \"s3cret\"\n";
-    let bundle = ca.amphora_boot_bundle(id, conf).unwrap();
+    let cert = ca.issue_amphora_cert(id, DEFAULT_CERT_VALIDITY).unwrap();
+    let bundle = ca.boot_bundle(&cert, conf);
     let files = bundle.files();
     let names: Vec<_> = files.iter().map(|f| (f.name, f.mode)).collect();
     assert_eq!(
@@ -605,6 +607,11 @@ async fn calls_use_the_paths_and_bodies_of_the_agent_api() {
     client.plug_network(&amp, &member_config).await.unwrap();
     let agent_conf = "[amphora_agent]\namphora_id = \"x\"\n";
     client.update_agent_config(&amp, agent_conf).await.unwrap();
+    let renewed = ca.issue_amphora_cert(id, Duration::from_secs(600)).unwrap();
+    client
+        .upload_server_certificate(&amp, &renewed)
+        .await
+        .unwrap();
     assert_eq!(
         client.interface_of(&amp, "203.0.113.5").await.unwrap(),
         "eth1"
@@ -641,6 +648,7 @@ async fn calls_use_the_paths_and_bodies_of_the_agent_api() {
             ("POST", "/1.0/plug/vip/203.0.113.10".to_string()),
             ("POST", "/1.0/plug/network".to_string()),
             ("PUT", "/1.0/config".to_string()),
+            ("PUT", "/1.0/certificate".to_string()),
             ("GET", "/1.0/interface/203.0.113.5".to_string()),
             ("PUT", "/1.0/vrrp/upload".to_string()),
             ("PUT", "/1.0/vrrp/start".to_string()),
@@ -649,7 +657,7 @@ async fn calls_use_the_paths_and_bodies_of_the_agent_api() {
             ("GET", "/1.0/interface/203.0.113.99".to_string()),
         ]
     );
-    assert_eq!(seen[8].body, vrrp_conf.as_bytes());
+    assert_eq!(seen[9].body, vrrp_conf.as_bytes());
     assert_eq!(seen[1].body, cfg.as_bytes());
     assert!(seen[2].body.is_empty() && seen[3].body.is_empty());
     assert_eq!(
@@ -680,6 +688,8 @@ async fn calls_use_the_paths_and_bodies_of_the_agent_api() {
         }])
     );
     assert_eq!(seen[6].body, agent_conf.as_bytes());
+    // The new certificate followed by its key, as the agent's `server.pem`.
+    assert_eq!(seen[7].body, renewed.server_pem().expose().as_bytes());
 }
 
 #[tokio::test]

@@ -18,8 +18,9 @@ use octavia_drivers::netns::{
     AgentSettings, FixedImage, ManagementNetwork, NetworkSpec, ResolvedImage,
 };
 use octavia_drivers::{
-    BuildRequest, CertificateAuthority, ComputeDriver, ComputeStatus, NetnsCompute,
+    AmphoraCert, BuildRequest, CertificateAuthority, ComputeDriver, ComputeStatus, NetnsCompute,
     NetnsComputeSettings, NetnsNetwork, NetworkDriver, NetworkLookup, Secret, VipRequest,
+    DEFAULT_CERT_VALIDITY,
 };
 use octavia_model::{now, Amphora, AmphoraId, LoadBalancerId, ProvisioningStatus, Vip};
 
@@ -185,8 +186,21 @@ fn compute(cleanup: &Cleanup, net: u8, agent: &Path, hosts: &[&str]) -> NetnsCom
     NetnsCompute::new(settings, Arc::new(ca)).expect("driver")
 }
 
+/// A certificate for `amphora_id` from a CA kept in memory for the whole test binary (the
+/// stand-in agents never serve it).
+fn server_certificate(amphora_id: AmphoraId) -> AmphoraCert {
+    static CA: std::sync::OnceLock<CertificateAuthority> = std::sync::OnceLock::new();
+    let ca = CA.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        CertificateAuthority::init(dir.path().join("ca")).expect("CA")
+    });
+    ca.issue_amphora_cert(amphora_id, DEFAULT_CERT_VALIDITY)
+        .expect("certificate")
+}
+
 fn build_request(amphora_id: AmphoraId) -> BuildRequest {
     BuildRequest {
+        server_certificate: server_certificate(amphora_id),
         amphora_id,
         image_id: None,
         image_tag: None,

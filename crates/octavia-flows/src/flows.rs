@@ -48,6 +48,7 @@ pub fn steps_for(spec: &JobSpec) -> Result<Vec<StepKind>> {
         ],
         (A::Delete, K::Amphora) => vec![DeleteAmphora],
         (A::Update, K::Amphora) => vec![UpdateAgentConfig],
+        (A::RotateCertificate, K::Amphora) => vec![RotateCertificate],
         // A batch member update targets the pool whose members it replaces.
         (A::Create | A::Update | A::Delete, K::Member) | (A::BatchUpdate, K::Pool) => {
             vec![PlugMemberNetworks, UpdateAmphorae]
@@ -121,6 +122,13 @@ mod tests {
             flow_for(&spec(Update, Amphora)).unwrap().step_names(),
             vec!["update_agent_config"]
         );
+        assert_eq!(
+            flow_for(&spec(RotateCertificate, Amphora))
+                .unwrap()
+                .step_names(),
+            vec!["rotate_certificate"]
+        );
+        assert!(flow_for(&spec(RotateCertificate, LoadBalancer)).is_err());
         assert!(matches!(
             flow_for(&spec(Failover, Pool)),
             Err(FlowError::UnknownKind(k)) if k == "failover_pool"

@@ -51,6 +51,9 @@ pub enum StepKind {
     DeleteAmphora,
     /// Push the regenerated agent configuration to one amphora (`PUT /amphorae/{id}/config`).
     UpdateAgentConfig,
+    /// Issue a new server certificate for one amphora, install it on its agent
+    /// (`PUT /1.0/certificate`) and record its expiry (housekeeping's renewal).
+    RotateCertificate,
 }
 
 impl StepKind {
@@ -72,6 +75,7 @@ impl StepKind {
             Self::ReplaceStandbyPair => "replace_standby_pair",
             Self::DeleteAmphora => "delete_amphora",
             Self::UpdateAgentConfig => "update_agent_config",
+            Self::RotateCertificate => "rotate_certificate",
         }
     }
 }
@@ -99,6 +103,7 @@ impl Step<JobContext> for StepKind {
             Self::ReplaceStandbyPair => replace_standby_pair(ctx).await,
             Self::DeleteAmphora => delete_one_amphora(ctx).await,
             Self::UpdateAgentConfig => update_agent_config(ctx).await,
+            Self::RotateCertificate => rotate_certificate(ctx).await,
         }
     }
 
@@ -120,7 +125,10 @@ impl Step<JobContext> for StepKind {
             | Self::DeleteAmphorae
             | Self::DeleteOldAmphorae
             | Self::DeleteAmphora
-            | Self::UpdateAgentConfig => {
+            | Self::UpdateAgentConfig
+            // The agent keeps whichever certificate it took last; an expiry recorded older
+            // than it only brings the next renewal forward.
+            | Self::RotateCertificate => {
                 debug!(step = self.as_str(), "nothing to revert");
                 Ok(())
             }
@@ -247,6 +255,10 @@ async fn boot_one(
         if let Some(cid) = amp.compute_id.take() {
             ctx.drivers.compute.delete(&cid).await?;
         }
+        // As Octavia: the certificate is issued and its expiry recorded before the instance
+        // that boots with it is asked for.
+        let cert = ctx.drivers.certificates.amphora_certificate(id)?;
+        amp.cert_expiration = Some(cert.expires_at);
         amp.status = ProvisioningStatus::PendingCreate;
         amp.updated_at = Some(now());
         ctx.store.save_amphora(&amp).await?;
@@ -262,6 +274,7 @@ async fn boot_one(
                 management_network: spec.management_network.clone(),
                 anti_affinity_peers: peers.to_vec(),
                 anti_affinity: ctx.settings.anti_affinity.unwrap_or_default(),
+                server_certificate: cert,
             })
             .await?;
         amp.compute_id = Some(cid);
@@ -832,6 +845,40 @@ async fn update_agent_config(ctx: &JobContext) -> Result<()> {
         }
         None => info!(amphora_id = %amp.id, "the compute driver has no agent configuration"),
     }
+    Ok(())
+}
+
+/// The job's amphora gets a new server certificate; its expiry is recorded once the agent
+/// took it. Running again (a resumed job) issues and installs another one, which is as good.
+/// An amphora gone meanwhile (deleted, replaced by a failover) needs none.
+async fn rotate_certificate(ctx: &JobContext) -> Result<()> {
+    let id = ctx.spec.amphora_id.unwrap_or(AmphoraId(ctx.spec.target_id));
+    let Some(amp) = ctx.store.get_amphora(id).await? else {
+        info!(amphora_id = %id, "amphora is gone; no certificate to renew");
+        return Ok(());
+    };
+    if matches!(
+        amp.status,
+        ProvisioningStatus::Deleted | ProvisioningStatus::PendingDelete
+    ) || amp.lb_network_ip.is_none()
+    {
+        info!(amphora_id = %id, status = %amp.status, "amphora is not serving; no certificate to renew");
+        return Ok(());
+    }
+    let cert = ctx.drivers.certificates.amphora_certificate(id)?;
+    ctx.drivers
+        .amphora
+        .upload_server_certificate(&amp, &cert)
+        .await?;
+    ctx.store
+        .record_cert_expiration(id, cert.expires_at)
+        .await?;
+    info!(
+        amphora_id = %id,
+        previous = ?amp.cert_expiration,
+        expires_at = %cert.expires_at,
+        "amphora certificate renewed"
+    );
     Ok(())
 }
 

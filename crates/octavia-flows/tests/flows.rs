@@ -996,6 +996,73 @@ async fn load_balancer_failover_replaces_the_amphora() {
     }
 }
 
+/// A build records the expiry of the certificate the instance boots with; a renewal job
+/// issues a new one, installs it on the agent and records its expiry, releasing the
+/// housekeeper's claim. A renewal that fails leaves the amphora serving, released, and due
+/// again.
+#[tokio::test]
+async fn certificate_renewal_installs_a_new_certificate_and_records_its_expiry() {
+    for engine in engines() {
+        let ts = TestStore::new(engine).await;
+        let h = Harness::new(&ts.store);
+        let lb_id = h.active_lb().await;
+        let amp = h.amphorae(lb_id).await.remove(0);
+        let booted_with = h.log.build_requests()[0].server_certificate.expires_at;
+        assert_eq!(amp.cert_expiration, Some(booted_with));
+
+        // Every certificate is due inside a 60-day buffer (they last 30 days).
+        let far = octavia_model::housekeeping::HousekeepingPolicy {
+            amphora_expiry_age: Duration::ZERO,
+            load_balancer_expiry_age: Duration::ZERO,
+            job_expiry_age: Duration::ZERO,
+            cert_expiry_buffer: Duration::from_secs(60 * 86_400),
+        }
+        .renew_expiring_before(now());
+        let claimed = ts.store.claim_certificate_renewals(far, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].0, amp.id);
+        h.log.clear();
+        let (job, out) = h.run_next().await;
+        assert_eq!(job.id, claimed[0].1);
+        assert_eq!(out, FlowOutcome::Succeeded);
+        assert_eq!(
+            h.job(job.id).await.completed_steps,
+            strings(&["rotate_certificate"])
+        );
+        assert_eq!(
+            h.log.ops(),
+            ["certificates.issue", "amphora.upload_server_certificate"]
+        );
+        let uploaded = h.log.calls()[1].detail.clone();
+        let renewed = ts.store.get_amphora(amp.id).await.unwrap().unwrap();
+        assert_eq!(
+            renewed.cert_expiration.map(|e| e.to_string()),
+            Some(uploaded)
+        );
+        assert!(renewed.cert_expiration >= amp.cert_expiration);
+        assert!(!renewed.cert_busy);
+        assert_eq!(renewed.status, ProvisioningStatus::Allocated);
+        assert_eq!(h.lb_status(lb_id).await, ProvisioningStatus::Active);
+
+        h.failpoints.set(
+            "rotate_certificate_amphora",
+            "rotate_certificate",
+            octavia_flows::FailAction::Error,
+        );
+        let claimed = ts.store.claim_certificate_renewals(far, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        let (_, out) = h.run_next().await;
+        assert!(matches!(out, FlowOutcome::Reverted { .. }), "{out:?}");
+        assert_eq!(h.job(claimed[0].1).await.state, JobState::Failed);
+        let after = ts.store.get_amphora(amp.id).await.unwrap().unwrap();
+        assert_eq!(after.status, ProvisioningStatus::Allocated);
+        assert!(!after.cert_busy);
+        assert_eq!(h.lb_status(lb_id).await, ProvisioningStatus::Active);
+        let again = ts.store.claim_certificate_renewals(far, 10).await.unwrap();
+        assert_eq!(again.len(), 1, "due again after a failed renewal");
+    }
+}
+
 fn http_monitor(pool: PoolId) -> HealthMonitor {
     HealthMonitor {
         url_path: Some("/healthz".into()),

@@ -169,16 +169,19 @@ pub enum Action {
     Failover,
     /// Batch member update of one pool (`PUT /pools/{id}/members`).
     BatchUpdate,
+    /// Replace an amphora's server certificate before it expires (housekeeping).
+    RotateCertificate,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 6] = [
         Self::Create,
         Self::Update,
         Self::Delete,
         Self::Failover,
         Self::BatchUpdate,
+        Self::RotateCertificate,
     ];
 
     /// Snake-case name, used in job kinds and logs.
@@ -189,6 +192,7 @@ impl Action {
             Self::Delete => "delete",
             Self::Failover => "failover",
             Self::BatchUpdate => "batch_update",
+            Self::RotateCertificate => "rotate_certificate",
         }
     }
 

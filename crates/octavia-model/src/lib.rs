@@ -7,6 +7,7 @@ pub mod entity;
 pub mod enums;
 pub mod graph;
 pub mod health;
+pub mod housekeeping;
 pub mod id;
 pub mod job;
 pub mod metadata;

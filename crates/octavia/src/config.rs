@@ -28,6 +28,8 @@ pub struct Config {
     pub task_flow: TaskFlowSection,
     /// Health manager options that already shape the queue.
     pub health_manager: HealthManagerSection,
+    /// The housekeeper: purges of old rows and amphora certificate renewal.
+    pub house_keeping: HouseKeepingSection,
     /// Defaults for what is rendered into amphorae.
     pub haproxy_amphora: HaproxyAmphoraSection,
     /// keepalived between the amphorae of ACTIVE_STANDBY load balancers.
@@ -62,6 +64,8 @@ pub struct MetricsSection {
     pub worker_port: u16,
     /// Port of `octavia-health-manager`'s endpoint.
     pub health_manager_port: u16,
+    /// Port of `octavia-housekeeping`'s endpoint.
+    pub housekeeping_port: u16,
 }
 
 impl Default for MetricsSection {
@@ -70,6 +74,7 @@ impl Default for MetricsSection {
             bind_host: "127.0.0.1".into(),
             worker_port: 9127,
             health_manager_port: 9128,
+            housekeeping_port: 9129,
         }
     }
 }
@@ -398,6 +403,58 @@ impl Default for HealthManagerSection {
     }
 }
 
+/// `[house_keeping]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct HouseKeepingSection {
+    /// Time between two cleanup passes (purges of DELETED rows and finished jobs).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub cleanup_interval: Duration,
+    /// A DELETED amphora row is purged this long after its last update (once no heartbeat
+    /// newer than that is recorded for it).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub amphora_expiry_age: Duration,
+    /// A DELETED load balancer row is purged this long after its last update.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub load_balancer_expiry_age: Duration,
+    /// A finished (DONE or FAILED) job row is purged this long after it finished; ours, not
+    /// Octavia's (whose job board drops finished jobs at once). Default 3 days: long enough
+    /// to look into a failed job after a weekend, short enough that the job table stays
+    /// small.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub job_expiry_age: Duration,
+    /// Time between two looks for amphora certificates due for renewal.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub cert_interval: Duration,
+    /// An amphora certificate expiring within this much time is renewed; it must be
+    /// shorter than `[certificates] cert_validity_time`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub cert_expiry_buffer: Duration,
+    /// Most renewals one housekeeper queues per `cert_interval` (the worker runs them as
+    /// operator jobs).
+    pub cert_rotate_threads: u32,
+}
+
+impl Default for HouseKeepingSection {
+    fn default() -> Self {
+        Self {
+            cleanup_interval: Duration::from_secs(30),
+            amphora_expiry_age: Duration::from_secs(7 * 86_400),
+            load_balancer_expiry_age: Duration::from_secs(7 * 86_400),
+            job_expiry_age: Duration::from_secs(3 * 86_400),
+            cert_interval: Duration::from_secs(3600),
+            cert_expiry_buffer: Duration::from_secs(14 * 86_400),
+            cert_rotate_threads: 10,
+        }
+    }
+}
+
 /// `[haproxy_amphora]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -580,12 +637,17 @@ pub struct CertificatesSection {
     /// Directory of the local CA (server CA, client CA, controller certificate); created on
     /// first start or by `octavia certs init`.
     pub ca_dir: String,
+    /// How long an amphora's server certificate is valid (at build and at each renewal).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub cert_validity_time: Duration,
 }
 
 impl Default for CertificatesSection {
     fn default() -> Self {
         Self {
             ca_dir: "/var/lib/octavia/certs".into(),
+            cert_validity_time: Duration::from_secs(2_592_000),
         }
     }
 }
@@ -948,6 +1010,37 @@ impl Config {
                      look stale between two heartbeats",
                     hm.heartbeat_timeout, hm.heartbeat_interval
                 ),
+            });
+        }
+        let hk = &self.house_keeping;
+        for (option, interval) in [
+            ("house_keeping.cleanup_interval", hk.cleanup_interval),
+            ("house_keeping.cert_interval", hk.cert_interval),
+            (
+                "certificates.cert_validity_time",
+                self.certificates.cert_validity_time,
+            ),
+        ] {
+            if interval.is_zero() {
+                return Err(ConfigError::Invalid {
+                    option,
+                    reason: "must be longer than zero".into(),
+                });
+            }
+        }
+        if hk.cert_rotate_threads == 0 {
+            return Err(ConfigError::Invalid {
+                option: "house_keeping.cert_rotate_threads",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if let Err(e) = octavia_model::housekeeping::renewal_period(
+            self.certificates.cert_validity_time,
+            hk.cert_expiry_buffer,
+        ) {
+            return Err(ConfigError::Invalid {
+                option: "house_keeping.cert_expiry_buffer",
+                reason: e.to_string(),
             });
         }
         if hm.health_check_interval.is_zero() {

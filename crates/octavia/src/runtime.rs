@@ -15,7 +15,7 @@ use crate::config::Config;
 /// Which control-plane roles a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// API and worker in one process (`octavia`).
+    /// Every role in one process (`octavia`).
     AllInOne,
     /// `octavia-api`.
     Api,
@@ -23,6 +23,8 @@ pub enum Role {
     Worker,
     /// `octavia-health-manager`.
     HealthManager,
+    /// `octavia-housekeeping`.
+    Housekeeping,
 }
 
 impl Role {
@@ -35,6 +37,9 @@ impl Role {
     fn runs_health_manager(self) -> bool {
         matches!(self, Role::AllInOne | Role::HealthManager)
     }
+    fn runs_housekeeping(self) -> bool {
+        matches!(self, Role::AllInOne | Role::Housekeeping)
+    }
     /// The port of this role's own metrics endpoint: none where the API serves `/metrics`,
     /// none when configured 0.
     fn metrics_port(self, m: &crate::config::MetricsSection) -> Option<u16> {
@@ -42,6 +47,7 @@ impl Role {
             Role::AllInOne | Role::Api => 0,
             Role::Worker => m.worker_port,
             Role::HealthManager => m.health_manager_port,
+            Role::Housekeeping => m.housekeeping_port,
         };
         (port != 0).then_some(port)
     }
@@ -210,6 +216,14 @@ fn describe_metrics() {
     describe_histogram!(
         "octavia_heartbeat_batch_size",
         "Heartbeats written per database batch."
+    );
+    describe_counter!(
+        "octavia_housekeeping_purged_total",
+        "Rows the housekeeper purged after their expiry age, by kind (amphora, load_balancer, job)."
+    );
+    describe_counter!(
+        "octavia_certificate_renewals_queued_total",
+        "Amphora certificate renewals the housekeeper queued (certificates within cert_expiry_buffer of expiry)."
     );
     describe_counter!(
         "octavia_zombie_amphorae_deleted_total",
@@ -475,6 +489,16 @@ pub async fn run_from(path: Option<PathBuf>, config: Config, role: Role) -> anyh
                 "heartbeat receiver not started: [health_manager] heartbeat_key is not set"
             ),
         }
+    }
+
+    if role.runs_housekeeping() {
+        let settings = crate::settings::housekeeping_settings(&config);
+        let store = store.clone();
+        let stop = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            octavia_housekeeping::run(store, settings, stop).await;
+            Ok(())
+        });
     }
 
     tokio::select! {

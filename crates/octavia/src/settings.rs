@@ -221,8 +221,9 @@ pub fn controller_ip_port_list(config: &Config) -> Vec<String> {
 
 /// Open (creating on first use) the local certificate authority of `[certificates]`.
 pub fn certificate_authority(config: &Config) -> anyhow::Result<CertificateAuthority> {
-    CertificateAuthority::init(&config.certificates.ca_dir)
-        .with_context(|| format!("open the CA in {}", config.certificates.ca_dir))
+    let ca = CertificateAuthority::init(&config.certificates.ca_dir)
+        .with_context(|| format!("open the CA in {}", config.certificates.ca_dir))?;
+    Ok(ca.with_amphora_cert_validity(config.certificates.cert_validity_time))
 }
 
 /// The amphora image registry of `[netns] image_dir`.
@@ -295,6 +296,7 @@ pub fn drivers(config: &Config) -> anyhow::Result<DriverSet> {
             compute: Arc::new(compute.clone()),
             network: Arc::new(network.clone()),
             amphora: Arc::new(agent),
+            certificates: ca.clone(),
         },
         netns: Some(NetnsParts {
             compute,
@@ -342,6 +344,22 @@ pub fn stale_settings(config: &Config) -> StaleSettings {
         failover_threshold: h.failover_threshold.map(|t| t as usize),
         max_claims: h.failover_threads.max(1) as usize,
         heartbeat_interval: h.heartbeat_interval,
+    }
+}
+
+/// The housekeeper's settings (`[house_keeping]`).
+pub fn housekeeping_settings(config: &Config) -> octavia_housekeeping::HousekeepingSettings {
+    let h = &config.house_keeping;
+    octavia_housekeeping::HousekeepingSettings {
+        policy: octavia_model::housekeeping::HousekeepingPolicy {
+            amphora_expiry_age: h.amphora_expiry_age,
+            load_balancer_expiry_age: h.load_balancer_expiry_age,
+            job_expiry_age: h.job_expiry_age,
+            cert_expiry_buffer: h.cert_expiry_buffer,
+        },
+        cleanup_interval: h.cleanup_interval,
+        cert_interval: h.cert_interval,
+        max_renewals: h.cert_rotate_threads.max(1) as usize,
     }
 }
 

@@ -113,7 +113,10 @@ impl Store {
         self.list(q).await
     }
 
-    /// Insert or replace an amphora row with every column as given (worker/drivers).
+    /// Insert or replace an amphora row with every column as given (worker/drivers), except
+    /// that an existing row keeps its `cert_busy`: that flag is the housekeeper's claim of a
+    /// certificate renewal, set and cleared only by the claim and the renewal job's
+    /// settlement, and a flow saving a copy it read earlier must not undo either.
     pub async fn save_amphora(&self, amphora: &Amphora) -> Result<()> {
         let a = amphora;
         let mut tx = self.pool.begin().await?;
@@ -126,7 +129,7 @@ impl Store {
              $13, $14, $15, $16, $17, $18, $19, $20) ON CONFLICT (id) DO UPDATE SET \
              load_balancer_id = $2, compute_id = $3, lb_network_ip = $4, vrrp_ip = $5, \
              ha_ip = $6, vrrp_port_id = $7, ha_port_id = $8, cert_expiration = $9, \
-             cert_busy = $10, role = $11, status = $12, vrrp_interface = $13, vrrp_id = $14, \
+             role = $11, status = $12, vrrp_interface = $13, vrrp_id = $14, \
              vrrp_priority = $15, cached_zone = $16, image_id = $17, compute_flavor = $18, \
              created_at = $19, updated_at = $20",
             vec![

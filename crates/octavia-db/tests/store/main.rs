@@ -29,6 +29,7 @@ macro_rules! engine_tests {
 mod amphorae;
 mod catalogue;
 mod common;
+mod housekeeping;
 mod jobs;
 mod lifecycle;
 mod lists;

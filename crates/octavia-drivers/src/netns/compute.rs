@@ -650,7 +650,7 @@ impl Inner {
             tracing::info!(compute_id = %compute_id, "amphora already built");
             return Ok(compute_id);
         }
-        self.write_boot_files(request.amphora_id, &dir)?;
+        self.write_boot_files(request, &dir)?;
         let pid = self.spawn_agent(&record, &dir)?;
         self.wait_in_namespace(&record.compute_id, pid, &dir)?;
         record.agent_pid = Some(pid);
@@ -741,14 +741,9 @@ impl Inner {
         )
     }
 
-    fn write_boot_files(&self, amphora_id: AmphoraId, dir: &Path) -> Result<()> {
-        let config = self.agent_config(amphora_id);
-        let bundle = self
-            .ca
-            .amphora_boot_bundle(amphora_id, &config)
-            .map_err(|e| {
-                DriverError::permanent(OWNER, "issue amphora certificate", e.to_string())
-            })?;
+    fn write_boot_files(&self, request: &BuildRequest, dir: &Path) -> Result<()> {
+        let config = self.agent_config(request.amphora_id);
+        let bundle = self.ca.boot_bundle(&request.server_certificate, &config);
         for file in bundle.files() {
             let path = dir.join(file.name);
             let _ = std::fs::remove_file(&path);

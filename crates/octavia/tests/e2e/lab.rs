@@ -213,7 +213,21 @@ impl Lab {
         health_extra: &str,
         extra_config: &str,
     ) -> Lab {
-        let mut lab = Lab::prepare(tag, n, members, health_extra, extra_config, None).await;
+        let mut lab = Lab::prepare(tag, n, members, health_extra, "", extra_config, None).await;
+        lab.start_control_plane().await;
+        lab
+    }
+
+    /// [`Lab::new`] with extra `[certificates]` options (`certificates_extra`, TOML lines).
+    pub async fn with_certificates(
+        tag: &str,
+        n: u8,
+        members: usize,
+        certificates_extra: &str,
+        extra_config: &str,
+    ) -> Lab {
+        let mut lab =
+            Lab::prepare(tag, n, members, "", certificates_extra, extra_config, None).await;
         lab.start_control_plane().await;
         lab
     }
@@ -228,7 +242,7 @@ impl Lab {
         health_extra: &str,
         database: &str,
     ) -> Lab {
-        Lab::prepare(tag, n, members, health_extra, "", Some(database)).await
+        Lab::prepare(tag, n, members, health_extra, "", "", Some(database)).await
     }
 
     /// The lab's configuration with the API on `api_port` and the heartbeat receiver on
@@ -246,6 +260,7 @@ impl Lab {
         n: u8,
         members: usize,
         health_extra: &str,
+        certificates_extra: &str,
         extra_config: &str,
         database: Option<&str>,
     ) -> Lab {
@@ -263,6 +278,7 @@ impl Lab {
                 str::to_string,
             ),
             health_extra: health_extra.to_string(),
+            certificates_extra: certificates_extra.to_string(),
             extra_config: extra_config.to_string(),
         };
         std::fs::write(&config, settings.text(api_port, hb_port)).expect("write config");
@@ -756,6 +772,8 @@ struct LabSettings {
     dir: PathBuf,
     database: String,
     health_extra: String,
+    /// TOML lines of the `[certificates]` section after `ca_dir`.
+    certificates_extra: String,
     extra_config: String,
 }
 
@@ -769,6 +787,7 @@ impl LabSettings {
             dir,
             database,
             health_extra,
+            certificates_extra,
             extra_config,
         } = self;
         let d = dir.display();
@@ -803,6 +822,7 @@ rest_request_read_timeout = "20s"
 
 [certificates]
 ca_dir = "{d}/certs"
+{certificates_extra}
 
 [netns]
 state_dir = "{d}/netns"

@@ -5,6 +5,8 @@
 //! * three control-plane nodes on one PostgreSQL: one killed mid-jobs, the others finish them;
 //! * ACTIVE_STANDBY: keepalived holds the VIP on one amphora and moves it when that one dies;
 //! * image rotation: outdated amphorae replaced under traffic, BACKUP before MASTER;
+//! * housekeeping: amphora certificates renewed repeatedly under traffic without a failover;
+//!   two `octavia-housekeeping` processes purging old rows, each once;
 //! * the real `openstack` CLI (python-openstackclient + python-octaviaclient) drives the all-in-one;
 //! * behind the run's real Keystone: Octavia's default policy route by route with real tokens,
 //!   and the CLI and openstacksdk finding the API through the catalog.
@@ -21,6 +23,7 @@ mod dataplane;
 mod failover;
 mod fleet;
 mod health;
+mod housekeeping;
 mod keystone;
 mod lab;
 mod monitoring;
