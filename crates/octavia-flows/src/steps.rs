@@ -9,7 +9,9 @@ use octavia_drivers::{
     PortAddress, VipRequest, VrrpAction,
 };
 use octavia_model::{now, Amphora, AmphoraId, AmphoraRole, ProvisioningStatus, Topology};
-use octavia_render::{render_keepalived, KeepalivedInput, VrrpHostRoute, VrrpVip};
+use octavia_render::{
+    render_keepalived, render_keepalived_takeover, KeepalivedInput, VrrpHostRoute, VrrpVip,
+};
 use tracing::{debug, info, warn};
 
 use crate::context::{AmphoraSpec, JobContext};
@@ -615,15 +617,39 @@ async fn configure_vrrp(ctx: &JobContext) -> Result<()> {
                 source,
             }
         })?;
-        configs.push((interface, role, text));
+        let takeover =
+            render_keepalived_takeover(&input, &ctx.settings.keepalived).map_err(|source| {
+                FlowError::Render {
+                    config: "keepalived",
+                    load_balancer: lb.id,
+                    source,
+                }
+            })?;
+        configs.push((interface, role, text, takeover));
     }
     let mut released = false;
-    for (mut amp, (interface, role, text)) in amps.into_iter().zip(configs) {
+    let mut took_over = None;
+    let mut survivors: Vec<(Amphora, String, String)> = Vec::new();
+    for (mut amp, (interface, role, text, takeover)) in amps.into_iter().zip(configs) {
         if built.contains(&amp.id) && !released {
             // Before a replacement starts: the amphorae it replaces give up the VIP, so it
-            // moves once, to a survivor that already has the new peer list, and never sits
-            // on two amphorae at once.
+            // moves once, to a survivor that already has the new peer list. A live old
+            // holder hands it over first: the survivor takes it while the holder still
+            // serves, so the VIP is never without an amphora.
+            let handed = hand_over_vip(ctx, &address, survivors.first()).await?;
             release_vip(ctx).await?;
+            if let Some((survivor, normal, _)) = handed {
+                took_over = Some(survivor.id);
+                ctx.drivers
+                    .amphora
+                    .upload_vrrp_config(survivor, normal)
+                    .await?;
+                ctx.drivers
+                    .amphora
+                    .vrrp_action(survivor, VrrpAction::Start)
+                    .await?;
+                info!(amphora_id = %survivor.id, "survivor back on its ordinary keepalived configuration");
+            }
             released = true;
         }
         if amp.vrrp_interface.as_deref() != Some(interface.as_str())
@@ -642,8 +668,86 @@ async fn configure_vrrp(ctx: &JobContext) -> Result<()> {
             .vrrp_action(&amp, VrrpAction::Start)
             .await?;
         info!(amphora_id = %amp.id, lb_id = %lb.id, role = %role, "keepalived configured and started");
+        if !built.contains(&amp.id) {
+            survivors.push((amp, text, takeover));
+        }
+    }
+    // The survivor that took the VIP over is the MASTER now (roles follow the VIP; the
+    // replacement was built as MASTER and stays BACKUP behind `nopreempt`).
+    if let Some(holder) = took_over {
+        ctx.store.record_vip_holder(holder).await?;
     }
     Ok(())
+}
+
+/// When an amphora this failover replaces is alive and holds the VIP, `survivor` takes the
+/// VIP from it first: reloaded with its takeover configuration (it outranks the holder and
+/// preempts), and waited for until it holds the VIP (three adverts and two seconds at
+/// most). Returns the survivor when it was reloaded, so the caller puts its ordinary
+/// configuration back once the old holder stopped. Nothing to hand over (no live holder, no
+/// survivor) returns `None`.
+async fn hand_over_vip<'a>(
+    ctx: &JobContext,
+    address: &str,
+    survivor: Option<&'a (Amphora, String, String)>,
+) -> Result<Option<&'a (Amphora, String, String)>> {
+    let Some(entry) = survivor else {
+        return Ok(None);
+    };
+    let (amp, _, takeover) = entry;
+    let mut holder = None;
+    for old in ctx.old_amphorae().await? {
+        if old.status != ProvisioningStatus::Allocated {
+            continue;
+        }
+        let alive = match &old.compute_id {
+            Some(cid) => matches!(
+                ctx.drivers.compute.status(cid).await,
+                Ok(ComputeStatus::Active)
+            ),
+            None => false,
+        };
+        let holds = alive
+            && matches!(
+                tokio::time::timeout(
+                    RELEASE_TIMEOUT,
+                    ctx.drivers.amphora.interface_of(&old, address)
+                )
+                .await,
+                Ok(Ok(_))
+            );
+        if holds {
+            holder = Some(old);
+            break;
+        }
+    }
+    let Some(holder) = holder else {
+        return Ok(None);
+    };
+    ctx.drivers
+        .amphora
+        .upload_vrrp_config(amp, takeover)
+        .await?;
+    ctx.drivers
+        .amphora
+        .vrrp_action(amp, VrrpAction::Start)
+        .await?;
+    let wait = ctx.settings.keepalived.vrrp_advert_int * 3 + std::time::Duration::from_secs(2);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if ctx.drivers.amphora.interface_of(amp, address).await.is_ok() {
+            info!(amphora_id = %amp.id, old_holder = %holder.id,
+                "the survivor took the VIP over from the amphora being replaced");
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            warn!(amphora_id = %amp.id, old_holder = %holder.id, ?wait,
+                "the survivor did not take the VIP over in time; the old holder gives it up now");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(Some(entry))
 }
 
 /// How long a failover waits for an amphora it replaces to stop its keepalived: a dead one

@@ -149,6 +149,30 @@ pub fn render_keepalived(
     input: &KeepalivedInput,
     settings: &KeepalivedSettings,
 ) -> Result<String, RenderError> {
+    render(input, settings, false)
+}
+
+/// The priority of an amphora taking the VIP over from a live holder: above both roles, below
+/// 255 (which VRRP reserves for the address owner).
+pub const TAKEOVER_PRIORITY: u8 = 250;
+
+/// [`render_keepalived`] for a handover: the same configuration with [`TAKEOVER_PRIORITY`] and
+/// without `nopreempt`, so this amphora's keepalived preempts the holder's lower-priority
+/// adverts and takes the VIP while the holder still serves it (the two hold it for a moment,
+/// nobody is without it). A failover renders it for the survivor before it stops the old
+/// holder, then puts the ordinary configuration back.
+pub fn render_keepalived_takeover(
+    input: &KeepalivedInput,
+    settings: &KeepalivedSettings,
+) -> Result<String, RenderError> {
+    render(input, settings, true)
+}
+
+fn render(
+    input: &KeepalivedInput,
+    settings: &KeepalivedSettings,
+    takeover: bool,
+) -> Result<String, RenderError> {
     let lb_subject = Subject::Object(ObjectKind::LoadBalancer, input.load_balancer_id.uuid());
     let priority = vrrp_priority(input.role).ok_or_else(|| {
         RenderError::inconsistent(
@@ -156,6 +180,11 @@ pub fn render_keepalived(
             "a STANDALONE amphora has no keepalived configuration (MASTER or BACKUP only)",
         )
     })?;
+    let priority = if takeover {
+        TAKEOVER_PRIORITY
+    } else {
+        priority
+    };
     check_interface(&input.interface)
         .map_err(|r| RenderError::invalid(lb_subject, "vrrp_interface", r))?;
     if input.virtual_router_id == 0 {
@@ -270,7 +299,9 @@ pub fn render_keepalived(
     let _ = writeln!(w, "    interface {intf}");
     let _ = writeln!(w, "    virtual_router_id {}", input.virtual_router_id);
     let _ = writeln!(w, "    priority {priority}");
-    let _ = writeln!(w, "    nopreempt");
+    if !takeover {
+        let _ = writeln!(w, "    nopreempt");
+    }
     let _ = writeln!(w, "    accept");
     let _ = writeln!(
         w,
@@ -495,6 +526,21 @@ mod tests {
         for ms in [0, 5, 15, 40_960, 60_000] {
             assert!(advert_int(Duration::from_millis(ms)).is_err(), "{ms}");
         }
+    }
+
+    #[test]
+    fn a_takeover_outranks_both_roles_and_preempts() {
+        let s = KeepalivedSettings::default();
+        let text = render_keepalived_takeover(&input(), &s).expect("render");
+        assert!(text.contains("    priority 250\n"), "{text}");
+        assert!(!text.contains("nopreempt"), "{text}");
+        let normal = render_keepalived(&input(), &s).expect("render");
+        assert_eq!(
+            normal
+                .replace("    nopreempt\n", "")
+                .replace("    priority 100\n", "    priority 250\n"),
+            text
+        );
     }
 
     #[test]

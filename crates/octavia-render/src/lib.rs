@@ -66,8 +66,9 @@ pub use escape::escape_word;
 pub use expected_codes::parse_expected_codes;
 pub use haproxy::{backend_name, render_haproxy, stats_socket_path, RenderInput};
 pub use keepalived::{
-    keepalived_check_script_path, render_keepalived, vrrp_priority, KeepalivedInput,
-    KeepalivedSettings, VrrpHostRoute, VrrpVip, BACKUP_PRIORITY, MASTER_PRIORITY,
+    keepalived_check_script_path, render_keepalived, render_keepalived_takeover, vrrp_priority,
+    KeepalivedInput, KeepalivedSettings, VrrpHostRoute, VrrpVip, BACKUP_PRIORITY, MASTER_PRIORITY,
+    TAKEOVER_PRIORITY,
 };
 pub use settings::{
     max_global_maxconn_for_fd_limit, RenderSettings, DEFAULT_USER_LOG_FORMAT, HAPROXY_MAX_MAXCONN,
