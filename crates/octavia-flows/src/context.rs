@@ -264,6 +264,11 @@ impl JobContext {
             let topology = self.load_balancer().await?.topology;
             if old.is_empty() && self.spec.target_kind == ObjectKind::LoadBalancer {
                 topology_roles(topology)
+            } else if let Some(started) = self.started_replacements(old.len()).await? {
+                // Decided once: roles move while the job runs (the VIP holder is recorded
+                // MASTER, by a handover or by heartbeats), and a resume or a revert that
+                // recomputed them would pick another id than the one it built.
+                started
             } else {
                 // The roles the load balancer lacks once the old amphorae are gone (after a
                 // takeover the failed MASTER's replacement is the BACKUP, whatever the row
@@ -298,6 +303,27 @@ impl JobContext {
             }
         }
         Ok(out)
+    }
+
+    /// The roles of the replacements this failover already started (rows under its own
+    /// amphora ids), when there are as many as it replaces.
+    async fn started_replacements(&self, replacing: usize) -> Result<Option<Vec<AmphoraRole>>> {
+        let mut roles = Vec::new();
+        for role in [
+            AmphoraRole::Master,
+            AmphoraRole::Backup,
+            AmphoraRole::Standalone,
+        ] {
+            if self
+                .store
+                .get_amphora(self.new_amphora_id(role))
+                .await?
+                .is_some()
+            {
+                roles.push(role);
+            }
+        }
+        Ok((replacing > 0 && roles.len() >= replacing).then_some(roles))
     }
 
     /// The amphorae this job built (create and failover), as stored now.

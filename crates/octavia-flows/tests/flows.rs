@@ -392,8 +392,31 @@ async fn active_standby_failover_repeers_keepalived_and_reverts_by_stopping_it()
             .find(|a| a.id != backup.id)
             .expect("a replacement")
             .clone();
-        assert_eq!(new_master.role, Some(AmphoraRole::Master));
+        // The old MASTER still answered (noop drivers): before it was stopped, the survivor
+        // took the VIP over with its takeover configuration, then got its own back. It is
+        // the MASTER now; the replacement, built to fill the MASTER's place (priority 100),
+        // waits behind `nopreempt` and is recorded BACKUP.
+        let survivor = amps.iter().find(|a| a.id == backup.id).expect("survivor");
+        assert_eq!(survivor.role, Some(AmphoraRole::Master), "{engine:?}");
+        assert_eq!(new_master.role, Some(AmphoraRole::Backup), "{engine:?}");
         assert_eq!(new_master.vrrp_priority, Some(100));
+        let uploads: Vec<String> = h
+            .log
+            .calls_for(&backup.id.to_string())
+            .into_iter()
+            .filter(|c| c.op == "amphora.upload_vrrp_config")
+            .map(|c| c.detail)
+            .collect();
+        let takeover = uploads
+            .iter()
+            .position(|c| c.contains("    priority 250\n") && !c.contains("nopreempt"))
+            .expect("the survivor got a takeover configuration");
+        assert!(
+            uploads[takeover + 1..]
+                .iter()
+                .any(|c| c.contains("    priority 90\n") && c.contains("nopreempt")),
+            "the survivor's ordinary configuration came back after the takeover"
+        );
         assert_eq!(
             unicast_peers(&vrrp_config_of(&h.log, &backup)),
             [new_master.vrrp_ip.clone().unwrap()],
@@ -472,7 +495,7 @@ async fn active_standby_failover_repeers_keepalived_and_reverts_by_stopping_it()
         let deleted_at = calls
             .iter()
             .rposition(|c| c.op == "compute.delete")
-            .expect("the build reverted");
+            .unwrap_or_else(|| panic!("the build reverted: {:?}", h.log.ops()));
         assert!(stop_at < deleted_at, "{:?}", h.log.ops());
     }
 }
