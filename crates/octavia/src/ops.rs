@@ -16,6 +16,30 @@ use octavia_model::{JobState, Rotation};
 pub enum CertsCommand {
     /// Create the local CA in `[certificates] ca_dir` (keeps an existing one) and print its files.
     Init,
+    /// Every certificate with its expiry, soonest first: the CAs, the controller's client
+    /// certificate, and each live amphora's certificate as recorded (`cert_expiration`).
+    Status {
+        /// `table` (default) or `json`.
+        #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+/// One line of `octavia certs status`.
+#[derive(Debug, serde::Serialize)]
+struct CertStatus {
+    /// "server CA", "client CA", "controller client certificate" or "amphora".
+    kind: String,
+    /// The amphora id; empty for the others.
+    id: String,
+    /// The amphora's load balancer, if any.
+    load_balancer_id: Option<String>,
+    /// End of validity (UTC, RFC 3339); `None` when an amphora's is not recorded.
+    expires_at: Option<String>,
+    /// Seconds until then (negative once expired).
+    seconds_left: Option<i64>,
+    /// A renewal is queued or running (`cert_busy`).
+    renewing: bool,
 }
 
 /// `octavia image ...`.
@@ -182,7 +206,90 @@ pub fn certs(config: &Config, command: CertsCommand) -> anyhow::Result<()> {
             println!("certificate authority ready in {}", ca.dir().display());
             Ok(())
         }
+        CertsCommand::Status { format } => certs_status(config, format),
     }
+}
+
+fn certs_status(config: &Config, format: Format) -> anyhow::Result<()> {
+    let dir = std::path::Path::new(&config.certificates.ca_dir);
+    let empty = std::fs::read_dir(dir)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true);
+    anyhow::ensure!(
+        !empty,
+        "no certificate authority in {} ([certificates] ca_dir): run `octavia certs init`",
+        dir.display()
+    );
+    let ca = settings::certificate_authority(config)?;
+    let now = octavia_model::now();
+    let line = |kind: &str,
+                id: String,
+                lb: Option<String>,
+                at: Option<octavia_model::Timestamp>,
+                renewing| CertStatus {
+        kind: kind.into(),
+        id,
+        load_balancer_id: lb,
+        expires_at: at.map(|t| t.and_utc().to_rfc3339()),
+        seconds_left: at.map(|t| (t - now).num_seconds()),
+        renewing,
+    };
+    let mut rows = Vec::new();
+    for (kind, pem) in [
+        ("server CA", ca.server_ca_pem()),
+        ("client CA", ca.client_ca_pem()),
+        (
+            "controller client certificate",
+            ca.controller_identity().cert_pem.as_str(),
+        ),
+    ] {
+        let at = octavia_drivers::certs::cert_expiration(pem)
+            .with_context(|| format!("read the {kind}"))?;
+        rows.push(line(kind, String::new(), None, Some(at), false));
+    }
+    let amphorae = crate::runtime::block_on_value(async {
+        let store = crate::runtime::open_store(config).await?;
+        store.migrate().await?;
+        Ok(store
+            .list_amphorae(&octavia_db::ListQuery::default())
+            .await?)
+    })?;
+    for a in amphorae
+        .into_iter()
+        .filter(|a| a.status != octavia_model::ProvisioningStatus::Deleted)
+    {
+        rows.push(line(
+            "amphora",
+            a.id.to_string(),
+            a.load_balancer_id.map(|l| l.to_string()),
+            a.cert_expiration,
+            a.cert_busy,
+        ));
+    }
+    // Soonest first; an amphora with no recorded expiry first of all (it is renewed at the
+    // housekeeper's next look).
+    rows.sort_by_key(|r| r.seconds_left.unwrap_or(i64::MIN));
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<30}  {:<36}  {:<25}  {:>10}  renewing",
+        "certificate", "amphora", "expires", "days left"
+    );
+    for r in &rows {
+        println!(
+            "{:<30}  {:<36}  {:<25}  {:>10}  {}",
+            r.kind,
+            if r.id.is_empty() { "-" } else { &r.id },
+            r.expires_at.as_deref().unwrap_or("not recorded"),
+            r.seconds_left
+                .map(|s| format!("{:.1}", s as f64 / 86_400.0))
+                .unwrap_or_else(|| "-".into()),
+            if r.renewing { "yes" } else { "no" }
+        );
+    }
+    Ok(())
 }
 
 /// Run `octavia image ...`.

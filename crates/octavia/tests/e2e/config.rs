@@ -47,3 +47,45 @@ fn config_check_accepts_the_sample_and_names_what_is_wrong() {
     let (ok, out) = octavia(&["--config", "/nonexistent/octavia.toml", "config", "check"]);
     assert!(!ok && out.contains("/nonexistent/octavia.toml"), "{out}");
 }
+
+/// `octavia certs status`: refuses before the CA exists (naming `certs init`), then lists
+/// the CAs and the controller's certificate with their expiry, as a table and as JSON.
+#[test]
+fn certs_status_lists_every_certificate_with_its_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("octavia.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[database]\nconnection = \"sqlite://{}\"\n\n[certificates]\nca_dir = \"{}\"\n",
+            dir.path().join("octavia.db").display(),
+            dir.path().join("ca").display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let (ok, out) = octavia(&["--config", cfg, "certs", "status"]);
+    assert!(!ok && out.contains("octavia certs init"), "{out}");
+    let (ok, out) = octavia(&["--config", cfg, "certs", "init"]);
+    assert!(ok, "{out}");
+    let (ok, out) = octavia(&["--config", cfg, "certs", "status"]);
+    assert!(
+        ok && out.contains("server CA") && out.contains("days left"),
+        "{out}"
+    );
+    let (ok, out) = octavia(&["--config", cfg, "certs", "status", "-f", "json"]);
+    assert!(ok, "{out}");
+    let rows: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let kinds: Vec<&str> = rows
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["kind"].as_str())
+        .collect();
+    for k in ["server CA", "client CA", "controller client certificate"] {
+        assert!(kinds.contains(&k), "{k} missing: {out}");
+    }
+    for r in rows.as_array().unwrap() {
+        assert!(r["seconds_left"].as_i64().unwrap_or(0) > 86_400, "{r}");
+    }
+}
