@@ -381,13 +381,7 @@ impl JobContext {
     /// Whether the amphora's instance runs and its agent answers within
     /// [`PEER_ANSWER_TIMEOUT`].
     async fn answers(&self, amp: &Amphora) -> bool {
-        let Some(cid) = &amp.compute_id else {
-            return false;
-        };
-        if !matches!(
-            self.drivers.compute.status(cid).await,
-            Ok(octavia_drivers::ComputeStatus::Active)
-        ) {
+        if !self.instance_running(amp).await {
             return false;
         }
         self.drivers
@@ -395,6 +389,18 @@ impl JobContext {
             .wait_for_connectivity(amp, PEER_ANSWER_TIMEOUT)
             .await
             .is_ok()
+    }
+
+    /// Whether the amphora's compute instance runs (ACTIVE); an amphora without one, or
+    /// whose status cannot be read, does not.
+    pub async fn instance_running(&self, amp: &Amphora) -> bool {
+        match &amp.compute_id {
+            Some(cid) => matches!(
+                self.drivers.compute.status(cid).await,
+                Ok(octavia_drivers::ComputeStatus::Active)
+            ),
+            None => false,
+        }
     }
 
     /// Amphorae that still hold resources (not DELETED).

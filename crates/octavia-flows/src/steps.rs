@@ -640,14 +640,7 @@ async fn configure_vrrp(ctx: &JobContext) -> Result<()> {
             release_vip(ctx).await?;
             if let Some((survivor, normal, _)) = handed {
                 took_over = Some(survivor.id);
-                ctx.drivers
-                    .amphora
-                    .upload_vrrp_config(survivor, normal)
-                    .await?;
-                ctx.drivers
-                    .amphora
-                    .vrrp_action(survivor, VrrpAction::Start)
-                    .await?;
+                push_keepalived(ctx, survivor, normal).await?;
                 info!(amphora_id = %survivor.id, "survivor back on its ordinary keepalived configuration");
             }
             released = true;
@@ -662,11 +655,7 @@ async fn configure_vrrp(ctx: &JobContext) -> Result<()> {
             amp.updated_at = Some(now());
             ctx.store.save_amphora(&amp).await?;
         }
-        ctx.drivers.amphora.upload_vrrp_config(&amp, &text).await?;
-        ctx.drivers
-            .amphora
-            .vrrp_action(&amp, VrrpAction::Start)
-            .await?;
+        push_keepalived(ctx, &amp, &text).await?;
         info!(amphora_id = %amp.id, lb_id = %lb.id, role = %role, "keepalived configured and started");
         if !built.contains(&amp.id) {
             survivors.push((amp, text, takeover));
@@ -700,14 +689,7 @@ async fn hand_over_vip<'a>(
         if old.status != ProvisioningStatus::Allocated {
             continue;
         }
-        let alive = match &old.compute_id {
-            Some(cid) => matches!(
-                ctx.drivers.compute.status(cid).await,
-                Ok(ComputeStatus::Active)
-            ),
-            None => false,
-        };
-        let holds = alive
+        let holds = ctx.instance_running(&old).await
             && matches!(
                 tokio::time::timeout(
                     RELEASE_TIMEOUT,
@@ -724,14 +706,7 @@ async fn hand_over_vip<'a>(
     let Some(holder) = holder else {
         return Ok(None);
     };
-    ctx.drivers
-        .amphora
-        .upload_vrrp_config(amp, takeover)
-        .await?;
-    ctx.drivers
-        .amphora
-        .vrrp_action(amp, VrrpAction::Start)
-        .await?;
+    push_keepalived(ctx, amp, takeover).await?;
     let wait = ctx.settings.keepalived.vrrp_advert_int * 3 + std::time::Duration::from_secs(2);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -750,6 +725,17 @@ async fn hand_over_vip<'a>(
     Ok(Some(entry))
 }
 
+/// Upload a keepalived configuration to the amphora and start keepalived (a reload when it
+/// runs).
+async fn push_keepalived(ctx: &JobContext, amp: &Amphora, config: &str) -> Result<()> {
+    ctx.drivers.amphora.upload_vrrp_config(amp, config).await?;
+    ctx.drivers
+        .amphora
+        .vrrp_action(amp, VrrpAction::Start)
+        .await?;
+    Ok(())
+}
+
 /// How long a failover waits for an amphora it replaces to stop its keepalived: a dead one
 /// (the usual reason for a failover) does not answer, and its peer took the VIP long ago.
 const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -763,14 +749,7 @@ async fn release_vip(ctx: &JobContext) -> Result<()> {
             continue;
         }
         // A dead instance (the health manager's failovers) has nothing to release.
-        let alive = match &old.compute_id {
-            Some(cid) => matches!(
-                ctx.drivers.compute.status(cid).await,
-                Ok(ComputeStatus::Active)
-            ),
-            None => false,
-        };
-        if !alive {
+        if !ctx.instance_running(&old).await {
             debug!(amphora_id = %old.id, "the amphora being replaced is not running; nothing to release");
             continue;
         }
