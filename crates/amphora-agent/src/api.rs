@@ -298,6 +298,7 @@ async fn put_certificate(
 ) -> ApiResult {
     check_id(&lb_id)?;
     let md5 = agent.certificates().put(&lb_id, &filename, &body)?;
+    agent.haproxy().forget_validation(&lb_id);
     Ok(with_etag(ok(StatusCode::OK, Message::new("OK")), &md5))
 }
 
@@ -316,6 +317,7 @@ async fn delete_certificate(
 ) -> ApiResult {
     check_id(&lb_id)?;
     agent.certificates().delete(&lb_id, &filename)?;
+    agent.haproxy().forget_validation(&lb_id);
     Ok(ok(StatusCode::OK, Message::new("OK")))
 }
 

@@ -68,6 +68,12 @@ pub struct HaproxyManager {
     /// Serialises lifecycle changes (uploads, start/stop/reload, delete, supervision).
     lock: Mutex<()>,
     version: tokio::sync::OnceCell<String>,
+    /// The MD5 of the configuration `haproxy -c` last accepted for each load balancer at
+    /// upload: the start or reload right after an upload runs the file just checked, and
+    /// checking it again would cost another HAProxy start-up (~90 ms) on every create and
+    /// change. Forgotten when the load balancer's certificates change (the check reads
+    /// them too); a file changed behind the agent's back has another MD5 and is checked.
+    validated: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// Marker file: present while an operator wants this load balancer's HAProxy stopped.
@@ -81,7 +87,32 @@ impl HaproxyManager {
             base_path,
             lock: Mutex::new(()),
             version: tokio::sync::OnceCell::new(),
+            validated: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    fn validated(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+        self.validated.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forget that `lb_id`'s configuration was checked (its certificates changed).
+    pub fn forget_validation(&self, lb_id: &str) {
+        self.validated().remove(lb_id);
+    }
+
+    /// `haproxy -c` on the installed configuration of `lb_id`, unless it is byte for byte
+    /// the one checked at its upload.
+    async fn validate_installed(&self, lb_id: &str) -> Result<()> {
+        let path = self.config_path(lb_id);
+        let md5 = std::fs::read(&path).ok().map(|text| md5_hex(&text));
+        if md5.is_some() && self.validated().get(lb_id) == md5.as_ref() {
+            return Ok(());
+        }
+        self.validate(&path).await?;
+        if let Some(md5) = md5 {
+            self.validated().insert(lb_id.to_string(), md5);
+        }
+        Ok(())
     }
 
     /// Directory of one load balancer.
@@ -189,7 +220,9 @@ impl HaproxyManager {
         std::fs::rename(&staged, &target)
             .map_err(|e| AgentError::io("install haproxy config", &target, e))?;
         tracing::info!(lb_id, "haproxy config installed");
-        Ok(md5_hex(text))
+        let md5 = md5_hex(text);
+        self.validated().insert(lb_id.to_string(), md5.clone());
+        Ok(md5)
     }
 
     /// The current configuration and its MD5.
@@ -218,11 +251,11 @@ impl HaproxyManager {
                 if self.is_running(lb_id) {
                     return Ok(Outcome::AlreadyRunning);
                 }
-                self.validate(&self.config_path(lb_id)).await?;
+                self.validate_installed(lb_id).await?;
                 self.spawn_master(lb_id).await
             }
             Action::Reload => {
-                self.validate(&self.config_path(lb_id)).await?;
+                self.validate_installed(lb_id).await?;
                 let _ = std::fs::remove_file(self.lb_dir(lb_id).join(STOPPED_MARKER));
                 match self.master_pid(lb_id) {
                     Some(pid) => {

@@ -164,12 +164,17 @@ pub(crate) enum Serial<'a> {
     /// Checking and using one project's quota (the load balancer lock does not cover
     /// writes to different load balancers of the same project).
     Quota(&'a str),
+    /// Counting and refilling the spare pools (two housekeepers never build one spare
+    /// twice).
+    SparePool,
 }
 
 /// Advisory lock key serialising migrations across processes on PostgreSQL.
 const MIGRATION_LOCK_KEY: i64 = 0x006f_6374_6176_6961;
 /// Advisory lock key serialising capped claims on PostgreSQL.
 const CLAIM_LOCK_KEY: i64 = 0x006f_6374_6163_6c6d;
+/// Advisory lock key serialising spare pool passes on PostgreSQL.
+const SPARE_LOCK_KEY: i64 = 0x006f_6374_7370_6172;
 
 /// The driver connection under a [`Conn`], for statements that bind arrays (heartbeat
 /// batches), which [`Arg`] does not carry. Inside a transaction only: a statement cut short
@@ -234,6 +239,10 @@ impl Conn<'_> {
             }
             Serial::Claims => {
                 self.execute("SELECT pg_advisory_xact_lock($1)", args![CLAIM_LOCK_KEY])
+                    .await
+            }
+            Serial::SparePool => {
+                self.execute("SELECT pg_advisory_xact_lock($1)", args![SPARE_LOCK_KEY])
                     .await
             }
             Serial::Quota(project) => {

@@ -387,6 +387,9 @@ impl Store {
             .collect();
         let snap = ex.snapshot(&amp_ids).await?;
         let mut amp_lb: HashMap<AmphoraId, Option<LoadBalancerId>> = HashMap::new();
+        // Amphorae without a load balancer that are READY or being built: the spare
+        // pool's, watched like any other (not zombies).
+        let mut spares: BTreeSet<AmphoraId> = BTreeSet::new();
         for (id, lb, status) in snap.a {
             if status == ProvisioningStatus::Deleted.as_str() {
                 continue;
@@ -394,7 +397,16 @@ impl Store {
             let lb = lb
                 .map(|l| parse("amphora load balancer id", &l))
                 .transpose()?;
-            amp_lb.insert(parse("amphora id", &id)?, lb);
+            let id = parse("amphora id", &id)?;
+            let spare_states = [
+                ProvisioningStatus::Ready,
+                ProvisioningStatus::PendingCreate,
+                ProvisioningStatus::Booting,
+            ];
+            if lb.is_none() && spare_states.iter().any(|s| s.as_str() == status) {
+                spares.insert(id);
+            }
+            amp_lb.insert(id, lb);
         }
         let mut views: BTreeMap<LoadBalancerId, LbHealthView> = BTreeMap::new();
         for (id, enabled, prov, oper) in snap.b {
@@ -462,6 +474,18 @@ impl Store {
                 Some(lb) => *lb,
             };
             let Some(view) = lb_id.and_then(|lb| views.get_mut(&lb)) else {
+                if spares.contains(&rec.amphora_id) {
+                    // A spare's heartbeat only says it lives: its health row is what the
+                    // sweep watches (a silent spare is replaced) and what a build asks
+                    // before it takes one.
+                    if rec.refresh_health {
+                        let e = health
+                            .entry(rec.amphora_id.to_string())
+                            .or_insert(rec.received_at);
+                        *e = (*e).max(rec.received_at);
+                    }
+                    continue;
+                }
                 if reported_unknown.insert(rec.amphora_id) {
                     out.without_load_balancer.push(rec.amphora_id);
                 }

@@ -100,6 +100,21 @@ impl Store {
         Ok(out)
     }
 
+    /// The soonest recorded certificate expiry among live amphorae (ALLOCATED, READY
+    /// spares, FAILOVER_STOPPED); `None` when none has one.
+    pub async fn soonest_certificate_expiry(&self) -> Result<Option<Timestamp>> {
+        let mut h = self.pool.acquire().await?;
+        let mut c = h.conn();
+        let row: Option<(Option<Timestamp>,)> = c
+            .fetch_optional(
+                "SELECT MIN(cert_expiration) FROM amphora \
+                 WHERE status IN ('ALLOCATED', 'READY', 'FAILOVER_STOPPED')",
+                vec![],
+            )
+            .await?;
+        Ok(row.and_then(|(t,)| t))
+    }
+
     /// Record the expiry of the certificate the amphora's agent now serves.
     pub async fn record_cert_expiration(
         &self,
@@ -176,6 +191,8 @@ impl Store {
             a(),
         )
         .await?;
+        c.execute(&format!("DELETE FROM spare_amphora WHERE {list}"), a())
+            .await?;
         let n = c
             .execute(
                 &format!("DELETE FROM amphora WHERE {}", in_list("id", 1, ids.len())),

@@ -48,6 +48,7 @@ mod rotation;
 mod rows;
 mod schema;
 mod settle;
+pub mod spares;
 pub mod stale;
 pub mod store;
 
@@ -60,5 +61,6 @@ pub use query::{
     columns, Column, ColumnType, Filter, FilterValue, ListQuery, SortDir, TagFilter, QUOTA_COLUMNS,
 };
 pub use resources::l7::MAX_L7RULES_PER_POLICY;
+pub use spares::{ReadySpare, SparePass, SparePool, SpareTake};
 pub use stale::{StaleSweep, SweepOptions};
 pub use store::*;

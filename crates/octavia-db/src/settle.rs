@@ -230,8 +230,9 @@ pub(crate) async fn apply_success(c: &mut Conn<'_>, spec: &JobSpec) -> Result<()
             hard_delete(c, ObjectKind::LoadBalancer, &target).await?;
             lb_too = false;
         }
-        // An agent configuration push changes no status.
-        (Action::Update, ObjectKind::Amphora) => {}
+        // An agent configuration push changes no status; a spare's build marked it READY
+        // itself (unless a load balancer took it since).
+        (Action::Update | Action::Create, ObjectKind::Amphora) => {}
         (Action::RotateCertificate, _) => release_cert_claim(c, &target).await?,
         (Action::Delete, ObjectKind::Amphora) => {
             // Amphorae are soft-deleted (housekeeping purges them later).
@@ -293,6 +294,17 @@ pub(crate) async fn apply_failure(c: &mut Conn<'_>, spec: &JobSpec) -> Result<()
             }
         }
         (Action::Update, ObjectKind::Amphora) => {}
+        // A spare whose build failed has no instance left (the build's revert deleted it):
+        // DELETED, so the pool builds another and the housekeeper purges the row, rather
+        // than ERROR rows piling up while, say, no image is registered.
+        (Action::Create, ObjectKind::Amphora) => {
+            c.execute(
+                "UPDATE amphora SET status = 'DELETED', updated_at = $1 WHERE id = $2 \
+                 AND load_balancer_id IS NULL",
+                args![now(), &target],
+            )
+            .await?;
+        }
         // A renewal that failed leaves the amphora as it was (Octavia marks it ERROR): the
         // agent still serves its old certificate, the housekeeper tries again next round,
         // and an amphora that is really gone is the health manager's to fail over.

@@ -43,6 +43,9 @@ pub struct FlowSettings {
     /// `[nova]`: how the amphorae of an ACTIVE_STANDBY load balancer keep apart (`None`:
     /// anti-affinity off).
     pub anti_affinity: Option<AntiAffinity>,
+    /// A build takes only spares heard from this recently (three `[health_manager]
+    /// heartbeat_interval`s): one that went silent is the health manager's to replace.
+    pub spare_heartbeat_within: Duration,
 }
 
 impl Default for FlowSettings {
@@ -57,6 +60,7 @@ impl Default for FlowSettings {
             render: RenderSettings::default(),
             keepalived: KeepalivedSettings::default(),
             anti_affinity: Some(AntiAffinity::Hard),
+            spare_heartbeat_within: Duration::from_secs(30),
         }
     }
 }
@@ -212,23 +216,44 @@ impl JobContext {
         Ok(amps)
     }
 
-    /// The id of the amphora this job builds for `role`.
-    pub fn new_amphora_id(&self, role: AmphoraRole) -> AmphoraId {
+    /// The id of the amphora this job builds for `role` when it takes no spare.
+    pub fn built_amphora_id(&self, role: AmphoraRole) -> AmphoraId {
         AmphoraId(Uuid::new_v5(
             &AMPHORA_NS,
             format!("{}/{}", self.job_id, role_key(role)).as_bytes(),
         ))
     }
 
-    fn new_amphora_ids(&self) -> BTreeSet<AmphoraId> {
-        [
+    /// The id of the job's amphora for `role`: the spare it took for that role (recorded
+    /// in the store, so a resumed job finds it), else the one it builds.
+    pub async fn new_amphora_id(&self, role: AmphoraRole) -> Result<AmphoraId> {
+        let taken = self.store.spares_taken_by(self.job_id).await?;
+        Ok(taken
+            .iter()
+            .rev()
+            .find(|(r, _)| *r == role)
+            .map(|(_, id)| *id)
+            .unwrap_or_else(|| self.built_amphora_id(role)))
+    }
+
+    /// Every id an amphora of this job may have: the ones it builds and the spares it took.
+    async fn new_amphora_ids(&self) -> Result<BTreeSet<AmphoraId>> {
+        let mut ids: BTreeSet<AmphoraId> = [
             AmphoraRole::Standalone,
             AmphoraRole::Master,
             AmphoraRole::Backup,
         ]
         .into_iter()
-        .map(|r| self.new_amphora_id(r))
-        .collect()
+        .map(|r| self.built_amphora_id(r))
+        .collect();
+        ids.extend(
+            self.store
+                .spares_taken_by(self.job_id)
+                .await?
+                .into_iter()
+                .map(|(_, id)| id),
+        );
+        Ok(ids)
     }
 
     fn is_failover(&self) -> bool {
@@ -241,7 +266,7 @@ impl JobContext {
         if !self.is_failover() {
             return Ok(Vec::new());
         }
-        let new = self.new_amphora_ids();
+        let new = self.new_amphora_ids().await?;
         let wanted = self.spec.amphora_id.or(match self.spec.target_kind {
             ObjectKind::Amphora => Some(AmphoraId(self.spec.target_id)),
             _ => None,
@@ -273,7 +298,7 @@ impl JobContext {
                 // The roles the load balancer lacks once the old amphorae are gone (after a
                 // takeover the failed MASTER's replacement is the BACKUP, whatever the row
                 // of the dead amphora still says); else the old amphorae's own roles.
-                let new = self.new_amphora_ids();
+                let new = self.new_amphora_ids().await?;
                 let staying: Vec<AmphoraRole> = self
                     .serving_amphorae()
                     .await?
@@ -299,7 +324,7 @@ impl JobContext {
         let mut out: Vec<(AmphoraRole, AmphoraId)> = Vec::new();
         for r in roles {
             if !out.iter().any(|(role, _)| *role == r) {
-                out.push((r, self.new_amphora_id(r)));
+                out.push((r, self.new_amphora_id(r).await?));
             }
         }
         Ok(out)
@@ -316,7 +341,7 @@ impl JobContext {
         ] {
             if self
                 .store
-                .get_amphora(self.new_amphora_id(role))
+                .get_amphora(self.new_amphora_id(role).await?)
                 .await?
                 .is_some()
             {
@@ -330,8 +355,8 @@ impl JobContext {
     /// In a phase of a load balancer failover (`replacement_role`), only that phase's.
     pub async fn built_amphorae(&self) -> Result<Vec<Amphora>> {
         let new = match self.replacement_role {
-            Some(role) => BTreeSet::from([self.new_amphora_id(role)]),
-            None => self.new_amphora_ids(),
+            Some(role) => BTreeSet::from([self.new_amphora_id(role).await?]),
+            None => self.new_amphora_ids().await?,
         };
         Ok(self
             .all_amphorae()
@@ -365,7 +390,7 @@ impl JobContext {
         if !self.is_failover() {
             return Ok(amps);
         }
-        let new = self.new_amphora_ids();
+        let new = self.new_amphora_ids().await?;
         let mut out = Vec::with_capacity(amps.len());
         for amp in amps {
             if new.contains(&amp.id) || self.answers(&amp).await {

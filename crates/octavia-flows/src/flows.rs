@@ -46,6 +46,7 @@ pub fn steps_for(spec: &JobSpec) -> Result<Vec<StepKind>> {
             ConfigureVrrp,
             DeleteOldAmphorae,
         ],
+        (A::Create, K::Amphora) => vec![BuildSpare],
         (A::Delete, K::Amphora) => vec![DeleteAmphora],
         (A::Update, K::Amphora) => vec![UpdateAgentConfig],
         (A::RotateCertificate, K::Amphora) => vec![RotateCertificate],
@@ -142,7 +143,9 @@ mod tests {
         for action in Action::ALL {
             for kind in ObjectKind::ALL {
                 let spec = spec(action, kind);
-                let builds = steps_for(&spec).is_ok_and(|steps| steps.contains(&BuildAmphora));
+                let builds = steps_for(&spec).is_ok_and(|steps| {
+                    steps.contains(&BuildAmphora) || steps.contains(&BuildSpare)
+                });
                 assert_eq!(builds, spec.builds_amphorae(), "{}", spec.kind());
             }
         }

@@ -56,6 +56,8 @@ pub enum StepKind {
     /// Issue a new server certificate for one amphora, install it on its agent
     /// (`PUT /1.0/certificate`) and record its expiry (housekeeping's renewal).
     RotateCertificate,
+    /// Boot a spare amphora for the spare pool and mark it READY once its agent answers.
+    BuildSpare,
 }
 
 impl StepKind {
@@ -78,6 +80,7 @@ impl StepKind {
             Self::DeleteAmphora => "delete_amphora",
             Self::UpdateAgentConfig => "update_agent_config",
             Self::RotateCertificate => "rotate_certificate",
+            Self::BuildSpare => "build_spare",
         }
     }
 }
@@ -106,6 +109,7 @@ impl Step<JobContext> for StepKind {
             Self::DeleteAmphora => delete_one_amphora(ctx).await,
             Self::UpdateAgentConfig => update_agent_config(ctx).await,
             Self::RotateCertificate => rotate_certificate(ctx).await,
+            Self::BuildSpare => build_spare(ctx).await,
         }
     }
 
@@ -116,6 +120,7 @@ impl Step<JobContext> for StepKind {
             Self::PlugVip => unplug_vip(ctx, &ctx.built_amphorae().await?).await,
             Self::ConfigureVrrp => stop_vrrp(ctx).await,
             Self::ReplaceStandbyPair => revert_standby_pair(ctx).await,
+            Self::BuildSpare => revert_spare(ctx).await,
             // Nothing these did can be taken back: waiting and pushing configuration leave
             // nothing allocated, and deletions cannot be undone. The job settles ERROR.
             Self::WaitForAgent
@@ -191,12 +196,124 @@ async fn build_amphorae(ctx: &JobContext) -> Result<()> {
         );
     }
     for (role, id) in to_build {
-        let amp = build_one(ctx, &lb, &spec, role, id, &peers).await?;
+        // A first attempt takes a spare when one fits; a resume finds the row it made.
+        let fresh = ctx.store.get_amphora(id).await?.is_none();
+        let spare = match fresh {
+            true => take_spare(ctx, &lb, &spec, role, &peers).await?,
+            false => None,
+        };
+        let amp = match spare {
+            Some(amp) => amp,
+            None => build_one(ctx, &lb, &spec, role, id, &peers).await?,
+        };
         if keep_apart {
             peers.extend(amp.compute_id);
         }
     }
     Ok(())
+}
+
+/// Take a spare for `role` when one fits what the build would make: READY, heartbeating
+/// within [`crate::FlowSettings::spare_heartbeat_within`], its instance running, on the
+/// image, compute flavor and zone the build would use, on the driver's own management
+/// network, and — anti-affinity on — on none of `peers`' hosts (Octavia's spare pool could
+/// not honour anti-affinity; this one never breaks it, and builds instead). The take is
+/// recorded with the job, so a resume finds it; a spare whose agent does not answer once
+/// taken is deleted and the next one tried. `None`: the build boots a new amphora.
+async fn take_spare(
+    ctx: &JobContext,
+    lb: &octavia_model::LoadBalancer,
+    spec: &AmphoraSpec,
+    role: AmphoraRole,
+    peers: &[String],
+) -> Result<Option<Amphora>> {
+    if spec.management_network.is_some() {
+        return Ok(None);
+    }
+    let spares = ctx.store.ready_spares().await?;
+    if spares.is_empty() {
+        return Ok(None);
+    }
+    let image = match (&spec.image_id, &spec.image_tag) {
+        (Some(id), _) => id.clone(),
+        (None, Some(tag)) => match ctx.drivers.compute.current_image(tag).await {
+            Ok(image) => image,
+            Err(error) => {
+                debug!(%error, "no current image to match spares against");
+                return Ok(None);
+            }
+        },
+        (None, None) => return Ok(None),
+    };
+    let mut peer_hosts = BTreeSet::new();
+    for cid in peers {
+        if let Some(host) = ctx.drivers.compute.host(cid).await? {
+            peer_hosts.insert(host);
+        }
+    }
+    let fresh_after = now() - ctx.settings.spare_heartbeat_within;
+    for spare in spares {
+        let amp = &spare.amphora;
+        let Some(cid) = amp.compute_id.as_deref() else {
+            continue;
+        };
+        let fits = amp.image_id.as_deref() == Some(image.as_str())
+            && amp.compute_flavor == spec.compute_flavor
+            && (spec.compute_zone.is_none() || amp.cached_zone == spec.compute_zone)
+            // Heard from lately, or READY so lately that its first heartbeat may not
+            // be recorded yet (its agent answered the build then).
+            && spare
+                .last_heartbeat
+                .or(amp.updated_at)
+                .is_some_and(|t| t >= fresh_after);
+        if !fits {
+            continue;
+        }
+        let instance = ctx.drivers.compute.instance(cid).await?;
+        if instance.status != ComputeStatus::Active {
+            continue;
+        }
+        if instance
+            .host
+            .as_ref()
+            .is_some_and(|h| peer_hosts.contains(h))
+        {
+            continue;
+        }
+        let take = octavia_db::SpareTake {
+            job: ctx.job_id,
+            load_balancer: lb.id,
+            role,
+            vrrp_priority: vrrp_priority(role),
+            vrrp_id: (role != AmphoraRole::Standalone).then_some(VRRP_ID),
+        };
+        if !ctx.store.take_spare(amp.id, take).await? {
+            continue;
+        }
+        let Some(taken) = ctx.store.get_amphora(amp.id).await? else {
+            continue;
+        };
+        if let Err(error) = ctx
+            .drivers
+            .amphora
+            .wait_for_connectivity(&taken, crate::context::PEER_ANSWER_TIMEOUT)
+            .await
+        {
+            warn!(amphora_id = %amp.id, %error, "a spare amphora taken for a load balancer does not answer; deleting it and trying another");
+            ctx.drivers.compute.delete(cid).await?;
+            let mut gone = taken;
+            gone.status = ProvisioningStatus::Deleted;
+            gone.updated_at = Some(now());
+            ctx.store.save_amphora(&gone).await?;
+            metrics::counter!("octavia_spare_amphorae_retired_total", "reason" => "unanswered")
+                .increment(1);
+            continue;
+        }
+        metrics::counter!("octavia_spare_amphorae_taken_total").increment(1);
+        info!(amphora_id = %amp.id, lb_id = %lb.id, role = %role, "spare amphora taken");
+        return Ok(Some(taken));
+    }
+    Ok(None)
 }
 
 /// One amphora built (or found built by an earlier attempt of the job). A build is counted
@@ -219,13 +336,77 @@ async fn build_one(
     }
     let started = std::time::Instant::now();
     let built = boot_one(ctx, lb, spec, role, id, peers, existing).await;
-    let result = if built.is_ok() { "success" } else { "failure" };
+    count_build(started, built.is_ok());
+    built
+}
+
+/// `octavia_amphora_builds_total` by result, and `octavia_amphora_build_seconds` of a
+/// build that succeeded.
+fn count_build(started: std::time::Instant, ok: bool) {
+    let result = if ok { "success" } else { "failure" };
     metrics::counter!("octavia_amphora_builds_total", "result" => result).increment(1);
-    if built.is_ok() {
+    if ok {
         metrics::histogram!("octavia_amphora_build_seconds")
             .record(started.elapsed().as_secs_f64());
     }
-    built
+}
+
+/// The job's spare (`create_amphora`, queued by the housekeeper with its row): booted as
+/// the configuration builds amphorae (`amp_image_id` or the newest image of
+/// `amp_image_tag`, `amp_flavor_id`) in its pool's zone, and READY once its agent answers.
+/// A spare retired or taken meanwhile is left as it is.
+async fn build_spare(ctx: &JobContext) -> Result<()> {
+    let id = AmphoraId(ctx.spec.target_id);
+    let Some(mut amp) = ctx.store.get_amphora(id).await? else {
+        debug!(amphora_id = %id, "spare amphora gone before it was built");
+        return Ok(());
+    };
+    let building = matches!(
+        amp.status,
+        ProvisioningStatus::PendingCreate | ProvisioningStatus::Booting
+    );
+    if !building || amp.load_balancer_id.is_some() {
+        debug!(amphora_id = %id, status = %amp.status, "spare amphora no longer to build");
+        return Ok(());
+    }
+    let spec = AmphoraSpec {
+        image_id: ctx.settings.amp_image_id.clone(),
+        image_tag: ctx.settings.amp_image_tag.clone(),
+        compute_flavor: ctx.settings.amp_flavor.clone(),
+        compute_zone: amp.cached_zone.clone(),
+        management_network: None,
+    };
+    let started = std::time::Instant::now();
+    let booted = async {
+        boot_instance(ctx, &mut amp, &spec, &[]).await?;
+        ctx.drivers
+            .amphora
+            .wait_for_connectivity(&amp, ctx.settings.agent_connect_timeout)
+            .await?;
+        Ok::<_, FlowError>(())
+    }
+    .await;
+    count_build(started, booted.is_ok());
+    booted?;
+    amp.status = ProvisioningStatus::Ready;
+    amp.updated_at = Some(now());
+    ctx.store.save_amphora(&amp).await?;
+    info!(amphora_id = %id, zone = amp.cached_zone.as_deref().unwrap_or("-"), "spare amphora ready");
+    Ok(())
+}
+
+/// A spare build that failed deletes whatever instance it started (the settlement then
+/// marks the row DELETED, so the pool builds another).
+async fn revert_spare(ctx: &JobContext) -> Result<()> {
+    let id = AmphoraId(ctx.spec.target_id);
+    if let Some(amp) = ctx.store.get_amphora(id).await? {
+        if amp.load_balancer_id.is_none() {
+            if let Some(cid) = &amp.compute_id {
+                ctx.drivers.compute.delete(cid).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn boot_one(
@@ -243,8 +424,26 @@ async fn boot_one(
     amp.role = Some(role);
     amp.vrrp_priority = vrrp_priority(role);
     amp.vrrp_id = (role != AmphoraRole::Standalone).then_some(VRRP_ID);
-    amp.compute_flavor = spec.compute_flavor.clone();
+    boot_instance(ctx, &mut amp, spec, peers).await?;
+    amp.status = ProvisioningStatus::Allocated;
+    amp.updated_at = Some(now());
+    ctx.store.save_amphora(&amp).await?;
+    info!(amphora_id = %id, lb_id = %lb.id, role = %role, "amphora allocated");
+    Ok(amp)
+}
 
+/// Boot `amp`'s instance (or find the one an earlier attempt started) and wait until it
+/// runs; the row records each stage (PENDING_CREATE with the certificate's expiry,
+/// BOOTING with the compute id) and, once it runs, its address, zone and image. The
+/// caller sets the status it ends in.
+async fn boot_instance(
+    ctx: &JobContext,
+    amp: &mut Amphora,
+    spec: &AmphoraSpec,
+    peers: &[String],
+) -> Result<()> {
+    let id = amp.id;
+    amp.compute_flavor = spec.compute_flavor.clone();
     // Reuse an instance an earlier attempt started, unless it is gone or broken.
     let reusable = match &amp.compute_id {
         Some(cid) => matches!(
@@ -263,7 +462,7 @@ async fn boot_one(
         amp.cert_expiration = Some(cert.expires_at);
         amp.status = ProvisioningStatus::PendingCreate;
         amp.updated_at = Some(now());
-        ctx.store.save_amphora(&amp).await?;
+        ctx.store.save_amphora(amp).await?;
         let cid = ctx
             .drivers
             .compute
@@ -282,7 +481,7 @@ async fn boot_one(
         amp.compute_id = Some(cid);
         amp.status = ProvisioningStatus::Booting;
         amp.updated_at = Some(now());
-        ctx.store.save_amphora(&amp).await?;
+        ctx.store.save_amphora(amp).await?;
         info!(amphora_id = %id, compute_id = amp.compute_id.as_deref().unwrap_or("-"), "amphora booting");
     }
 
@@ -320,11 +519,7 @@ async fn boot_one(
     // The zone the compute driver placed it in (as Octavia caches it), else the one asked for.
     amp.cached_zone = instance.availability_zone.or(spec.compute_zone.clone());
     amp.image_id = instance.image_id;
-    amp.status = ProvisioningStatus::Allocated;
-    amp.updated_at = Some(now());
-    ctx.store.save_amphora(&amp).await?;
-    info!(amphora_id = %id, lb_id = %lb.id, role = %role, "amphora allocated");
-    Ok(amp)
+    Ok(())
 }
 
 async fn revert_build(ctx: &JobContext) -> Result<()> {
@@ -782,7 +977,7 @@ async fn replace_standby_pair(ctx: &JobContext) -> Result<()> {
     let mut old = ctx.old_amphorae().await?;
     let first_done = ctx
         .store
-        .get_amphora(ctx.new_amphora_id(AmphoraRole::Backup))
+        .get_amphora(ctx.new_amphora_id(AmphoraRole::Backup).await?)
         .await?
         .is_some_and(|a| a.status == ProvisioningStatus::Allocated)
         && old.len() == 1;

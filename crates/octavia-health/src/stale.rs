@@ -153,6 +153,16 @@ async fn sweep(
         }
     }
     *deferred = waiting;
+    // A silent spare is replaced, never failed over: its delete is queued and the
+    // housekeeper's next pass builds another. Not while the circuit breaker holds
+    // amphorae: silence everywhere is more likely this side's network than dead spares.
+    if out.failover_stopped == 0 {
+        for amp in store.retire_silent_spares(now - timeout).await? {
+            tracing::warn!(amphora_id = %amp, "spare amphora stopped heartbeating; its delete is queued and the spare pool builds another");
+            metrics::counter!("octavia_spare_amphorae_retired_total", "reason" => "silent")
+                .increment(1);
+        }
+    }
     metrics::gauge!("octavia_stale_amphorae").set(out.stale as f64);
     metrics::gauge!("octavia_failover_stopped_amphorae").set(out.failover_stopped as f64);
     metrics::gauge!("octavia_failover_circuit_open").set(if out.failover_stopped > 0 {

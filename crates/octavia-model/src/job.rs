@@ -197,12 +197,12 @@ impl Action {
     }
 
     /// Whether a job of this action on a `target` of that kind builds amphorae: creating a
-    /// load balancer, failing over a load balancer or an amphora. Such jobs count against
-    /// the build cap whatever their class.
+    /// load balancer or a spare amphora, failing over a load balancer or an amphora. Such
+    /// jobs count against the build cap whatever their class.
     pub fn builds_amphorae(self, target: ObjectKind) -> bool {
         matches!(
             (self, target),
-            (Self::Create, ObjectKind::LoadBalancer)
+            (Self::Create, ObjectKind::LoadBalancer | ObjectKind::Amphora)
                 | (
                     Self::Failover,
                     ObjectKind::LoadBalancer | ObjectKind::Amphora
@@ -404,11 +404,12 @@ mod tests {
     }
 
     #[test]
-    fn load_balancer_creates_and_failovers_build_amphorae() {
+    fn creates_and_failovers_build_amphorae() {
         assert_eq!(
             JobSpec::build_kinds(),
             [
                 "create_load_balancer",
+                "create_amphora",
                 "failover_load_balancer",
                 "failover_amphora"
             ]

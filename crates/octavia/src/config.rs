@@ -439,6 +439,16 @@ pub struct HouseKeepingSection {
     /// Most renewals one housekeeper queues per `cert_interval` (the worker runs them as
     /// operator jobs).
     pub cert_rotate_threads: u32,
+    /// READY amphorae kept built ahead of need, per compute zone where the hosts have
+    /// zones (`[netns] host_zones`), else in all; a load balancer create or failover takes
+    /// one that fits instead of building. 0: no spare pool (a smaller size deletes the
+    /// surplus). Changes on SIGHUP. Octavia removed its spare pool in Xena; ours honours
+    /// anti-affinity.
+    pub spare_amphora_pool_size: u32,
+    /// Time between two looks at the spare pool (also: at once after SIGHUP changes it).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub spare_check_interval: Duration,
 }
 
 impl Default for HouseKeepingSection {
@@ -451,6 +461,8 @@ impl Default for HouseKeepingSection {
             cert_interval: Duration::from_secs(3600),
             cert_expiry_buffer: Duration::from_secs(14 * 86_400),
             cert_rotate_threads: 10,
+            spare_amphora_pool_size: 0,
+            spare_check_interval: Duration::from_secs(30),
         }
     }
 }

@@ -628,6 +628,22 @@ fn rotate_amphorae(
             println!("withdrew {n} queued rotations; those already running finish");
             return Ok(());
         }
+        if all_outdated {
+            // Spares are not failed over: they are deleted and the pool builds new ones.
+            let spares = rotate::outdated_spares(&store, compute.as_ref(), &flow_settings).await?;
+            if !spares.is_empty() && dry_run {
+                println!(
+                    "{} spare amphorae on an outdated image would be deleted (the spare pool                      rebuilds them on the current image)",
+                    spares.len()
+                );
+            } else if !spares.is_empty() {
+                let retired = store.retire_spares(&spares).await?;
+                println!(
+                    "{} spare amphorae on an outdated image deleted; the spare pool rebuilds                      them on the current image",
+                    retired.len()
+                );
+            }
+        }
         let outdated = rotate::outdated(&store, compute.as_ref(), &flow_settings).await?;
         let busy: std::collections::BTreeSet<octavia_model::AmphoraId> = store
             .rotation_jobs(None)

@@ -126,6 +126,33 @@ pub async fn outdated(
     Ok(out)
 }
 
+/// The READY spares not on the image a spare would be built from now (`[controller_worker]
+/// amp_image_id`, else the newest image tagged `amp_image_tag`): a rotation retires them
+/// and the spare pool builds their replacements.
+pub async fn outdated_spares(
+    store: &Store,
+    compute: &dyn ComputeDriver,
+    settings: &FlowSettings,
+) -> anyhow::Result<Vec<AmphoraId>> {
+    let spares = store.ready_spares().await?;
+    if spares.is_empty() {
+        return Ok(Vec::new());
+    }
+    let current = match (&settings.amp_image_id, &settings.amp_image_tag) {
+        (Some(id), _) => id.clone(),
+        (None, Some(tag)) => compute
+            .current_image(tag)
+            .await
+            .with_context(|| format!("find the newest image tagged '{tag}'"))?,
+        (None, None) => return Ok(Vec::new()),
+    };
+    Ok(spares
+        .into_iter()
+        .filter(|s| s.amphora.image_id.as_deref() != Some(current.as_str()))
+        .map(|s| s.amphora.id)
+        .collect())
+}
+
 /// The order a batch rotates `amphorae` in: load balancer by load balancer (in id order),
 /// and within one, the BACKUP first and the MASTER last (Octavia's order for a pair: the
 /// amphora not serving goes first, so the VIP moves once, onto an amphora on the new image).

@@ -225,6 +225,31 @@ fn describe_metrics() {
         "octavia_certificate_renewals_queued_total",
         "Amphora certificate renewals the housekeeper queued (certificates within cert_expiry_buffer of expiry)."
     );
+    describe_gauge!(
+        "octavia_amphora_certificate_expiry_timestamp_seconds",
+        Unit::Seconds,
+        "When the soonest-expiring live amphora certificate expires (Unix time), as of the housekeeper's last look."
+    );
+    describe_gauge!(
+        "octavia_spare_pool_size",
+        "Spare amphorae each pool is kept at ([house_keeping] spare_amphora_pool_size)."
+    );
+    describe_gauge!(
+        "octavia_spare_amphorae",
+        "Untaken spare amphorae by zone and state (ready, building), as of the housekeeper's last pass."
+    );
+    describe_counter!(
+        "octavia_spare_amphorae_queued_total",
+        "Spare amphora builds the housekeeper queued."
+    );
+    describe_counter!(
+        "octavia_spare_amphorae_taken_total",
+        "Spare amphorae a load balancer create or failover took instead of building."
+    );
+    describe_counter!(
+        "octavia_spare_amphorae_retired_total",
+        "Spare amphorae deleted, by reason (surplus: pool made smaller; silent: stopped heartbeating; unanswered: agent silent when taken)."
+    );
     describe_counter!(
         "octavia_zombie_amphorae_deleted_total",
         "Compute instances of zombie amphorae (heartbeating, but deleted or serving nothing) removed."
@@ -239,6 +264,8 @@ pub const LIVE_OPTIONS: &[&str] = &[
     "health_manager.health_check_interval",
     "health_manager.heartbeat_previous_keys",
     "health_manager.heartbeat_timeout",
+    "house_keeping.spare_amphora_pool_size",
+    "house_keeping.spare_check_interval",
 ];
 
 /// The senders through which a re-read configuration reaches the running roles.
@@ -246,6 +273,8 @@ struct LiveSenders {
     stale: watch::Sender<octavia_health::StaleSettings>,
     /// The health manager's accepted heartbeat keys.
     keys: watch::Sender<Vec<octavia_health::Secret>>,
+    /// The housekeeper's spare pool.
+    spares: watch::Sender<octavia_housekeeping::SpareSettings>,
 }
 
 /// `current` with the [`LIVE_OPTIONS`] of `new`.
@@ -257,6 +286,9 @@ fn take_live(current: &Config, new: &Config) -> Config {
     h.health_check_interval = n.health_check_interval;
     h.heartbeat_timeout = n.heartbeat_timeout;
     h.heartbeat_previous_keys = n.heartbeat_previous_keys.clone();
+    let (k, n) = (&mut next.house_keeping, &new.house_keeping);
+    k.spare_amphora_pool_size = n.spare_amphora_pool_size;
+    k.spare_check_interval = n.spare_check_interval;
     next
 }
 
@@ -300,6 +332,8 @@ async fn reload_on_sighup(path: Option<PathBuf>, mut current: Config, live: Live
                     .send_replace(crate::settings::stale_settings(&current));
                 live.keys
                     .send_replace(crate::settings::heartbeat_keys(&current));
+                live.spares
+                    .send_replace(crate::settings::spare_settings(&current));
                 info!(options = ?applied, "SIGHUP: changed options applied");
             }
             if !restart.is_empty() {
@@ -360,12 +394,14 @@ pub async fn run_from(path: Option<PathBuf>, config: Config, role: Role) -> anyh
     let (stop_tx, stop_rx) = watch::channel(false);
     let (stale_tx, stale_rx) = watch::channel(crate::settings::stale_settings(&config));
     let (keys_tx, keys_rx) = watch::channel(crate::settings::heartbeat_keys(&config));
+    let (spares_tx, spares_rx) = watch::channel(crate::settings::spare_settings(&config));
     tokio::spawn(reload_on_sighup(
         path,
         config.clone(),
         LiveSenders {
             stale: stale_tx,
             keys: keys_tx,
+            spares: spares_tx,
         },
     ));
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -496,7 +532,7 @@ pub async fn run_from(path: Option<PathBuf>, config: Config, role: Role) -> anyh
         let store = store.clone();
         let stop = stopped(stop_rx.clone());
         tasks.spawn(async move {
-            octavia_housekeeping::run(store, settings, stop).await;
+            octavia_housekeeping::run(store, settings, spares_rx, stop).await;
             Ok(())
         });
     }

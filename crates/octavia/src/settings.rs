@@ -149,6 +149,8 @@ pub fn flow_settings(config: &Config) -> FlowSettings {
                 }
             },
         ),
+        spare_heartbeat_within: (config.health_manager.heartbeat_interval * 3)
+            .max(Duration::from_secs(5)),
         ..FlowSettings::default()
     }
 }
@@ -360,6 +362,32 @@ pub fn housekeeping_settings(config: &Config) -> octavia_housekeeping::Housekeep
         cleanup_interval: h.cleanup_interval,
         cert_interval: h.cert_interval,
         max_renewals: h.cert_rotate_threads.max(1) as usize,
+    }
+}
+
+/// The spare pool's settings (`[house_keeping] spare_amphora_pool_size`,
+/// `spare_check_interval`): one pool per zone of the `netns` hosts, plus one of no zone
+/// when some host has none (or when the compute driver has no zones at all).
+pub fn spare_settings(config: &Config) -> octavia_housekeeping::SpareSettings {
+    let h = &config.house_keeping;
+    let n = &config.netns;
+    let mut zones: Vec<Option<String>> = Vec::new();
+    let netns = config.controller_worker.real_drivers();
+    if netns {
+        for zone in n.host_zones.values() {
+            if !zones.contains(&Some(zone.clone())) {
+                zones.push(Some(zone.clone()));
+            }
+        }
+    }
+    let unzoned_host = !netns || n.hosts.iter().any(|host| !n.host_zones.contains_key(host));
+    if zones.is_empty() || unzoned_host {
+        zones.insert(0, None);
+    }
+    octavia_housekeeping::SpareSettings {
+        pool_size: h.spare_amphora_pool_size as usize,
+        zones,
+        check_interval: h.spare_check_interval,
     }
 }
 

@@ -37,4 +37,5 @@ mod locking;
 mod quotas;
 mod rotation;
 mod settlement;
+mod spares;
 mod stale;

@@ -79,6 +79,14 @@ pub struct ResolvedImage {
 pub trait ImageResolver: Send + Sync {
     /// The image to boot: `image_id` if given, else the newest image carrying `image_tag`.
     fn resolve(&self, image_id: Option<&str>, image_tag: Option<&str>) -> Result<ResolvedImage>;
+
+    /// The id of the image a build naming only `image_tag` would boot now. Unlike
+    /// [`ImageResolver::resolve`] it need not check the image's files (a build does that
+    /// when it boots one): it answers the rotation's and the spare pool's "is this
+    /// amphora on the current image?", which a spare build's take asks on the hot path.
+    fn current(&self, image_tag: &str) -> Result<String> {
+        Ok(self.resolve(None, Some(image_tag))?.image_id)
+    }
 }
 
 /// No image registry: a request whose `image_id` is the absolute path of an executable file
@@ -1047,7 +1055,7 @@ impl ComputeDriver for NetnsCompute {
     async fn current_image(&self, image_tag: &str) -> Result<String> {
         let inner = self.inner.clone();
         let tag = image_tag.to_string();
-        blocking(move || Ok(inner.settings.images.resolve(None, Some(&tag))?.image_id)).await
+        blocking(move || inner.settings.images.current(&tag)).await
     }
 }
 

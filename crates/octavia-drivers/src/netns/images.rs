@@ -456,6 +456,13 @@ impl ImageResolver for ImageRegistry {
             agent_path: record.agent_path,
         })
     }
+
+    fn current(&self, image_tag: &str) -> Result<String> {
+        match self.newest_tagged(image_tag)? {
+            Some(record) => Ok(record.id),
+            None => Ok(self.resolve(None, Some(image_tag))?.image_id),
+        }
+    }
 }
 
 fn not_found(context: &str, id: &str) -> DriverError {

@@ -465,6 +465,20 @@ impl Lab {
         }
     }
 
+    /// Send the all-in-one SIGHUP (it re-reads its configuration file).
+    pub fn reload_control_plane(&self) {
+        let pid = self
+            .control
+            .as_ref()
+            .and_then(|p| p.pid())
+            .expect("control plane running");
+        let ok = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("kill -HUP");
+        assert!(ok.success(), "kill -HUP {pid}");
+    }
+
     /// The control plane's log so far.
     pub fn log(&self) -> String {
         self.control.as_ref().map(|p| p.log()).unwrap_or_default()

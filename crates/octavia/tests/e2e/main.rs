@@ -7,6 +7,8 @@
 //! * image rotation: outdated amphorae replaced under traffic, BACKUP before MASTER;
 //! * housekeeping: amphora certificates renewed repeatedly under traffic without a failover;
 //!   two `octavia-housekeeping` processes purging old rows, each once;
+//! * the spare pool: load balancers built from spares (pairs kept apart), a dead spare
+//!   replaced without a failover, the size changed by SIGHUP;
 //! * the real `openstack` CLI (python-openstackclient + python-octaviaclient) drives the all-in-one;
 //! * behind the run's real Keystone: Octavia's default policy route by route with real tokens,
 //!   and the CLI and openstacksdk finding the API through the catalog.
@@ -28,5 +30,6 @@ mod keystone;
 mod lab;
 mod monitoring;
 mod rotate;
+mod spares;
 mod standby;
 mod vrrp;
