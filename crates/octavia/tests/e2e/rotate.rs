@@ -2,7 +2,9 @@
 //! amphora outdated (`octavia amphora list --image-outdated`); `octavia amphora rotate
 //! --all-outdated` replaces them under traffic — the ACTIVE_STANDBY pair's BACKUP first, then
 //! its MASTER, so the VIP moves once; both load balancers' outages are measured and printed —
-//! and afterwards every amphora runs the new image.
+//! and afterwards every amphora runs the new image. Then Ctrl-C of a rate-limited rotation:
+//! the command stops watching, the rotation it started finishes, `--cancel` withdraws the
+//! rest.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -195,4 +197,73 @@ async fn rotate_outdated_amphorae_under_traffic() {
     assert!(lab
         .octavia(&["amphora", "rotate", "--all-outdated"])
         .contains("nothing to rotate"));
+
+    // Ctrl-C stops watching and leaves the batch to run; `--cancel` withdraws what has not
+    // started. At one rotation a minute, the first starts at once and the others wait.
+    let newer = lab
+        .octavia(&[
+            "image",
+            "register",
+            "--tag",
+            "amphora",
+            agent.to_str().unwrap(),
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(outdated(&lab).len(), 3);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_octavia"))
+        .arg("--config")
+        .arg(&lab.config)
+        .args(["amphora", "rotate", "--all-outdated", "--rate", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run octavia amphora rotate");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.starts_with("rotated 0/3")) {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("rotate printed no progress ({e}): {seen:?}"));
+        seen.push(line);
+    }
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(interrupted.success());
+    let status = child.wait().expect("wait for rotate");
+    reader.join().expect("reader");
+    seen.extend(rx.try_iter());
+    assert!(status.success(), "{status}: {seen:?}");
+    assert!(
+        seen.iter().any(|l| l.starts_with("stopped watching")),
+        "{seen:?}"
+    );
+    // The first rotation runs to its end without the command; the other two stay queued
+    // behind the rate until withdrawn.
+    eventually(
+        "the rotation started before Ctrl-C to finish",
+        Duration::from_secs(60),
+        || async { (outdated(&lab).len() == 2).then_some(()) },
+    )
+    .await;
+    let cancelled = lab.octavia(&["amphora", "rotate", "--cancel"]);
+    assert!(cancelled.contains("withdrew 2"), "{cancelled}");
+    let left = outdated(&lab);
+    assert_eq!(left.len(), 2, "{left:#?}");
+    assert!(left.iter().all(|a| a["current_image_id"] == newer.as_str()));
+    for lb in [&pair, &single] {
+        assert_eq!(lab.provisioning_status(lb).await, "ACTIVE");
+    }
 }
