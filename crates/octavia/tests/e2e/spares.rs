@@ -1,7 +1,8 @@
 //! The spare pool with real amphorae: the housekeeper keeps `spare_amphora_pool_size` READY
 //! amphorae; a SINGLE load balancer is built from one and serves; an ACTIVE_STANDBY pair
-//! takes spares without ever breaking anti-affinity; a spare that dies is replaced, never
-//! failed over; SIGHUP changes the size without a restart.
+//! takes spares without ever breaking anti-affinity; a failover takes one; a spare that
+//! dies is replaced, never failed over; a new image makes `amphora rotate` retire the
+//! spares, which the pool rebuilds on it; SIGHUP changes the size without a restart.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -120,8 +121,38 @@ async fn load_balancers_take_spares_and_dead_spares_are_replaced() {
     assert!(from_pool >= 1, "the pair took a spare: {pair:?} {pool:?}");
     eprintln!("ACTIVE_STANDBY pair: {from_pool} of 2 amphorae from the pool, hosts {hosts:?}");
 
-    // A spare that dies is replaced, never failed over onto a load balancer.
+    // A failover takes a spare too: the SINGLE load balancer's amphora dies, a spare
+    // replaces it.
     let pool = pool_of(&lab, 2, "the pool to refill after the pair").await;
+    let old = amphorae(&lab, &lb).await;
+    kill_namespace_processes(&compute_id(&old[0]));
+    let replaced = eventually(
+        "the failover to take a spare",
+        Duration::from_secs(30),
+        || {
+            let (lab, lb, old_id) = (&lab, lb.as_str(), taken.as_str());
+            async move {
+                let amps = amphorae(lab, lb).await;
+                let active = lab.provisioning_status(lb).await == "ACTIVE";
+                let new: Vec<String> = amps
+                    .iter()
+                    .filter(|a| a["status"] == "ALLOCATED" && a["id"] != old_id)
+                    .filter_map(|a| a["id"].as_str().map(str::to_string))
+                    .collect();
+                (active && new.len() == 1).then(|| new[0].clone())
+            }
+        },
+    )
+    .await;
+    assert!(
+        pool.contains(&replaced),
+        "the failover's replacement {replaced} is one of the spares {pool:?}"
+    );
+    let tally = Traffic::new(&vip, 80, "/").run(10).await;
+    assert_eq!(tally.failed, 0, "{:?}", tally.errors);
+
+    // A spare that dies is replaced, never failed over onto a load balancer.
+    let pool = pool_of(&lab, 2, "the pool to refill after the failover").await;
     let dead = spares(&lab)
         .await
         .into_iter()
