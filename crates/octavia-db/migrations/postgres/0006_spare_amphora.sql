@@ -19,3 +19,8 @@ CREATE INDEX idx_spare_amphora_job ON spare_amphora (taken_by_job);
 DROP INDEX idx_job_queue_nobuild;
 CREATE INDEX idx_job_queue_nobuild ON job (state, priority, created_at, id)
     WHERE kind NOT IN ('create_load_balancer', 'create_amphora', 'failover_load_balancer', 'failover_amphora');
+
+-- The housekeeper's look for certificates due (`status = 'ALLOCATED' AND cert_busy = false
+-- AND cert_expiration < ...`) and the spare pool's count (`status` of rows without a load
+-- balancer) seek instead of scanning every amphora row.
+CREATE INDEX idx_amphora_status_cert ON amphora (status, cert_busy, cert_expiration);
