@@ -38,6 +38,11 @@ pub(crate) const SQLITE_MIGRATIONS: &[Migration] = &[
         "job_rotation",
         include_str!("../migrations/sqlite/0005_job_rotation.sql"),
     ),
+    (
+        7,
+        "heartbeat_keys",
+        include_str!("../migrations/sqlite/0007_heartbeat_keys.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[Migration] = &[
@@ -65,6 +70,11 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
         5,
         "job_rotation",
         include_str!("../migrations/postgres/0005_job_rotation.sql"),
+    ),
+    (
+        7,
+        "heartbeat_keys",
+        include_str!("../migrations/postgres/0007_heartbeat_keys.sql"),
     ),
 ];
 

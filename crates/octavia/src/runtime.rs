@@ -452,6 +452,7 @@ pub async fn run_from(path: Option<PathBuf>, config: Config, role: Role) -> anyh
         match crate::settings::health_settings(&config) {
             Some(settings) => {
                 let receiver_store = store.clone();
+                let stored = crate::settings::stored_keys(&config);
                 let stop = stopped(stop_rx.clone());
                 let (zombie_tx, zombie_rx) = tokio::sync::mpsc::channel(1024);
                 tokio::spawn(reap_zombies(
@@ -465,6 +466,7 @@ pub async fn run_from(path: Option<PathBuf>, config: Config, role: Role) -> anyh
                         settings,
                         Some(zombie_tx),
                         Some(keys_rx.clone()),
+                        Some(stored),
                         stop,
                     )
                     .await
