@@ -206,7 +206,7 @@ fn describe_metrics() {
     );
     describe_counter!(
         "octavia_heartbeats_previous_key_total",
-        "Heartbeats accepted with one of heartbeat_previous_keys (a key rotation is done when this stops growing)."
+        "Heartbeats accepted with a key other than the current one (the PREVIOUS key of a rotation, or heartbeat_previous_keys)."
     );
     describe_histogram!(
         "octavia_heartbeat_batch_write_seconds",

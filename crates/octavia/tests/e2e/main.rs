@@ -7,6 +7,7 @@
 //! * image rotation: outdated amphorae replaced under traffic, BACKUP before MASTER;
 //! * housekeeping: amphora certificates renewed repeatedly under traffic without a failover;
 //!   two `octavia-housekeeping` processes purging old rows, each once;
+//! * heartbeat key rotation: a new key pushed to every amphora under traffic, no failover;
 //! * the real `openstack` CLI (python-openstackclient + python-octaviaclient) drives the all-in-one;
 //! * behind the run's real Keystone: Octavia's default policy route by route with real tokens,
 //!   and the CLI and openstacksdk finding the API through the catalog.
@@ -23,6 +24,7 @@ mod dataplane;
 mod failover;
 mod fleet;
 mod health;
+mod heartbeat_key;
 mod housekeeping;
 mod keystone;
 mod lab;
