@@ -360,11 +360,19 @@ async fn rotate(
     }
     match result? {
         Outcome::Done => Ok(()),
-        Outcome::Interrupted(p) => {
+        Outcome::Interrupted => {
+            // Counted now, not at the last poll: heartbeats went on meanwhile.
+            let amphorae = store.amphora_heartbeat_keys().await?;
+            let on_key = amphorae
+                .iter()
+                .filter(|a| a.heartbeat_key_id == Some(key.id))
+                .count();
             println!(
                 "stopped: {}/{} amphorae report with key {}; the queued pushes run on and both \
                  keys stay accepted; run `octavia heartbeat-key rotate` again to finish",
-                p.reporting, p.total, key.id
+                on_key,
+                amphorae.len(),
+                key.id
             );
             Ok(())
         }
@@ -373,7 +381,7 @@ async fn rotate(
 
 enum Outcome {
     Done,
-    Interrupted(Progress),
+    Interrupted,
 }
 
 /// Phases 2 to 5 of a rotation to `key`, which `me` holds the lease of.
@@ -383,7 +391,10 @@ async fn drive(
     key: &HeartbeatKey,
     rate: Option<u32>,
 ) -> anyhow::Result<Outcome> {
-    let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+    // Listening from here on: a Ctrl-C at any time ends the command through its own path
+    // (the lease released, what happened said), never by the default handler.
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("listen for Ctrl-C")?;
     let renew = || async {
         store
             .claim_heartbeat_key_rotation(me, LEASE)
@@ -431,7 +442,7 @@ async fn drive(
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
-            _ = ctrl_c.as_mut() => return Ok(Outcome::Interrupted(Progress::default())),
+            _ = sigint.recv() => return Ok(Outcome::Interrupted),
         }
         renew().await?;
     }
@@ -485,7 +496,7 @@ async fn drive(
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
-            _ = ctrl_c.as_mut() => return Ok(Outcome::Interrupted(p)),
+            _ = sigint.recv() => return Ok(Outcome::Interrupted),
         }
         renew().await?;
     };

@@ -2,11 +2,12 @@
 //! SINGLE load balancers, the new key reaches every amphora through an agent configuration
 //! push and the old key is retired — no request fails, no amphora is failed over, every
 //! amphora reports with the new key, the receiver rejects nothing afterwards, and a
-//! heartbeat signed with the old key is refused. An amphora built afterwards boots with the
-//! new key.
+//! heartbeat signed with the old key is refused. The first run is interrupted (Ctrl-C) after
+//! one push; another key is refused meanwhile; the second run resumes and finishes. An
+//! amphora built afterwards boots with the new key.
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use amphora_proto::heartbeat::{encode, HeartbeatMessage};
@@ -53,6 +54,33 @@ async fn metric(lab: &Lab, series: &str) -> f64 {
 
 const BAD_HMAC: &str = "octavia_heartbeats_rejected_total{reason=\"bad_hmac\"}";
 const RECEIVED: &str = "octavia_heartbeats_received_total";
+
+/// `octavia --config <lab>`, to run.
+fn octavia_cmd(lab: &Lab) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_octavia"));
+    c.arg("--config").arg(&lab.config);
+    c
+}
+
+/// A command the test started, killed if the test ends before it does.
+struct Child(std::process::Child);
+
+impl Child {
+    fn wait(mut self) -> Output {
+        let child = std::mem::replace(
+            &mut self.0,
+            Command::new("true").spawn().expect("spawn true"),
+        );
+        child.wait_with_output().expect("wait for the command")
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// Live amphora ids of `lb`.
 async fn amphora_ids(lab: &Lab, lb: &str) -> Vec<String> {
@@ -113,17 +141,77 @@ async fn heartbeat_key_rotates_under_traffic_without_a_failover() {
     let probe = Prober::start(Traffic::new(&vip, 80, "/"));
     probe.wait_first_success().await;
     let started = Instant::now();
-    let config = lab.config.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_octavia"))
-            .arg("--config")
-            .arg(&config)
-            .args(["heartbeat-key", "rotate", "--rate", "120"])
-            .output()
-            .expect("run octavia heartbeat-key rotate")
-    })
-    .await
-    .expect("join the rotation");
+    // Started slowly (one push a minute) and interrupted once the first amphora took the
+    // key: the rotation stays in progress, both keys accepted.
+    let first = Child(
+        octavia_cmd(&lab)
+            .args(["heartbeat-key", "rotate", "--rate", "1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start octavia heartbeat-key rotate"),
+    );
+    eventually(
+        "one amphora on key 2, the other waiting for the rate",
+        Duration::from_secs(30),
+        || async {
+            let keys = by_key(&status(&lab));
+            (keys.get("2") == Some(&1) && keys.values().sum::<u64>() == 2).then_some(())
+        },
+    )
+    .await;
+    let pid = first.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill -INT")
+        .success());
+    let out = tokio::task::spawn_blocking(move || first.wait())
+        .await
+        .expect("join the first rotate");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "interrupted rotate failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "added heartbeat key 2",
+        "health managers accepting key 2: 1/1",
+        "stopped: 1/2 amphorae report with key 2",
+    ] {
+        assert!(stdout.contains(want), "no '{want}' in:\n{stdout}");
+    }
+    println!("{stdout}");
+    let s = status(&lab);
+    assert_eq!(s["rotating_to"], 2, "{s}");
+    assert!(s["rotation_owner"].is_null(), "the lease was released: {s}");
+    assert_eq!(
+        s["health_managers"][0]["accepted"],
+        serde_json::json!([2, 1]),
+        "{s}"
+    );
+
+    // Another key is refused while this rotation is in progress.
+    let key_file = lab.dir.path().join("other.key");
+    std::fs::write(&key_file, "another-key-0123456789\n").expect("write key file");
+    let refused = octavia_cmd(&lab)
+        .args(["heartbeat-key", "rotate", "--key-file"])
+        .arg(&key_file)
+        .output()
+        .expect("run rotate --key-file");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("in progress"),
+        "{err}"
+    );
+
+    // Run again: it resumes and finishes.
+    let mut again = octavia_cmd(&lab);
+    again.args(["heartbeat-key", "rotate"]);
+    let out = tokio::task::spawn_blocking(move || again.output().expect("run rotate again"))
+        .await
+        .expect("join the rotation");
     let took = started.elapsed();
     let log = probe.finish().await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -134,8 +222,7 @@ async fn heartbeat_key_rotates_under_traffic_without_a_failover() {
         lab.log()
     );
     for want in [
-        "added heartbeat key 2",
-        "health managers accepting key 2: 1/1",
+        "resuming the rotation to heartbeat key 2",
         "amphorae reporting with key 2: 2/2",
         "key 1 retired",
         "done: key 2",
@@ -146,7 +233,8 @@ async fn heartbeat_key_rotates_under_traffic_without_a_failover() {
     let (_, failed) = outage(&log, started);
     let sent = log.iter().filter(|(at, _)| *at > started).count();
     println!(
-        "heartbeat key rotation of 2 amphorae took {took:?}; {failed} of {sent} requests failed"
+        "heartbeat key rotation of 2 amphorae (interrupted once, then resumed) took {took:?}; \
+         {failed} of {sent} requests failed"
     );
     assert_eq!(failed, 0, "requests failed during the rotation");
 
