@@ -349,7 +349,9 @@ impl Store {
         Ok(Some(prev))
     }
 
-    /// Record that `health_manager` accepts the stored keys `accepted` (newest first) now.
+    /// Record that `health_manager` accepts the stored keys `accepted` (newest first) now;
+    /// the rows of health managers silent for a day (stopped, restarted under a new pid)
+    /// go.
     pub async fn record_heartbeat_key_ring(
         &self,
         health_manager: &str,
@@ -369,6 +371,12 @@ impl Store {
                     list.join(","),
                     now()
                 ],
+            )
+            .await?;
+        tx.conn()
+            .execute(
+                "DELETE FROM heartbeat_key_ring WHERE seen_at < $1",
+                args![now() - chrono::Duration::days(1)],
             )
             .await?;
         tx.commit().await
