@@ -2628,6 +2628,7 @@ async fn amphora_stats_list_each_listener_the_amphora_reported() {
                 .collect(),
             stats_are_deltas: true,
             vip_held: None,
+            heartbeat_key_id: None,
         };
         api.store().record_heartbeats(&[beat(1)]).await.unwrap();
         api.store().record_heartbeats(&[beat(2)]).await.unwrap();

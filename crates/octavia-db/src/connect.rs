@@ -43,6 +43,11 @@ pub(crate) const SQLITE_MIGRATIONS: &[Migration] = &[
         "spare_amphora",
         include_str!("../migrations/sqlite/0006_spare_amphora.sql"),
     ),
+    (
+        7,
+        "heartbeat_keys",
+        include_str!("../migrations/sqlite/0007_heartbeat_keys.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[Migration] = &[
@@ -75,6 +80,11 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
         6,
         "spare_amphora",
         include_str!("../migrations/postgres/0006_spare_amphora.sql"),
+    ),
+    (
+        7,
+        "heartbeat_keys",
+        include_str!("../migrations/postgres/0007_heartbeat_keys.sql"),
     ),
 ];
 

@@ -37,6 +37,10 @@ pub struct HeartbeatRecord {
     /// Whether the amphora holds its keepalived VIP now (`None`: no keepalived, or an
     /// amphora that does not say). Not written by the batch; see `Store::record_vip_holder`.
     pub vip_held: Option<bool>,
+    /// The stored key (`heartbeat_key.id`) that verified it; `None`: a key of the
+    /// configuration only. Written as `amphora_health.heartbeat_key_id` with the health
+    /// timestamp.
+    pub heartbeat_key_id: Option<i64>,
 }
 
 /// A heartbeat whose listener count disagrees with the database (no health refresh).
@@ -246,40 +250,47 @@ impl Exec<'_> {
         }
     }
 
-    /// Upsert `amphora_health` rows (`busy` kept on existing rows, false on new ones).
-    async fn upsert_health(&mut self, rows: &[(String, Timestamp)]) -> Result<()> {
+    /// Upsert `amphora_health` rows (`busy` kept on existing rows, false on new ones; the
+    /// key of the newer heartbeat wins).
+    async fn upsert_health(&mut self, rows: &[(String, Timestamp, Option<i64>)]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
         match self {
             Exec::Sqlite(c) => {
-                let json: Vec<(&str, String)> = rows
+                let json: Vec<(&str, String, Option<i64>)> = rows
                     .iter()
-                    .map(|(a, t)| (a.as_str(), sqlite_ts(t)))
+                    .map(|(a, t, k)| (a.as_str(), sqlite_ts(t), *k))
                     .collect();
                 let json = serde_json::to_string(&json).map_err(|e| corrupt("health rows", e))?;
                 sqlx::query(
-                    "INSERT INTO amphora_health (amphora_id, last_update, busy) \
-                     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), 0 \
-                     FROM json_each($1) WHERE true \
-                     ON CONFLICT (amphora_id) DO UPDATE SET last_update = \
-                     max(amphora_health.last_update, excluded.last_update)",
+                    "INSERT INTO amphora_health (amphora_id, last_update, busy, heartbeat_key_id) \
+                     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), 0, \
+                     json_extract(value, '$[2]') FROM json_each($1) WHERE true \
+                     ON CONFLICT (amphora_id) DO UPDATE SET heartbeat_key_id = CASE WHEN \
+                     excluded.last_update >= amphora_health.last_update THEN \
+                     excluded.heartbeat_key_id ELSE amphora_health.heartbeat_key_id END, \
+                     last_update = max(amphora_health.last_update, excluded.last_update)",
                 )
                 .bind(json)
                 .execute(&mut **c)
                 .await?;
             }
             Exec::Postgres(c) => {
-                let ids: Vec<&str> = rows.iter().map(|(a, _)| a.as_str()).collect();
-                let ts: Vec<Timestamp> = rows.iter().map(|(_, t)| *t).collect();
+                let ids: Vec<&str> = rows.iter().map(|(a, _, _)| a.as_str()).collect();
+                let ts: Vec<Timestamp> = rows.iter().map(|(_, t, _)| *t).collect();
+                let keys: Vec<Option<i64>> = rows.iter().map(|(_, _, k)| *k).collect();
                 sqlx::query(
-                    "INSERT INTO amphora_health (amphora_id, last_update, busy) \
-                     SELECT a, t, FALSE FROM UNNEST($1::text[], $2::timestamp[]) AS u(a, t) \
-                     ON CONFLICT (amphora_id) DO UPDATE SET last_update = \
-                     GREATEST(amphora_health.last_update, EXCLUDED.last_update)",
+                    "INSERT INTO amphora_health (amphora_id, last_update, busy, heartbeat_key_id) \
+                     SELECT a, t, FALSE, k FROM UNNEST($1::text[], $2::timestamp[], $3::int8[]) \
+                     AS u(a, t, k) ON CONFLICT (amphora_id) DO UPDATE SET heartbeat_key_id = \
+                     CASE WHEN EXCLUDED.last_update >= amphora_health.last_update THEN \
+                     EXCLUDED.heartbeat_key_id ELSE amphora_health.heartbeat_key_id END, \
+                     last_update = GREATEST(amphora_health.last_update, EXCLUDED.last_update)",
                 )
                 .bind(ids)
                 .bind(ts)
+                .bind(keys)
                 .execute(&mut **c)
                 .await?;
             }
@@ -460,9 +471,22 @@ impl Store {
         let original = views.clone();
 
         // 3. Apply every record to the in-memory views; collect health and stats rows.
-        let mut health: BTreeMap<String, Timestamp> = BTreeMap::new();
+        let mut health: BTreeMap<String, (Timestamp, Option<i64>)> = BTreeMap::new();
         let mut stats: BTreeMap<(String, String), StatsAcc> = BTreeMap::new();
         let mut reported_unknown: BTreeSet<AmphoraId> = BTreeSet::new();
+        // The newest heartbeat of an amphora sets its health row, with the key it was
+        // signed with.
+        let refresh = |health: &mut BTreeMap<String, (Timestamp, Option<i64>)>,
+                       rec: &HeartbeatRecord| {
+            if rec.refresh_health {
+                let e = health
+                    .entry(rec.amphora_id.to_string())
+                    .or_insert((rec.received_at, rec.heartbeat_key_id));
+                if rec.received_at >= e.0 {
+                    *e = (rec.received_at, rec.heartbeat_key_id);
+                }
+            }
+        };
         for rec in batch {
             let lb_id = match amp_lb.get(&rec.amphora_id) {
                 None => {
@@ -477,13 +501,9 @@ impl Store {
                 if spares.contains(&rec.amphora_id) {
                     // A spare's heartbeat only says it lives: its health row is what the
                     // sweep watches (a silent spare is replaced) and what a build asks
-                    // before it takes one.
-                    if rec.refresh_health {
-                        let e = health
-                            .entry(rec.amphora_id.to_string())
-                            .or_insert(rec.received_at);
-                        *e = (*e).max(rec.received_at);
-                    }
+                    // before it takes one (and, keyed, what a heartbeat key rotation
+                    // waits for).
+                    refresh(&mut health, rec);
                     continue;
                 }
                 if reported_unknown.insert(rec.amphora_id) {
@@ -493,12 +513,7 @@ impl Store {
             };
             let amp = rec.amphora_id.to_string();
             match listener_count(view, &rec.report) {
-                ListenerCount::Ok => {
-                    if rec.refresh_health {
-                        let e = health.entry(amp.clone()).or_insert(rec.received_at);
-                        *e = (*e).max(rec.received_at);
-                    }
-                }
+                ListenerCount::Ok => refresh(&mut health, rec),
                 ListenerCount::Mismatch { expected, reported } => {
                     out.listener_count_mismatches.push(ListenerCountMismatch {
                         amphora_id: rec.amphora_id,
@@ -528,7 +543,8 @@ impl Store {
         }
 
         // 4. Writes: health, stats, then statuses that differ from what was read (LB last).
-        let health_rows: Vec<(String, Timestamp)> = health.into_iter().collect();
+        let health_rows: Vec<(String, Timestamp, Option<i64>)> =
+            health.into_iter().map(|(a, (t, k))| (a, t, k)).collect();
         ex.upsert_health(&health_rows).await?;
         out.refreshed = health_rows.len();
         let (mut delta_rows, mut abs_rows) = (Vec::new(), Vec::new());

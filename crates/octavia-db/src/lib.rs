@@ -26,7 +26,7 @@
 //! share (the job transaction, the load balancer and subtree locks, statuses, tags,
 //! quota checks, the job insert); `jobs` is the job queue, `settle` settlement, `health`
 //! heartbeat batches, `stale` the stale-amphora sweep, `housekeeping` the purges and
-//! certificate renewal claims. Below them: `read` (row loaders and
+//! certificate renewal claims, `heartbeat_key` the heartbeat key ring. Below them: `read` (row loaders and
 //! the generic reads), `rows` (row types, derived fields), `list` (list SQL), `schema`
 //! (table and parent column of each object kind), `db` (engine dispatch: what differs
 //! between the engines is asked of its `Conn`), `connect` (pools, migrations), `pgpool`;
@@ -37,6 +37,7 @@ mod connect;
 mod db;
 pub mod error;
 pub mod health;
+pub mod heartbeat_key;
 pub mod housekeeping;
 mod jobs;
 mod list;
@@ -56,6 +57,7 @@ pub use error::{DbError, DriverError, RecordKind};
 pub use health::{
     AmphoraHealth, FleetMember, HeartbeatOutcome, HeartbeatRecord, ListenerCountMismatch,
 };
+pub use heartbeat_key::{AmphoraKeyReport, HeartbeatKey, HeartbeatKeyRing, HeartbeatKeyState};
 pub use housekeeping::PurgeReport;
 pub use query::{
     columns, Column, ColumnType, Filter, FilterValue, ListQuery, SortDir, TagFilter, QUOTA_COLUMNS,

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use octavia_model::AmphoraId;
 
-use crate::certs::AmphoraCert;
+use crate::certs::{AmphoraCert, Secret};
 use crate::Result;
 
 /// What to build for one amphora. The flows fill it from the configuration and from the
@@ -36,6 +36,9 @@ pub struct BuildRequest {
     /// The server certificate the amphora's agent starts with (issued by the flow, which
     /// records its expiry on the amphora row, as Octavia's config drive carries it).
     pub server_certificate: AmphoraCert,
+    /// The heartbeat key the amphora signs with: the current key of the stored ring
+    /// (`octavia heartbeat-key rotate`); `None`: the driver's configured key.
+    pub heartbeat_key: Option<Secret>,
 }
 
 /// How strictly a build keeps away from its peers' hosts (Nova's server group policies).
@@ -97,11 +100,13 @@ pub trait ComputeDriver: Send + Sync {
 
     /// The agent configuration this driver would give the instance now (regenerated from
     /// the controller's current settings: heartbeat key, controllers, interval), for
-    /// `PUT /amphorae/{id}/config`. `None`: the driver has none to give.
+    /// `PUT /amphorae/{id}/config`, with `heartbeat_key` (the stored ring's current key;
+    /// `None`: the driver's configured one). `None`: the driver has none to give.
     async fn agent_config(
         &self,
         _compute_id: &str,
         _amphora_id: octavia_model::AmphoraId,
+        _heartbeat_key: Option<&Secret>,
     ) -> Result<Option<String>> {
         Ok(None)
     }

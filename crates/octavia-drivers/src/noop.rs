@@ -591,6 +591,7 @@ mod tests {
             anti_affinity_peers: vec![],
             anti_affinity: Default::default(),
             server_certificate: d.certificates.amphora_certificate(amp.id).unwrap(),
+            heartbeat_key: None,
         };
         let id = d.compute.build(&req).await.unwrap();
         assert_eq!(

@@ -209,6 +209,7 @@ fn build_request(amphora_id: AmphoraId) -> BuildRequest {
         management_network: None,
         anti_affinity_peers: Vec::new(),
         anti_affinity: Default::default(),
+        heartbeat_key: None,
     }
 }
 

@@ -476,6 +476,7 @@ async fn boot_instance(
                 anti_affinity_peers: peers.to_vec(),
                 anti_affinity: ctx.settings.anti_affinity.unwrap_or_default(),
                 server_certificate: cert,
+                heartbeat_key: current_heartbeat_key(ctx).await?,
             })
             .await?;
         amp.compute_id = Some(cid);
@@ -1102,6 +1103,17 @@ async fn delete_one_amphora(ctx: &JobContext) -> Result<()> {
 }
 
 /// The job's amphora gets the agent configuration its compute driver gives now.
+/// The heartbeat key amphorae get now: the stored ring's current key (`octavia
+/// heartbeat-key rotate`); `None` until a rotation stored one (the compute driver's
+/// configured key, `[health_manager] heartbeat_key`, is current).
+async fn current_heartbeat_key(ctx: &JobContext) -> Result<Option<octavia_drivers::Secret>> {
+    Ok(ctx
+        .store
+        .current_heartbeat_key()
+        .await?
+        .map(|k| octavia_drivers::Secret::new(k.secret())))
+}
+
 async fn update_agent_config(ctx: &JobContext) -> Result<()> {
     let id = ctx.spec.amphora_id.unwrap_or(AmphoraId(ctx.spec.target_id));
     let Some(amp) = ctx.store.get_amphora(id).await? else {
@@ -1114,7 +1126,11 @@ async fn update_agent_config(ctx: &JobContext) -> Result<()> {
     match ctx
         .drivers
         .compute
-        .agent_config(&compute_id, amp.id)
+        .agent_config(
+            &compute_id,
+            amp.id,
+            current_heartbeat_key(ctx).await?.as_ref(),
+        )
         .await?
     {
         Some(text) => {

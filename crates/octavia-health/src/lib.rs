@@ -12,12 +12,14 @@
 //! `bad_json`, `unknown_amphora`, `no_load_balancer`, `too_slow`, `db_error`),
 //! `octavia_heartbeat_batch_write_seconds` (histogram) and `octavia_heartbeat_batch_size`.
 
+pub mod keys;
 mod ratelog;
 mod receiver;
 pub mod report;
 mod stale;
 mod writer;
 
+pub use keys::{RingKey, StoredKeys};
 pub use stale::{run_stale_checker, StaleSettings};
 
 use std::future::Future;
@@ -246,6 +248,7 @@ pub struct HealthReceiver {
     counters: Arc<Counters>,
     zombies: Option<ZombieSink>,
     key_updates: Option<tokio::sync::watch::Receiver<Vec<Secret>>>,
+    stored_keys: Option<StoredKeys>,
 }
 
 /// Where the receiver reports amphorae that heartbeat although the database says they are
@@ -284,6 +287,7 @@ impl HealthReceiver {
             counters: Arc::new(Counters::default()),
             zombies: None,
             key_updates: None,
+            stored_keys: None,
         })
     }
 
@@ -291,6 +295,14 @@ impl HealthReceiver {
     /// ring is ignored.
     pub fn with_key_updates(mut self, keys: tokio::sync::watch::Receiver<Vec<Secret>>) -> Self {
         self.key_updates = Some(keys);
+        self
+    }
+
+    /// Accept the keys stored by `octavia heartbeat-key rotate` too, re-read every
+    /// `stored.refresh`, and record the ring in the store under `stored.name` (see
+    /// [`keys`]).
+    pub fn with_stored_keys(mut self, stored: StoredKeys) -> Self {
+        self.stored_keys = Some(stored);
         self
     }
 
@@ -322,10 +334,19 @@ impl HealthReceiver {
             self.counters.clone(),
             self.zombies.clone(),
         ));
+        let config_keys = self.settings.heartbeat_keys.clone();
+        let (ring_tx, ring_rx) =
+            tokio::sync::watch::channel(keys::effective_ring(&config_keys, &[]));
+        let refresh = tokio::spawn(keys::run_refresh(
+            self.store.clone(),
+            self.key_updates,
+            config_keys,
+            self.stored_keys,
+            ring_tx,
+        ));
         let recv = receiver::run(
             self.socket,
-            self.settings.clone(),
-            self.key_updates,
+            ring_rx,
             tx,
             self.counters.clone(),
             stop.clone(),
@@ -338,6 +359,7 @@ impl HealthReceiver {
                 recv.await;
             }
         }
+        refresh.abort();
         // The sender side is dropped with the receiver loop: the writer drains and ends.
         if let Err(e) = writer.await {
             tracing::error!(error = %e, "heartbeat writer task failed");
@@ -351,15 +373,20 @@ impl HealthReceiver {
 /// `zombies` when given.
 ///
 /// With `keys`, the key ring may change while it runs (the daemon re-read its
-/// configuration): the current key first, then the previous ones still accepted.
+/// configuration): the current key first, then the previous ones still accepted. With
+/// `stored`, the keys of `octavia heartbeat-key rotate` are accepted too ([`keys`]).
 pub async fn run(
     store: Store,
     settings: HealthSettings,
     zombies: Option<ZombieSink>,
     keys: Option<tokio::sync::watch::Receiver<Vec<Secret>>>,
+    stored: Option<StoredKeys>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), HealthError> {
     let mut r = HealthReceiver::bind(store, settings).await?;
+    if let Some(stored) = stored {
+        r = r.with_stored_keys(stored);
+    }
     if let Some(sink) = zombies {
         r = r.with_zombie_sink(sink);
     }

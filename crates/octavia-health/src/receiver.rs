@@ -6,12 +6,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amphora_proto::heartbeat::{authenticate, decode, MAX_DATAGRAM};
+use amphora_proto::heartbeat::{authenticate, parse_payload, HeartbeatError, MAX_DATAGRAM};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Notify};
 
+use crate::keys::RingKey;
 use crate::ratelog::RateLog;
 use crate::writer::Item;
 use crate::{report, Counters, HealthError, HealthSettings, Reject};
@@ -34,18 +35,12 @@ pub(crate) fn bind(settings: &HealthSettings) -> Result<UdpSocket, HealthError> 
 /// Receives until `stop` is notified or the writer is gone.
 pub(crate) async fn run(
     socket: UdpSocket,
-    settings: HealthSettings,
-    mut key_updates: Option<tokio::sync::watch::Receiver<Vec<crate::Secret>>>,
+    mut ring_updates: tokio::sync::watch::Receiver<Vec<RingKey>>,
     tx: mpsc::Sender<Item>,
     counters: Arc<Counters>,
     stop: Arc<Notify>,
 ) {
-    let mut ring: Vec<String> = settings
-        .heartbeat_keys
-        .iter()
-        .map(|k| k.expose().to_string())
-        .collect();
-    let mut keys: Vec<&str> = ring.iter().map(String::as_str).collect();
+    let mut ring: Vec<RingKey> = ring_updates.borrow_and_update().clone();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut log = RateLog::new(Duration::from_secs(10));
     let stopped = stop.notified();
@@ -66,23 +61,29 @@ pub(crate) async fn run(
         };
         counters.received.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("octavia_heartbeats_received_total").increment(1);
-        if let Some(updates) = key_updates.as_mut() {
-            if updates.has_changed().unwrap_or(false) {
-                let new: Vec<String> = updates
-                    .borrow_and_update()
-                    .iter()
-                    .map(|k| k.expose().to_string())
-                    .collect();
-                if !new.is_empty() {
-                    tracing::info!(keys = new.len(), "heartbeat key ring replaced");
-                    ring = new;
-                }
-                keys = ring.iter().map(String::as_str).collect();
+        if ring_updates.has_changed().unwrap_or(false) {
+            let new = ring_updates.borrow_and_update().clone();
+            if !new.is_empty() {
+                ring = new;
             }
         }
         let at = Instant::now();
-        let msg = match decode(&buf[..n], &keys) {
-            Ok(msg) => msg,
+        // The ring's keys in order (current first): the first that verifies is the key
+        // this heartbeat was signed with.
+        let verified = ring.iter().enumerate().find_map(|(i, k)| {
+            authenticate(&buf[..n], &[k.secret.expose()])
+                .ok()
+                .map(|payload| (i, k.id, payload))
+        });
+        let decoded = match verified {
+            Some((i, id, payload)) => parse_payload(payload).map(|msg| (i, id, msg)),
+            // No key verifies it: too short, or a bad digest.
+            None => Err(authenticate(&buf[..n], &[])
+                .err()
+                .unwrap_or(HeartbeatError::BadHmac)),
+        };
+        let (index, key_id, msg) = match decoded {
+            Ok(x) => x,
             Err(e) => {
                 let reason = Reject::from(&e);
                 counters.reject(reason, 1);
@@ -94,7 +95,7 @@ pub(crate) async fn run(
             }
         };
         // During a key rotation: which amphorae still sign with a previous key.
-        if keys.len() > 1 && authenticate(&buf[..n], &keys[..1]).is_err() {
+        if index > 0 {
             metrics::counter!("octavia_heartbeats_previous_key_total").increment(1);
             if let Some(suppressed) = log.allow("previous_key") {
                 tracing::info!(amphora_id = %msg.id, suppressed, "heartbeat signed with a previous heartbeat key");
@@ -102,13 +103,14 @@ pub(crate) async fn run(
         }
         counters.decoded.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(%peer, amphora_id = %msg.id, seq = msg.seq, "heartbeat received");
-        let Some(rec) = report::record(&msg, octavia_model::now()) else {
+        let Some(mut rec) = report::record(&msg, octavia_model::now()) else {
             counters.reject(Reject::UnknownAmphora, 1);
             if let Some(suppressed) = log.allow(Reject::UnknownAmphora.label()) {
                 tracing::warn!(%peer, amphora_id = %msg.id, suppressed, "heartbeat from an id that is not an amphora id");
             }
             continue;
         };
+        rec.heartbeat_key_id = key_id;
         match tx.try_send(Item { rec, at }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {

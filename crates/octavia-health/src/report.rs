@@ -70,6 +70,7 @@ pub fn record(msg: &HeartbeatMessage, received_at: Timestamp) -> Option<Heartbea
         stats,
         stats_are_deltas: msg.stats_are_deltas(),
         vip_held: msg.vip_held,
+        heartbeat_key_id: None,
     })
 }
 

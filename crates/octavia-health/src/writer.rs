@@ -343,6 +343,7 @@ mod tests {
             stats: Vec::new(),
             stats_are_deltas: true,
             vip_held,
+            heartbeat_key_id: None,
         }
     }
 

@@ -374,6 +374,7 @@ fn record(f: &FleetMember, pool_status: &str, member_status: &str) -> HeartbeatR
         )],
         stats_are_deltas: true,
         vip_held: None,
+        heartbeat_key_id: None,
     }
 }
 

@@ -59,6 +59,11 @@ enum Command {
         #[command(subcommand)]
         command: crate::ops::HostCommand,
     },
+    /// The heartbeat key: rotate it on every amphora without a failover, show its state.
+    HeartbeatKey {
+        #[command(subcommand)]
+        command: crate::heartbeat_key::HeartbeatKeyCommand,
+    },
     /// Tenant networks (netns network driver).
     Network {
         #[command(subcommand)]
@@ -168,6 +173,9 @@ fn all_in_one(args: AllInOneArgs) -> anyhow::Result<()> {
         }
         Some(Command::Host { command }) => {
             crate::ops::host(&load_config(args.config.as_ref())?, command)
+        }
+        Some(Command::HeartbeatKey { command }) => {
+            crate::heartbeat_key::run(&load_config(args.config.as_ref())?, command)
         }
         Some(Command::Network { command }) => {
             crate::ops::network(&load_config(args.config.as_ref())?, command)

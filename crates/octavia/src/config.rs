@@ -346,7 +346,9 @@ pub struct HealthManagerSection {
     pub bind_ip: String,
     /// Port the heartbeat receiver listens on (UDP).
     pub bind_port: u16,
-    /// Key that signs heartbeats (HMAC-SHA256). Without it the receiver does not run.
+    /// Key that signs heartbeats (HMAC-SHA256). Without it the receiver does not run. Once
+    /// `octavia heartbeat-key rotate` stored keys in the database, those rule: this one is
+    /// only the starting key.
     pub heartbeat_key: Option<SecretString>,
     /// Keys still accepted after a rotation, newest first (amphorae not yet reconfigured).
     pub heartbeat_previous_keys: Vec<SecretString>,

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod heartbeat_key;
 pub mod ops;
 pub mod rotate;
 pub mod runtime;

@@ -206,7 +206,7 @@ fn describe_metrics() {
     );
     describe_counter!(
         "octavia_heartbeats_previous_key_total",
-        "Heartbeats accepted with one of heartbeat_previous_keys (a key rotation is done when this stops growing)."
+        "Heartbeats accepted with a key other than the current one (the PREVIOUS key of a rotation, or heartbeat_previous_keys)."
     );
     describe_histogram!(
         "octavia_heartbeat_batch_write_seconds",
@@ -488,6 +488,7 @@ pub async fn run_from(path: Option<PathBuf>, config: Config, role: Role) -> anyh
         match crate::settings::health_settings(&config) {
             Some(settings) => {
                 let receiver_store = store.clone();
+                let stored = crate::settings::stored_keys(&config);
                 let stop = stopped(stop_rx.clone());
                 let (zombie_tx, zombie_rx) = tokio::sync::mpsc::channel(1024);
                 tokio::spawn(reap_zombies(
@@ -501,6 +502,7 @@ pub async fn run_from(path: Option<PathBuf>, config: Config, role: Role) -> anyh
                         settings,
                         Some(zombie_tx),
                         Some(keys_rx.clone()),
+                        Some(stored),
                         stop,
                     )
                     .await

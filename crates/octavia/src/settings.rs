@@ -404,6 +404,19 @@ pub fn heartbeat_keys(config: &Config) -> Vec<Secret> {
         .collect()
 }
 
+/// Where the heartbeat receiver reads the stored keys of `octavia heartbeat-key rotate`:
+/// every `health_check_interval` (at least 0.5 s, at most 10 s), reporting its ring as
+/// `<host>-<pid>`.
+pub fn stored_keys(config: &Config) -> octavia_health::StoredKeys {
+    octavia_health::StoredKeys {
+        name: format!("{}-{}", host(config), std::process::id()),
+        refresh: config.health_manager.health_check_interval.clamp(
+            std::time::Duration::from_millis(500),
+            std::time::Duration::from_secs(10),
+        ),
+    }
+}
+
 pub fn health_settings(config: &Config) -> Option<HealthSettings> {
     let h = &config.health_manager;
     h.heartbeat_key.as_ref()?;

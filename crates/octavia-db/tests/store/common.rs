@@ -196,6 +196,7 @@ pub(crate) fn heartbeat(f: &FleetMember, at: Timestamp) -> HeartbeatRecord {
         stats: Vec::new(),
         stats_are_deltas: true,
         vip_held: None,
+        heartbeat_key_id: None,
     }
 }
 

@@ -29,6 +29,7 @@ macro_rules! engine_tests {
 mod amphorae;
 mod catalogue;
 mod common;
+mod heartbeat_key;
 mod housekeeping;
 mod jobs;
 mod lifecycle;

@@ -39,6 +39,7 @@ fn spare_heartbeat(id: AmphoraId, at: Timestamp) -> HeartbeatRecord {
         stats: Vec::new(),
         stats_are_deltas: true,
         vip_held: None,
+        heartbeat_key_id: None,
     }
 }
 

@@ -714,7 +714,7 @@ impl Inner {
         })
     }
 
-    fn agent_config(&self, amphora_id: AmphoraId) -> String {
+    fn agent_config(&self, amphora_id: AmphoraId, heartbeat_key: Option<&Secret>) -> String {
         let dir = Path::new(AMPHORA_ROOT);
         let a = &self.settings.agent;
         let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
@@ -745,12 +745,12 @@ impl Inner {
             p(&a.haproxy_cmd),
             controllers.join(", "),
             agent_interval(a.heartbeat_interval),
-            q(a.heartbeat_key.expose()),
+            q(heartbeat_key.unwrap_or(&a.heartbeat_key).expose()),
         )
     }
 
     fn write_boot_files(&self, request: &BuildRequest, dir: &Path) -> Result<()> {
-        let config = self.agent_config(request.amphora_id);
+        let config = self.agent_config(request.amphora_id, request.heartbeat_key.as_ref());
         let bundle = self.ca.boot_bundle(&request.server_certificate, &config);
         for file in bundle.files() {
             let path = dir.join(file.name);
@@ -1029,9 +1029,10 @@ impl ComputeDriver for NetnsCompute {
         &self,
         compute_id: &str,
         amphora_id: AmphoraId,
+        heartbeat_key: Option<&Secret>,
     ) -> Result<Option<String>> {
         self.inner.check_id(compute_id)?;
-        Ok(Some(self.inner.agent_config(amphora_id)))
+        Ok(Some(self.inner.agent_config(amphora_id, heartbeat_key)))
     }
 
     async fn build(&self, request: &BuildRequest) -> Result<String> {

@@ -9,6 +9,7 @@
 //!   two `octavia-housekeeping` processes purging old rows, each once;
 //! * the spare pool: load balancers built from spares (pairs kept apart), a dead spare
 //!   replaced without a failover, the size changed by SIGHUP;
+//! * heartbeat key rotation: a new key pushed to every amphora under traffic, no failover;
 //! * the real `openstack` CLI (python-openstackclient + python-octaviaclient) drives the all-in-one;
 //! * behind the run's real Keystone: Octavia's default policy route by route with real tokens,
 //!   and the CLI and openstacksdk finding the API through the catalog.
@@ -25,6 +26,7 @@ mod dataplane;
 mod failover;
 mod fleet;
 mod health;
+mod heartbeat_key;
 mod housekeeping;
 mod keystone;
 mod lab;
