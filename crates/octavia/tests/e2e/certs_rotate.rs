@@ -6,9 +6,10 @@
 //! configures every amphora afterwards.
 
 use std::path::Path;
-use std::process::Command;
-use std::time::Instant;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
+use octavia_test_support::eventually;
 use octavia_test_support::require::{exists, require};
 use serde_json::{json, Value};
 
@@ -133,7 +134,57 @@ async fn ca_rotations_roll_every_amphora_without_a_failover_under_traffic() {
         old_server_ca
     );
 
-    // The server CA.
+    // The server CA: a slow run (2 amphorae a minute) is interrupted with Ctrl-C once it
+    // renewed one amphora; a second run meanwhile is refused; `--status` shows where it
+    // stopped; running it again finishes the rotation.
+    let slow = Command::new(env!("CARGO_BIN_EXE_octavia"))
+        .arg("--config")
+        .arg(&lab.config)
+        .args(["certs", "rotate-ca", "--rate", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start octavia certs rotate-ca");
+    let state_file = ca.join("rotation.json");
+    eventually(
+        "the rotation to renew its first amphora",
+        Duration::from_secs(60),
+        || {
+            let state_file = state_file.clone();
+            async move {
+                let state: Value =
+                    serde_json::from_slice(&std::fs::read(&state_file).ok()?).ok()?;
+                (state["phase"] == "renew" && state["done"].as_array()?.len() == 1).then_some(())
+            }
+        },
+    )
+    .await;
+    let (ok, out) = certs(&lab, &["rotate-ca", "--rate", "600"]).await;
+    assert!(
+        !ok && out.contains("another certificate rotation is running"),
+        "{out}"
+    );
+    let (ok, out) = certs(&lab, &["rotate-client"]).await;
+    assert!(!ok && out.contains("rotate-ca"), "{out}");
+    let interrupted = Command::new("kill")
+        .args(["-INT", &slow.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(interrupted.success());
+    let out = tokio::task::spawn_blocking(move || slow.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait for the interrupted run");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("interrupted"),
+        "{said}"
+    );
+    let (ok, out) = certs(&lab, &["rotate-ca", "--status"]).await;
+    assert!(
+        ok && out.contains("phase 2/3") && out.contains("done 1/3"),
+        "{out}"
+    );
     let (ok, out) = certs(&lab, &["rotate-ca", "--rate", "600"]).await;
     assert!(ok, "rotate-ca failed: {out}\n{}", lab.log());
     assert!(
