@@ -92,7 +92,14 @@ async fn ca_rotations_roll_every_amphora_without_a_failover_under_traffic() {
     {
         return;
     }
-    let lab = Lab::new("crt", 30, 2, "").await;
+    // One spare amphora (READY, no load balancer) is rotated like the others.
+    let lab = Lab::new(
+        "crt",
+        30,
+        2,
+        "[house_keeping]\nspare_amphora_pool_size = 1\nspare_check_interval = \"1s\"\n",
+    )
+    .await;
     let ca = lab.dir.path().join("certs");
     let flavor = standby_flavor(&lab).await;
     let (pair, pair_vip) = lab
@@ -103,8 +110,40 @@ async fn ca_rotations_roll_every_amphora_without_a_failover_under_traffic() {
     let (single, single_vip) = serving_lb(&lab, "crt-single").await;
     wait_online(&lab, &pair).await;
     wait_online(&lab, &single).await;
-    let before: Vec<Value> = [amphorae(&lab, &pair).await, amphorae(&lab, &single).await].concat();
-    assert_eq!(before.len(), 3, "{before:#?}");
+    let spare = eventually("one spare READY", Duration::from_secs(60), || async {
+        let v = lab
+            .call(
+                reqwest::Method::GET,
+                "/v2/octavia/amphorae?status=READY",
+                None,
+                200,
+            )
+            .await;
+        let mut amps = v["amphorae"].as_array().cloned().unwrap_or_default();
+        amps.retain(|a| a["loadbalancer_id"].is_null() && a["lb_network_ip"].is_string());
+        (amps.len() == 1).then(|| amps[0].clone())
+    })
+    .await;
+    let spares = || async {
+        let v = lab
+            .call(
+                reqwest::Method::GET,
+                "/v2/octavia/amphorae?status=READY",
+                None,
+                200,
+            )
+            .await;
+        let mut amps = v["amphorae"].as_array().cloned().unwrap_or_default();
+        amps.retain(|a| a["loadbalancer_id"].is_null());
+        amps
+    };
+    let before: Vec<Value> = [
+        amphorae(&lab, &pair).await,
+        amphorae(&lab, &single).await,
+        vec![spare],
+    ]
+    .concat();
+    assert_eq!(before.len(), 4, "{before:#?}");
     one_holder(
         &amphorae(&lab, &pair).await,
         &pair_vip,
@@ -126,7 +165,7 @@ async fn ca_rotations_roll_every_amphora_without_a_failover_under_traffic() {
     assert!(ok && out.contains("no rotate-ca in progress"), "{out}");
     let (ok, out) = certs(&lab, &["rotate-ca", "--dry-run"]).await;
     assert!(
-        ok && out.contains("would run") && out.contains("3 amphorae"),
+        ok && out.contains("would run") && out.contains("4 amphorae"),
         "{out}"
     );
     assert_eq!(
@@ -182,14 +221,19 @@ async fn ca_rotations_roll_every_amphora_without_a_failover_under_traffic() {
     );
     let (ok, out) = certs(&lab, &["rotate-ca", "--status"]).await;
     assert!(
-        ok && out.contains("phase 2/3") && out.contains("done 1/3"),
+        ok && out.contains("phase 2/3") && out.contains("done 1/4"),
         "{out}"
     );
     let (ok, out) = certs(&lab, &["rotate-ca", "--rate", "600"]).await;
     assert!(ok, "rotate-ca failed: {out}\n{}", lab.log());
     assert!(
-        out.contains("3/3 amphorae done") && out.contains("done: rotate-ca finished"),
+        out.contains("resuming") && out.contains("4/4 amphorae done"),
         "{out}"
+    );
+    assert!(out.contains("done: rotate-ca finished"), "{out}");
+    assert!(
+        !state_file.exists(),
+        "the finished rotation leaves no state"
     );
     let new_server_ca = std::fs::read_to_string(ca.join("server_ca.pem")).unwrap();
     assert_ne!(new_server_ca, old_server_ca);
@@ -253,7 +297,12 @@ async fn ca_rotations_roll_every_amphora_without_a_failover_under_traffic() {
 
     // No amphora was replaced, and the controller (its worker and its agent client, never
     // restarted) still configures every one: a new listener on both load balancers serves.
-    let after: Vec<Value> = [amphorae(&lab, &pair).await, amphorae(&lab, &single).await].concat();
+    let after: Vec<Value> = [
+        amphorae(&lab, &pair).await,
+        amphorae(&lab, &single).await,
+        spares().await,
+    ]
+    .concat();
     let ids = |v: &[Value]| {
         let mut ids: Vec<String> = v
             .iter()
