@@ -87,6 +87,7 @@ pub fn router(agent: Arc<Agent>, request_timeout: Duration) -> Router {
                 .delete(delete_certificate),
         )
         .route("/certificate", put(put_server_certificate))
+        .route("/client_ca", put(put_client_ca))
         .route("/config", put(put_config))
         .route("/interface/{ip}", get(interface))
         .route("/plug/vip/{vip}", post(plug_vip))
@@ -323,6 +324,11 @@ async fn delete_certificate(
 
 async fn put_server_certificate(State(agent): AppState, body: Bytes) -> ApiResult {
     agent.replace_server_certificate(&body)?;
+    Ok(ok(StatusCode::ACCEPTED, Message::new("OK")))
+}
+
+async fn put_client_ca(State(agent): AppState, body: Bytes) -> ApiResult {
+    agent.replace_client_ca(&body)?;
     Ok(ok(StatusCode::ACCEPTED, Message::new("OK")))
 }
 

@@ -35,7 +35,7 @@ use certificates::CertificateStore;
 use haproxy::HaproxyManager;
 use heartbeat::HeartbeatSettings;
 use keepalived::KeepalivedManager;
-use tls::ServerCertificate;
+use tls::{ClientCa, ServerCertificate};
 
 /// How often the supervisor checks that every wanted HAProxy runs.
 const SUPERVISE_INTERVAL: Duration = Duration::from_secs(2);
@@ -58,6 +58,7 @@ pub struct Agent {
     keepalived: Arc<KeepalivedManager>,
     certificates: CertificateStore,
     server_cert: Arc<ServerCertificate>,
+    client_ca: Arc<ClientCa>,
     heartbeat: watch::Sender<HeartbeatSettings>,
 }
 
@@ -93,6 +94,18 @@ impl Agent {
         fsutil::write_file(&path, pem, 0o600)?;
         self.server_cert.replace(key);
         tracing::info!("server certificate replaced");
+        Ok(())
+    }
+
+    /// Replaces the client CA bundle (PEM, one or more CA certificates; ours, not Octavia's):
+    /// written over `agent_server_ca` (mode 0644) and used to verify every new TLS handshake;
+    /// connections already established, the request's own included, are unaffected.
+    pub fn replace_client_ca(&self, pem: &[u8]) -> Result<()> {
+        let verifier = tls::client_verifier_from_pem(pem)?;
+        let path = self.config().amphora_agent.agent_server_ca;
+        fsutil::write_file(&path, pem, 0o644)?;
+        self.client_ca.replace(verifier);
+        tracing::info!("client ca replaced");
         Ok(())
     }
 
@@ -180,8 +193,9 @@ pub async fn start(config: AgentConfig, config_path: Option<PathBuf>) -> Result<
     let pem = std::fs::read(&section.agent_server_cert)
         .map_err(|e| AgentError::io("read server certificate", &section.agent_server_cert, e))?;
     let server_cert = ServerCertificate::new(tls::certified_key_from_pem(&pem)?);
+    let client_ca = ClientCa::from_file(&section.agent_server_ca)?;
     let tls_config = tls::server_config(
-        &section.agent_server_ca,
+        client_ca.clone(),
         server_cert.clone(),
         section.agent_tls_protocol,
     )?;
@@ -233,6 +247,7 @@ pub async fn start(config: AgentConfig, config_path: Option<PathBuf>) -> Result<
         haproxy: haproxy.clone(),
         keepalived: keepalived.clone(),
         server_cert,
+        client_ca,
         heartbeat: heartbeat_tx,
     });
     let router = api::router(agent.clone(), timeout);

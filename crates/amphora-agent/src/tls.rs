@@ -1,5 +1,6 @@
 //! Mutual TLS for the agent's REST server: the server certificate (swappable at run time by
-//! `PUT /1.0/certificate`), mandatory client certificates and the TLS accept loop.
+//! `PUT /1.0/certificate`), mandatory client certificates signed by the client CA bundle
+//! (swappable at run time by `PUT /1.0/client_ca`) and the TLS accept loop.
 
 use std::io::BufReader;
 use std::net::SocketAddr;
@@ -7,10 +8,15 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
@@ -86,31 +92,116 @@ impl ResolvesServerCert for ServerCertificate {
     }
 }
 
-/// Builds the rustls server configuration: client certificates signed by the CA in `client_ca`
-/// are required, the server certificate comes from `cert`.
-pub fn server_config(
-    client_ca: &Path,
-    cert: Arc<ServerCertificate>,
-    protocol: TlsProtocol,
-) -> Result<Arc<ServerConfig>> {
-    let pem =
-        std::fs::read(client_ca).map_err(|e| AgentError::io("read client ca", client_ca, e))?;
+/// A verifier requiring client certificates signed by one of the CAs of a PEM bundle.
+pub fn client_verifier_from_pem(pem: &[u8]) -> Result<Arc<dyn ClientCertVerifier>> {
     let mut roots = RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut BufReader::new(pem.as_slice())) {
+    for cert in rustls_pemfile::certs(&mut BufReader::new(pem)) {
         let cert = cert.map_err(|e| AgentError::Tls(format!("read client ca: {e}")))?;
         roots
             .add(cert)
             .map_err(|e| AgentError::Tls(format!("invalid client ca certificate: {e}")))?;
     }
     if roots.is_empty() {
-        return Err(AgentError::Tls(format!(
-            "no certificate in client ca {}",
-            client_ca.display()
-        )));
+        return Err(AgentError::Tls("no certificate in client ca".into()));
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
-        .map_err(|e| AgentError::Tls(format!("client verifier: {e}")))?;
+        .map_err(|e| AgentError::Tls(format!("client verifier: {e}")))
+}
+
+/// The client CA bundle in use; replaced atomically by `PUT /1.0/client_ca`. New handshakes
+/// are verified against the new bundle; established connections are unaffected.
+///
+/// It hints no CA names to clients (an empty list, on which TLS clients send the certificate
+/// they have), so that the hint cannot go stale while the bundle changes.
+#[derive(Debug)]
+pub struct ClientCa {
+    current: RwLock<Arc<dyn ClientCertVerifier>>,
+}
+
+impl ClientCa {
+    /// Starts with the bundle in the file `client_ca`.
+    pub fn from_file(client_ca: &Path) -> Result<Arc<Self>> {
+        let pem =
+            std::fs::read(client_ca).map_err(|e| AgentError::io("read client ca", client_ca, e))?;
+        let verifier = client_verifier_from_pem(&pem).map_err(|e| match e {
+            AgentError::Tls(m) => AgentError::Tls(format!("{m} ({})", client_ca.display())),
+            other => other,
+        })?;
+        Ok(Arc::new(Self {
+            current: RwLock::new(verifier),
+        }))
+    }
+
+    /// New handshakes are verified with `verifier` from now on.
+    pub fn replace(&self, verifier: Arc<dyn ClientCertVerifier>) {
+        match self.current.write() {
+            Ok(mut guard) => *guard = verifier,
+            Err(poisoned) => *poisoned.into_inner() = verifier,
+        }
+    }
+
+    fn get(&self) -> Arc<dyn ClientCertVerifier> {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+impl ClientCertVerifier for ClientCa {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        self.get()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.get().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.get().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.get().supported_verify_schemes()
+    }
+}
+
+/// Builds the rustls server configuration: client certificates signed by a CA of
+/// `client_ca` are required, the server certificate comes from `cert`.
+pub fn server_config(
+    client_ca: Arc<ClientCa>,
+    cert: Arc<ServerCertificate>,
+    protocol: TlsProtocol,
+) -> Result<Arc<ServerConfig>> {
     let versions: &[&'static rustls::SupportedProtocolVersion] = match protocol {
         TlsProtocol::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsProtocol::Tls13 => &[&rustls::version::TLS13],
@@ -118,7 +209,7 @@ pub fn server_config(
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(versions)
         .map_err(|e| AgentError::Tls(format!("protocol versions: {e}")))?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(client_ca)
         .with_cert_resolver(cert);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))

@@ -577,6 +577,46 @@ async fn mutual_tls_is_required_and_server_certificate_rotates_live() {
     running.shutdown();
 }
 
+/// `PUT /1.0/client_ca` (ours): the client CA bundle is replaced for new handshakes without
+/// a restart; old + new accepts controllers of both, new alone refuses the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_ca_bundle_is_replaced_live() {
+    let amp = Amphora::new(loopback(), "");
+    let running = amp.start().await;
+    let addr = running.local_addr;
+    let old = amp.pki.client();
+    let new_ca = Ca::new("next client ca");
+    let new = amp.pki.client_signed_by(&new_ca);
+    let refused =
+        |c: Client| async move { c.call(addr, Method::GET, "/", Bytes::new()).await.is_err() };
+    assert!(refused(new.clone()).await, "not trusted yet");
+
+    let bad = old.put(addr, "/1.0/client_ca", "not a pem").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        old.get(addr, "/").await.status,
+        StatusCode::OK,
+        "a bad body changes nothing"
+    );
+
+    let bundle = format!("{}{}", new_ca.pem(), amp.pki.client_ca.pem());
+    let put = old.put(addr, "/1.0/client_ca", bundle.clone()).await;
+    assert_eq!(put.status, StatusCode::ACCEPTED, "{:?}", put.body);
+    assert_eq!(old.get(addr, "/").await.status, StatusCode::OK);
+    assert_eq!(new.get(addr, "/").await.status, StatusCode::OK);
+    let stored = amp.dir.path().join("client_ca.pem");
+    assert_eq!(
+        std::fs::read_to_string(&stored).expect("client ca file"),
+        bundle
+    );
+
+    let put = new.put(addr, "/1.0/client_ca", new_ca.pem()).await;
+    assert_eq!(put.status, StatusCode::ACCEPTED, "{:?}", put.body);
+    assert!(refused(old.clone()).await, "the old client CA is retired");
+    assert_eq!(new.get(addr, "/").await.status, StatusCode::OK);
+    running.shutdown();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_put_get_delete() {
     let amp = Amphora::new(loopback(), "");

@@ -32,11 +32,12 @@ pub struct PurgeReport {
     pub jobs: u64,
 }
 
-/// Which amphorae are eligible for a certificate renewal: live and reachable (ALLOCATED,
-/// with a management address), not already being renewed, with an expiry before `$2` or
-/// none recorded (built before builds recorded it: a renewal records one). Unknown expiry
-/// first, then soonest.
-const DUE: &str = "SELECT id FROM amphora WHERE status = 'ALLOCATED' AND cert_busy = $1 \
+/// Which amphorae are eligible for a certificate renewal: live and reachable (ALLOCATED, or
+/// a READY spare, which may wait weeks to be taken; with a management address), not already
+/// being renewed, with an expiry before `$2` or none recorded (built before builds recorded
+/// it: a renewal records one). Unknown expiry first, then soonest.
+const DUE: &str = "SELECT id FROM amphora WHERE status IN ('ALLOCATED', 'READY') \
+     AND cert_busy = $1 \
      AND lb_network_ip IS NOT NULL AND (cert_expiration IS NULL OR cert_expiration < $2) \
      ORDER BY CASE WHEN cert_expiration IS NULL THEN 0 ELSE 1 END, cert_expiration, id \
      LIMIT 1";
@@ -113,6 +114,39 @@ impl Store {
             )
             .await?;
         Ok(row.and_then(|(t,)| t))
+    }
+
+    /// Claim one amphora for a certificate renewal whatever its expiry (`octavia certs
+    /// rotate-ca`: a certificate from the new server CA) and queue its
+    /// `rotate_certificate_amphora` job, as [`Store::claim_certificate_renewals`] does.
+    /// Eligible: ALLOCATED, a READY spare or FAILOVER_STOPPED, with a management address;
+    /// `None` when it is not, or when a renewal of it is already queued or running.
+    pub async fn claim_certificate_renewal_of(&self, amphora: AmphoraId) -> Result<Option<JobId>> {
+        let mut tx = self.pool.begin().await?;
+        let mut c = tx.conn();
+        let claimed = c
+            .execute(
+                "UPDATE amphora SET cert_busy = $1 WHERE id = $2 AND cert_busy = $3 \
+                 AND status IN ('ALLOCATED', 'READY', 'FAILOVER_STOPPED') \
+                 AND lb_network_ip IS NOT NULL",
+                args![true, id(amphora), false],
+            )
+            .await?;
+        if claimed != 1 {
+            return Ok(None);
+        }
+        let spec = JobSpec {
+            amphora_id: Some(amphora),
+            ..JobSpec::new(
+                Action::RotateCertificate,
+                ObjectKind::Amphora,
+                amphora.uuid(),
+                LockSet::default(),
+            )
+        };
+        let job = insert_job(&mut c, JobClass::Operator, &spec).await?;
+        tx.commit().await?;
+        Ok(Some(job))
     }
 
     /// Record the expiry of the certificate the amphora's agent now serves.

@@ -101,15 +101,24 @@ impl AgentClientConfig {
     /// Octavia's defaults, trusting the local CA's server CA and presenting its controller
     /// certificate.
     pub fn from_ca(ca: &CertificateAuthority) -> Self {
-        Self::new(ca.server_ca_pem(), ca.controller_identity().clone())
+        Self::new(ca.server_ca_pem(), ca.controller_identity())
     }
 }
 
 /// The mTLS client of amphora agents; implements [`AmphoraDriver`].
 pub struct AgentClient {
     config: AgentClientConfig,
+    /// The CA whose files the trust and identity follow (see [`AgentClient::following`]).
+    ca: Option<Arc<CertificateAuthority>>,
+    state: Mutex<ClientState>,
+}
+
+/// The TLS configuration in use, the CA generation it was built from, and the HTTP clients
+/// built with it.
+struct ClientState {
+    generation: u64,
     tls: rustls::ClientConfig,
-    clients: Mutex<HashMap<(AmphoraId, SocketAddr), reqwest::Client>>,
+    clients: HashMap<(AmphoraId, SocketAddr), reqwest::Client>,
 }
 
 impl fmt::Debug for AgentClient {
@@ -315,14 +324,64 @@ impl AgentClient {
         let tls = tls_config(&config)?;
         Ok(Self {
             config,
-            tls,
-            clients: Mutex::new(HashMap::new()),
+            ca: None,
+            state: Mutex::new(ClientState {
+                generation: 0,
+                tls,
+                clients: HashMap::new(),
+            }),
         })
+    }
+
+    /// A client whose trusted server CAs and client certificate are `ca`'s and follow its
+    /// files: when they change (`octavia certs rotate-ca`, `rotate-client`), the next
+    /// connection uses the new ones (connections already open finish their requests).
+    /// `config`'s port, timeouts and retries apply; its CA and identity are replaced.
+    pub fn following(mut config: AgentClientConfig, ca: Arc<CertificateAuthority>) -> Result<Self> {
+        let generation = ca.generation();
+        config.server_ca_pem = ca.server_ca_pem();
+        config.controller = ca.controller_identity();
+        let mut client = Self::new(config)?;
+        client
+            .state
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .generation = generation;
+        client.ca = Some(ca);
+        Ok(client)
     }
 
     /// The configuration in use.
     pub fn config(&self) -> &AgentClientConfig {
         &self.config
+    }
+
+    /// One `GET /1.0/info` (with this client's retries): whether the agent answers this
+    /// client's trust and identity. `octavia certs rotate-ca` asks it with a client trusting
+    /// only the new server CA, to learn whether an amphora serves a certificate it signed.
+    pub async fn check_reachable(&self, amphora: &Amphora) -> Result<()> {
+        const CTX: &str = "ask amphora agent for its info";
+        let path = format!("{}/info", proto::API_PREFIX);
+        self.call(amphora, CTX, Method::GET, &path, Body::Empty)
+            .await?
+            .check(CTX, &[])
+    }
+
+    /// Replace the client CA bundle the agent verifies controllers with: `PUT
+    /// /1.0/client_ca` (our addition to Octavia's `/1.0`; the agent keeps it as its
+    /// `agent_server_ca` file and verifies new connections against it at once).
+    pub async fn upload_client_ca(&self, amphora: &Amphora, pem: &str) -> Result<()> {
+        const CTX: &str = "replace client ca on amphora";
+        let path = format!("{}/client_ca", proto::API_PREFIX);
+        self.call(
+            amphora,
+            CTX,
+            Method::PUT,
+            &path,
+            Body::Text(pem.to_string()),
+        )
+        .await?
+        .check(CTX, &[])
     }
 
     /// Where the agent of `amphora` listens.
@@ -354,12 +413,36 @@ impl AgentClient {
         addr: SocketAddr,
         context: &str,
     ) -> Result<reqwest::Client> {
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ca) = &self.ca {
+            let generation = ca.generation();
+            if generation != state.generation {
+                let mut config = self.config.clone();
+                config.server_ca_pem = ca.server_ca_pem();
+                config.controller = ca.controller_identity();
+                match tls_config(&config) {
+                    Ok(tls) => {
+                        tracing::info!(
+                            generation,
+                            "agent client: certificate authority changed, new connections use it"
+                        );
+                        state.tls = tls;
+                        state.clients.clear();
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "agent client: changed certificate authority unusable; keeping the previous one");
+                    }
+                }
+                state.generation = generation;
+            }
+        }
+        let state = &mut *state;
+        let clients = &mut state.clients;
         if let Some(client) = clients.get(&(amphora_id, addr)) {
             return Ok(client.clone());
         }
         let client = reqwest::Client::builder()
-            .use_preconfigured_tls(self.tls.clone())
+            .use_preconfigured_tls(state.tls.clone())
             .resolve(&amphora_id.to_string(), addr)
             .no_proxy()
             .https_only(true)

@@ -7,6 +7,7 @@
 
 pub mod agent_client;
 pub mod amphora;
+pub mod ca_rotation;
 pub mod certs;
 pub mod compute;
 pub mod error;

@@ -303,7 +303,7 @@ fn client(ca: &CertificateAuthority, port: u16) -> AgentClient {
 
 async fn agent_for(ca: &CertificateAuthority, id: AmphoraId, mode: u8) -> TestAgent {
     let cert = ca.issue_amphora_cert(id, DEFAULT_CERT_VALIDITY).unwrap();
-    TestAgent::start(cert.server_pem().expose(), ca.client_ca_pem(), mode).await
+    TestAgent::start(cert.server_pem().expose(), &ca.client_ca_pem(), mode).await
 }
 
 fn mode_of(path: &Path) -> u32 {
@@ -330,7 +330,7 @@ fn ca_init_creates_private_files_and_is_idempotent() {
         assert_eq!(mode_of(&path.join(cert)), 0o644, "{cert}");
     }
     // Two separate roots.
-    assert_ne!(first.server_ca_pem(), first.client_ca_pem());
+    assert_ne!(&first.server_ca_pem(), &first.client_ca_pem());
 
     let second = CertificateAuthority::init(&path).unwrap();
     assert_eq!(first.server_ca_pem(), second.server_ca_pem());
@@ -342,7 +342,7 @@ fn ca_init_creates_private_files_and_is_idempotent() {
     let cert = second
         .issue_amphora_cert(id, DEFAULT_CERT_VALIDITY)
         .unwrap();
-    verify_server(first.server_ca_pem(), &cert.cert_pem, &id.to_string()).unwrap();
+    verify_server(&first.server_ca_pem(), &cert.cert_pem, &id.to_string()).unwrap();
 
     // Secrets stay out of Debug output.
     let dbg = format!("{first:?} {:?} {cert:?}", first.controller_identity());
@@ -399,7 +399,7 @@ fn ca_init_refuses_incomplete_or_broken_directories() {
     CertificateAuthority::init(other.path()).unwrap();
     std::fs::copy(other.path().join(certs::SERVER_CA_KEY_FILE), &key).unwrap();
     let err = CertificateAuthority::init(&path).unwrap_err().to_string();
-    assert!(err.contains("does not match"), "{err}");
+    assert!(err.contains("matches no certificate"), "{err}");
     std::fs::write(&key, &saved).unwrap();
 
     // The client CA key swapped for another one.
@@ -408,7 +408,7 @@ fn ca_init_refuses_incomplete_or_broken_directories() {
     std::fs::copy(other.path().join(certs::CLIENT_CA_KEY_FILE), &client_key).unwrap();
     let err = CertificateAuthority::init(&path).unwrap_err().to_string();
     assert!(
-        err.contains("client_ca.key") && err.contains("does not match"),
+        err.contains("client_ca.key") && err.contains("matches no certificate"),
         "{err}"
     );
     std::fs::write(&client_key, &saved_client_key).unwrap();
@@ -496,19 +496,19 @@ fn amphora_certificate_names_the_amphora_and_chains_to_the_server_ca() {
     assert!(ca.issue_amphora_cert(id, Duration::ZERO).is_err());
 
     // Verifies as the amphora's server certificate, for its id only, against the server CA only.
-    verify_server(ca.server_ca_pem(), &cert.cert_pem, &id.to_string()).unwrap();
+    verify_server(&ca.server_ca_pem(), &cert.cert_pem, &id.to_string()).unwrap();
     assert!(verify_server(
-        ca.server_ca_pem(),
+        &ca.server_ca_pem(),
         &cert.cert_pem,
         &AmphoraId::new().to_string()
     )
     .is_err());
-    assert!(verify_server(ca.client_ca_pem(), &cert.cert_pem, &id.to_string()).is_err());
+    assert!(verify_server(&ca.client_ca_pem(), &cert.cert_pem, &id.to_string()).is_err());
 
     // The controller certificate is a client certificate of the client CA; an amphora
     // certificate is not accepted as a client by agents (separate CAs).
     let controller = &ca.controller_identity().cert_pem;
-    verify_client(ca.client_ca_pem(), controller).unwrap();
+    verify_client(&ca.client_ca_pem(), controller).unwrap();
     let der = der_certs(controller).remove(0);
     let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
     let cn: Vec<_> = parsed
@@ -517,7 +517,7 @@ fn amphora_certificate_names_the_amphora_and_chains_to_the_server_ca() {
         .map(|c| c.as_str().unwrap())
         .collect();
     assert_eq!(cn, vec!["OctaviaController"]);
-    assert!(verify_client(ca.client_ca_pem(), &cert.cert_pem).is_err());
+    assert!(verify_client(&ca.client_ca_pem(), &cert.cert_pem).is_err());
 }
 
 #[test]
@@ -538,12 +538,12 @@ fn boot_bundle_holds_the_config_drive_files() {
         ]
     );
     let (cert_pem, _key) = certs::split_cert_and_key(files[0].contents).unwrap();
-    verify_server(ca.server_ca_pem(), &cert_pem, &id.to_string()).unwrap();
+    verify_server(&ca.server_ca_pem(), &cert_pem, &id.to_string()).unwrap();
     assert_eq!(
         certs::cert_expiration(&cert_pem).unwrap(),
         bundle.cert_expires_at
     );
-    assert_eq!(files[1].contents, ca.client_ca_pem());
+    assert_eq!(files[1].contents, &ca.client_ca_pem());
     assert_eq!(files[2].contents, conf);
     let dbg = format!("{bundle:?} {files:?}");
     assert!(
@@ -792,7 +792,7 @@ async fn agent_certificate_from_another_ca_is_refused() {
     let id = AmphoraId::new();
     // Right name, wrong CA (the agent itself trusts our client CA).
     let cert = rogue.issue_amphora_cert(id, DEFAULT_CERT_VALIDITY).unwrap();
-    let agent = TestAgent::start(cert.server_pem().expose(), ca.client_ca_pem(), READY).await;
+    let agent = TestAgent::start(cert.server_pem().expose(), &ca.client_ca_pem(), READY).await;
     let client = client(&ca, agent.addr.port());
 
     let err = client
@@ -814,7 +814,7 @@ async fn agent_refuses_a_client_without_certificate() {
     let tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots(ca.server_ca_pem()))
+        .with_root_certificates(roots(&ca.server_ca_pem()))
         .with_no_client_auth();
     let anonymous = reqwest::Client::builder()
         .use_preconfigured_tls(tls)

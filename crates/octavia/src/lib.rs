@@ -3,6 +3,7 @@
 //! The binaries in `src/bin/` are thin: they parse arguments and call [`cli`].
 
 pub mod bench;
+pub mod certs_rotate;
 pub mod cli;
 pub mod config;
 pub mod heartbeat_key;

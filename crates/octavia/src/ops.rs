@@ -23,6 +23,12 @@ pub enum CertsCommand {
         #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Replace the server CA without a failover: trust old + new, renew every amphora's
+    /// certificate from the new CA, then retire the old one.
+    RotateCa(crate::certs_rotate::RotateArgs),
+    /// Replace the client CA and the controller's certificate without a failover: every
+    /// amphora trusts old + new, the controller switches, then every amphora trusts the new.
+    RotateClient(crate::certs_rotate::RotateArgs),
 }
 
 /// One line of `octavia certs status`.
@@ -207,11 +213,17 @@ pub fn certs(config: &Config, command: CertsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         CertsCommand::Status { format } => certs_status(config, format),
+        CertsCommand::RotateCa(args) => {
+            crate::certs_rotate::run(config, octavia_drivers::certs::CaRole::Server, args)
+        }
+        CertsCommand::RotateClient(args) => {
+            crate::certs_rotate::run(config, octavia_drivers::certs::CaRole::Client, args)
+        }
     }
 }
 
-fn certs_status(config: &Config, format: Format) -> anyhow::Result<()> {
-    let dir = std::path::Path::new(&config.certificates.ca_dir);
+/// Refuse a command that needs the CA before `octavia certs init` made one.
+pub(crate) fn require_ca(dir: &std::path::Path) -> anyhow::Result<()> {
     let empty = std::fs::read_dir(dir)
         .map(|mut d| d.next().is_none())
         .unwrap_or(true);
@@ -220,6 +232,11 @@ fn certs_status(config: &Config, format: Format) -> anyhow::Result<()> {
         "no certificate authority in {} ([certificates] ca_dir): run `octavia certs init`",
         dir.display()
     );
+    Ok(())
+}
+
+fn certs_status(config: &Config, format: Format) -> anyhow::Result<()> {
+    require_ca(std::path::Path::new(&config.certificates.ca_dir))?;
     let ca = settings::certificate_authority(config)?;
     let now = octavia_model::now();
     let line = |kind: &str,
@@ -235,15 +252,22 @@ fn certs_status(config: &Config, format: Format) -> anyhow::Result<()> {
         renewing,
     };
     let mut rows = Vec::new();
-    for (kind, pem) in [
+    // A CA file holds several certificates during a rotation: one line each.
+    let mut pems = Vec::new();
+    for (kind, bundle) in [
         ("server CA", ca.server_ca_pem()),
         ("client CA", ca.client_ca_pem()),
-        (
-            "controller client certificate",
-            ca.controller_identity().cert_pem.as_str(),
-        ),
     ] {
-        let at = octavia_drivers::certs::cert_expiration(pem)
+        for pem in octavia_drivers::certs::pem_certs(&bundle)? {
+            pems.push((kind, pem));
+        }
+    }
+    pems.push((
+        "controller client certificate",
+        ca.controller_identity().cert_pem,
+    ));
+    for (kind, pem) in pems {
+        let at = octavia_drivers::certs::cert_expiration(&pem)
             .with_context(|| format!("read the {kind}"))?;
         rows.push(line(kind, String::new(), None, Some(at), false));
     }

@@ -292,7 +292,8 @@ pub fn drivers(config: &Config) -> anyhow::Result<DriverSet> {
     client_config.port = h.bind_port;
     client_config.connect_timeout = h.rest_request_conn_timeout;
     client_config.read_timeout = h.rest_request_read_timeout;
-    let agent = AgentClient::new(client_config).context("configure the agent client")?;
+    let agent =
+        AgentClient::following(client_config, ca.clone()).context("configure the agent client")?;
     Ok(DriverSet {
         drivers: Drivers {
             compute: Arc::new(compute.clone()),

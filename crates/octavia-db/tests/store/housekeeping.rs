@@ -12,6 +12,8 @@ use super::common::*;
 
 engine_tests!(
     due_certificates_are_claimed_once_and_released_by_settlement,
+    a_ready_spares_certificate_is_renewed_too,
+    one_amphora_is_claimed_for_renewal_whatever_its_expiry,
     purge_removes_only_rows_old_enough,
     concurrent_purges_delete_each_row_once,
 );
@@ -120,6 +122,33 @@ async fn due_certificates_are_claimed_once_and_released_by_settlement(engine: En
     let one = s.claim_certificate_renewals(buffer_end, 1).await.unwrap();
     assert_eq!(one.len(), 1);
     assert!([more, other].contains(&one[0].0));
+}
+
+/// `certs rotate-ca` claims one amphora far from expiry: one job, once (a second claim,
+/// concurrent or later, gets none while it runs); amphorae not ALLOCATED are not claimed.
+async fn one_amphora_is_claimed_for_renewal_whatever_its_expiry(engine: Engine) {
+    let t = TestStore::new(engine).await;
+    let s = &t.store;
+    let lb = active_lb(s).await;
+    let far = now() + Span::days(300);
+    let amp = save(s, lb.id, ProvisioningStatus::Allocated, Some(far)).await;
+    let booting = save(s, lb.id, ProvisioningStatus::Booting, Some(far)).await;
+    let before = job_total(s).await;
+    let (a, b) = tokio::join!(
+        s.claim_certificate_renewal_of(amp),
+        s.claim_certificate_renewal_of(amp)
+    );
+    let jobs: Vec<JobId> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert_eq!(jobs.len(), 1, "claimed once");
+    assert_eq!(job_total(s).await, before + 1);
+    let job = s.get_job(jobs[0]).await.unwrap().unwrap();
+    assert_eq!(job.spec.kind(), "rotate_certificate_amphora");
+    assert_eq!(job.spec.amphora_id, Some(amp));
+    assert_eq!(job.class, JobClass::Operator);
+    assert!(s.get_amphora(amp).await.unwrap().unwrap().cert_busy);
+    assert_eq!(s.claim_certificate_renewal_of(booting).await.unwrap(), None);
+    s.settle_success(&job.spec).await.unwrap();
+    assert!(s.claim_certificate_renewal_of(amp).await.unwrap().is_some());
 }
 
 /// DELETED amphorae and load balancers go once older than their cutoff (an amphora with a
@@ -260,4 +289,26 @@ async fn concurrent_purges_delete_each_row_once(engine: Engine) {
     assert_eq!(a.amphorae + b.amphorae, 30, "{a:?} {b:?}");
     let again = s.purge_expired(cutoffs).await.unwrap();
     assert_eq!(again, PurgeReport::default());
+}
+
+/// A READY spare (no load balancer) may wait weeks to be taken: its certificate is renewed
+/// like an allocated amphora's.
+async fn a_ready_spares_certificate_is_renewed_too(engine: Engine) {
+    let t = TestStore::new(engine).await;
+    let s = &t.store;
+    let spare = Amphora {
+        status: ProvisioningStatus::Ready,
+        role: None,
+        cert_expiration: Some(now() + Span::hours(1)),
+        ..amphora(None)
+    };
+    s.save_amphora(&spare).await.unwrap();
+    let claimed = s
+        .claim_certificate_renewals(now() + Span::days(14), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+        vec![spare.id]
+    );
 }

@@ -5,6 +5,7 @@
 //! * three control-plane nodes on one PostgreSQL: one killed mid-jobs, the others finish them;
 //! * ACTIVE_STANDBY: keepalived holds the VIP on one amphora and moves it when that one dies;
 //! * image rotation: outdated amphorae replaced under traffic, BACKUP before MASTER;
+//! * CA rotation: `certs rotate-ca` and `rotate-client` under traffic, no failover, no failed request;
 //! * housekeeping: amphora certificates renewed repeatedly under traffic without a failover;
 //!   two `octavia-housekeeping` processes purging old rows, each once;
 //! * the spare pool: load balancers built from spares (pairs kept apart), a dead spare
@@ -18,6 +19,7 @@
 
 mod support;
 
+mod certs_rotate;
 mod cli;
 mod config;
 mod controlplane;
