@@ -191,12 +191,17 @@ impl Lab {
     fn member_prefix(&self) -> String {
         format!("xw{}-", self.tag)
     }
-    fn link_prefixes(&self) -> [String; 3] {
-        [
-            format!("xm{}", self.tag),
-            format!("xt{}", self.tag),
-            format!("xw{}", self.tag),
-        ]
+    /// Whether the host link `name` is this lab's: its management bridge `xm<tag>`, its
+    /// tenant bridge `xt<tag>`, or a member server's veth `xw<tag>h<n>`. Matched exactly, not
+    /// by prefix: lab `s` must not take lab `sp`'s bridge `xmsp` for its own and delete it
+    /// while that lab runs.
+    fn owns_link(&self, name: &str) -> bool {
+        let tag = &self.tag;
+        name == format!("xm{tag}")
+            || name == format!("xt{tag}")
+            || name
+                .strip_prefix(&format!("xw{tag}h"))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     }
 
     /// Set up a lab numbered `n` (1..=200, unique among tests running at once) with `members`
@@ -701,10 +706,8 @@ impl Lab {
         {
             remove_namespace(&ns);
         }
-        for prefix in self.link_prefixes() {
-            for link in links_with(&prefix) {
-                let _ = run("ip", &["link", "del", &link]);
-            }
+        for link in links_with("x").into_iter().filter(|l| self.owns_link(l)) {
+            let _ = run("ip", &["link", "del", &link]);
         }
         // Agents and HAProxies of this lab run from files under its directory.
         let marker = self.dir.path().display().to_string();
@@ -726,7 +729,7 @@ impl Lab {
                 .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()));
             if let Some(m) = master {
                 let ours = m == format!("xm{}", self.tag) || m == format!("xt{}", self.tag);
-                if ours && !link.starts_with(&format!("xw{}", self.tag)) {
+                if ours && !self.owns_link(&link) {
                     out.push(format!("link {link} on bridge {m}"));
                 }
             }
