@@ -310,21 +310,6 @@ impl Store {
             .collect()
     }
 
-    /// Whether `amphora` was built as a spare and is still untaken (the spare build flow
-    /// asks before it marks it READY).
-    pub async fn is_untaken_spare(&self, amphora: AmphoraId) -> Result<bool> {
-        let mut h = self.pool.acquire().await?;
-        let mut c = h.conn();
-        let row: Option<(String,)> = c
-            .fetch_optional(
-                "SELECT amphora_id FROM spare_amphora WHERE amphora_id = $1 \
-                 AND taken_by_job IS NULL",
-                args![sid(amphora)],
-            )
-            .await?;
-        Ok(row.is_some())
-    }
-
     /// Queue the delete of the given spares that are still READY and untaken (image
     /// rotation: the pool rebuilds them on the current image). Returns those retired.
     pub async fn retire_spares(&self, spares: &[AmphoraId]) -> Result<Vec<AmphoraId>> {
@@ -358,9 +343,14 @@ impl Store {
     /// sent one, its last update) is older than `before`: a dead spare is replaced by the
     /// housekeeper's next pass, never failed over. Returns the spares retired.
     pub async fn retire_silent_spares(&self, before: Timestamp) -> Result<Vec<AmphoraId>> {
-        let mut tx = self.pool.begin().await?;
-        let mut c = tx.conn();
-        let rows: Vec<(String,)> = c
+        // Read first, on a pooled connection: the health manager asks at every sweep and
+        // there is usually nothing to do, which must not take SQLite's writer each time.
+        // The retirement itself is conditional on the spare still being READY.
+        let rows: Vec<(String,)> = self
+            .pool
+            .acquire()
+            .await?
+            .conn()
             .fetch_all(
                 "SELECT a.id FROM amphora a JOIN spare_amphora s ON s.amphora_id = a.id \
                  LEFT JOIN amphora_health h ON h.amphora_id = a.id \
@@ -370,6 +360,11 @@ impl Store {
                 args![before],
             )
             .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut c = tx.conn();
         let mut out = Vec::new();
         for (amp,) in rows {
             let amp: AmphoraId = parse("amphora id", &amp)?;

@@ -228,12 +228,17 @@ impl JobContext {
     /// in the store, so a resumed job finds it), else the one it builds.
     pub async fn new_amphora_id(&self, role: AmphoraRole) -> Result<AmphoraId> {
         let taken = self.store.spares_taken_by(self.job_id).await?;
-        Ok(taken
+        Ok(self.amphora_id_among(&taken, role))
+    }
+
+    /// [`JobContext::new_amphora_id`] with the job's taken spares already read.
+    fn amphora_id_among(&self, taken: &[(AmphoraRole, AmphoraId)], role: AmphoraRole) -> AmphoraId {
+        taken
             .iter()
             .rev()
             .find(|(r, _)| *r == role)
             .map(|(_, id)| *id)
-            .unwrap_or_else(|| self.built_amphora_id(role)))
+            .unwrap_or_else(|| self.built_amphora_id(role))
     }
 
     /// Every id an amphora of this job may have: the ones it builds and the spares it took.
@@ -321,10 +326,11 @@ impl JobContext {
         } else {
             topology_roles(self.load_balancer().await?.topology)
         };
+        let taken = self.store.spares_taken_by(self.job_id).await?;
         let mut out: Vec<(AmphoraRole, AmphoraId)> = Vec::new();
         for r in roles {
             if !out.iter().any(|(role, _)| *role == r) {
-                out.push((r, self.new_amphora_id(r).await?));
+                out.push((r, self.amphora_id_among(&taken, r)));
             }
         }
         Ok(out)
@@ -333,6 +339,7 @@ impl JobContext {
     /// The roles of the replacements this failover already started (rows under its own
     /// amphora ids), when there are as many as it replaces.
     async fn started_replacements(&self, replacing: usize) -> Result<Option<Vec<AmphoraRole>>> {
+        let taken = self.store.spares_taken_by(self.job_id).await?;
         let mut roles = Vec::new();
         for role in [
             AmphoraRole::Master,
@@ -341,7 +348,7 @@ impl JobContext {
         ] {
             if self
                 .store
-                .get_amphora(self.new_amphora_id(role).await?)
+                .get_amphora(self.amphora_id_among(&taken, role))
                 .await?
                 .is_some()
             {
