@@ -57,30 +57,8 @@ async fn pool_full(lab: &Lab, size: usize) {
 
 /// A flavor whose amphorae get a compute flavor no spare has; its id.
 async fn cold_flavor(lab: &Lab) -> String {
-    let fp = lab
-        .call(
-            Method::POST,
-            "/v2/lbaas/flavorprofiles",
-            Some(
-                json!({"flavorprofile": {"name": "cold", "provider_name": "amphora",
-                "flavor_data": r#"{"compute_flavor": "bench-cold"}"#}}),
-            ),
-            201,
-        )
-        .await["flavorprofile"]["id"]
-        .as_str()
-        .expect("flavor profile id")
-        .to_string();
-    lab.call(
-        Method::POST,
-        "/v2/lbaas/flavors",
-        Some(json!({"flavor": {"name": "cold", "flavor_profile_id": fp}})),
-        201,
-    )
-    .await["flavor"]["id"]
-        .as_str()
-        .expect("flavor id")
-        .to_string()
+    lab.create_flavor("cold", r#"{"compute_flavor": "bench-cold"}"#)
+        .await
 }
 
 /// Create a serving load balancer in one call; the time until its VIP answers 200, and

@@ -323,20 +323,7 @@ async fn ca_rotations_roll_every_amphora_without_a_failover_under_traffic() {
         let tally = Traffic::new(vip, 8080, "/").run(10).await;
         assert_eq!(tally.failed, 0, "{lb}: {:?}", tally.errors);
     }
-    let metrics = lab
-        .http
-        .get(format!("{}/metrics", lab.api))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let queued: Vec<&str> = metrics
-        .lines()
-        .filter(|l| l.starts_with("octavia_failovers_queued_total") && !l.ends_with(" 0"))
-        .collect();
-    assert!(queued.is_empty(), "no failover was queued: {queued:?}");
+    lab.assert_no_failover_queued().await;
     lab.delete_cascade(&pair).await;
     lab.delete_cascade(&single).await;
 }

@@ -733,17 +733,7 @@ async fn flavor_and_zone_pick_the_image_and_the_hosts() {
         return;
     }
     let lab = Lab::new("z", 14, 0, "host_zones = { \"host-b\" = \"zone-b\" }\n").await;
-    let agent = crate::lab::agent_binary();
-    let gold = lab
-        .octavia(&[
-            "image",
-            "register",
-            "--tag",
-            "gold",
-            agent.to_str().expect("utf-8 path"),
-        ])
-        .trim()
-        .to_string();
+    let gold = lab.register_image("gold");
     let made = |path: &'static str, key: &'static str, body: Value, id: &'static str| {
         let lab = &lab;
         async move {
@@ -756,21 +746,12 @@ async fn flavor_and_zone_pick_the_image_and_the_hosts() {
                 .to_string()
         }
     };
-    let fp = made(
-        "/v2/lbaas/flavorprofiles",
-        "flavorprofile",
-        json!({"name": "gold", "provider_name": "amphora",
-               "flavor_data": r#"{"amp_image_tag": "gold", "compute_flavor": "m1.gold"}"#}),
-        "id",
-    )
-    .await;
-    let flavor = made(
-        "/v2/lbaas/flavors",
-        "flavor",
-        json!({"name": "gold", "flavor_profile_id": fp}),
-        "id",
-    )
-    .await;
+    let flavor = lab
+        .create_flavor(
+            "gold",
+            r#"{"amp_image_tag": "gold", "compute_flavor": "m1.gold"}"#,
+        )
+        .await;
     for (zone, compute_zone) in [("east", "zone-b"), ("nowhere", "zone-x")] {
         let azp = made(
             "/v2/lbaas/availabilityzoneprofiles",

@@ -37,16 +37,9 @@ fn by_key(status: &Value) -> BTreeMap<String, u64> {
 
 /// The value of the all-in-one's metric line starting with `series` (0 when absent).
 async fn metric(lab: &Lab, series: &str) -> f64 {
-    let text = lab
-        .http
-        .get(format!("{}/metrics", lab.api))
-        .send()
+    lab.metrics_text()
         .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix(series))
         .and_then(|rest| rest.trim().parse().ok())
         .unwrap_or(0.0)

@@ -172,20 +172,7 @@ async fn amphora_certificates_renew_repeatedly_without_losing_the_amphora() {
         },
     )
     .await;
-    let metrics = lab
-        .http
-        .get(format!("{}/metrics", lab.api))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let queued: Vec<&str> = metrics
-        .lines()
-        .filter(|l| l.starts_with("octavia_failovers_queued_total") && !l.ends_with(" 0"))
-        .collect();
-    assert!(queued.is_empty(), "no failover was queued: {queued:?}");
+    lab.assert_no_failover_queued().await;
     println!(
         "{renewals} renewals of amphora {amp_id} ({} expiries seen), {requests} requests \
          through the VIP, none failed",

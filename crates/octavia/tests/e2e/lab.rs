@@ -319,15 +319,7 @@ impl Lab {
         lab.cleanup_host();
 
         // The operator's set-up: an image and a tenant network, through the CLI.
-        let agent = agent_binary();
-        let image = lab.octavia(&[
-            "image",
-            "register",
-            "--tag",
-            "amphora",
-            agent.to_str().expect("utf-8 path"),
-        ]);
-        assert!(!image.trim().is_empty(), "image register printed no id");
+        lab.register_image("amphora");
         let net_out = lab.octavia(&[
             "network",
             "create",
@@ -468,6 +460,75 @@ impl Lab {
         if let Some(mut p) = self.control.take() {
             p.kill9();
         }
+    }
+
+    /// Register the agent binary as a new amphora image tagged `tag` (`octavia image
+    /// register`); its id.
+    pub fn register_image(&self, tag: &str) -> String {
+        let agent = agent_binary();
+        let image = self
+            .octavia(&[
+                "image",
+                "register",
+                "--tag",
+                tag,
+                agent.to_str().expect("utf-8 path"),
+            ])
+            .trim()
+            .to_string();
+        assert!(!image.is_empty(), "image register printed no id");
+        image
+    }
+
+    /// A flavor of the amphora provider whose profile holds `flavor_data` (JSON text), and
+    /// its profile, both named `name`; the flavor's id.
+    pub async fn create_flavor(&self, name: &str, flavor_data: &str) -> String {
+        let fp = self
+            .call(
+                reqwest::Method::POST,
+                "/v2/lbaas/flavorprofiles",
+                Some(
+                    json!({"flavorprofile": {"name": name, "provider_name": "amphora",
+                    "flavor_data": flavor_data}}),
+                ),
+                201,
+            )
+            .await["flavorprofile"]["id"]
+            .as_str()
+            .expect("flavor profile id")
+            .to_string();
+        self.call(
+            reqwest::Method::POST,
+            "/v2/lbaas/flavors",
+            Some(json!({"flavor": {"name": name, "flavor_profile_id": fp}})),
+            201,
+        )
+        .await["flavor"]["id"]
+            .as_str()
+            .expect("flavor id")
+            .to_string()
+    }
+
+    /// The Prometheus text the all-in-one's API serves at `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.api))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// Fails unless `octavia_failovers_queued_total` is 0 for every cause.
+    pub async fn assert_no_failover_queued(&self) {
+        let metrics = self.metrics_text().await;
+        let queued: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("octavia_failovers_queued_total") && !l.ends_with(" 0"))
+            .collect();
+        assert!(queued.is_empty(), "no failover was queued: {queued:?}");
     }
 
     /// Send the all-in-one SIGHUP (it re-reads its configuration file).

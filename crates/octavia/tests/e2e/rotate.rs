@@ -14,7 +14,7 @@ use octavia_test_support::require::{exists, require};
 use serde_json::{json, Value};
 
 use crate::fleet::{outage, serving_lb, wait_online, Prober};
-use crate::lab::{agent_binary, can_run, Lab, Traffic};
+use crate::lab::{can_run, Lab, Traffic};
 use crate::vrrp::{amphorae, one_holder, standby_flavor, KEEPALIVED};
 
 /// `octavia amphora list --image-outdated -f json`.
@@ -64,17 +64,7 @@ async fn rotate_outdated_amphorae_under_traffic() {
     assert!(outdated(&lab).is_empty(), "nothing is outdated yet");
 
     // The operator registers a newer image under the same tag.
-    let agent = agent_binary();
-    let new_image = lab
-        .octavia(&[
-            "image",
-            "register",
-            "--tag",
-            "amphora",
-            agent.to_str().unwrap(),
-        ])
-        .trim()
-        .to_string();
+    let new_image = lab.register_image("amphora");
     let listed = outdated(&lab);
     assert_eq!(listed.len(), 3, "{listed:#?}");
     for a in &listed {
@@ -200,16 +190,7 @@ async fn rotate_outdated_amphorae_under_traffic() {
 
     // Ctrl-C stops watching and leaves the batch to run; `--cancel` withdraws what has not
     // started. At one rotation a minute, the first starts at once and the others wait.
-    let newer = lab
-        .octavia(&[
-            "image",
-            "register",
-            "--tag",
-            "amphora",
-            agent.to_str().unwrap(),
-        ])
-        .trim()
-        .to_string();
+    let newer = lab.register_image("amphora");
     assert_eq!(outdated(&lab).len(), 3);
     let mut child = Command::new(env!("CARGO_BIN_EXE_octavia"))
         .arg("--config")

@@ -194,17 +194,7 @@ async fn load_balancers_take_spares_and_dead_spares_are_replaced() {
 
     // A new image: rotation deletes the outdated spares (the pool rebuilds them on the
     // new image) and replaces the load balancers' amphorae.
-    let agent = crate::lab::agent_binary();
-    let image = lab
-        .octavia(&[
-            "image",
-            "register",
-            "--tag",
-            "amphora",
-            agent.to_str().unwrap(),
-        ])
-        .trim()
-        .to_string();
+    let image = lab.register_image("amphora");
     let out = lab.octavia(&["amphora", "rotate", "--all-outdated"]);
     assert!(
         out.contains("2 spare amphorae on an outdated image deleted"),

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use octavia_test_support::eventually;
-use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::lab::Lab;
 
@@ -40,30 +39,8 @@ pub async fn amphorae(lab: &Lab, lb: &str) -> Vec<Value> {
 
 /// A flavor (and its profile) whose load balancers are ACTIVE_STANDBY; its id.
 pub async fn standby_flavor(lab: &Lab) -> String {
-    let fp = lab
-        .call(
-            Method::POST,
-            "/v2/lbaas/flavorprofiles",
-            Some(
-                json!({"flavorprofile": {"name": "ha", "provider_name": "amphora",
-                "flavor_data": r#"{"loadbalancer_topology": "ACTIVE_STANDBY"}"#}}),
-            ),
-            201,
-        )
-        .await["flavorprofile"]["id"]
-        .as_str()
-        .expect("flavor profile id")
-        .to_string();
-    lab.call(
-        Method::POST,
-        "/v2/lbaas/flavors",
-        Some(json!({"flavor": {"name": "ha", "flavor_profile_id": fp}})),
-        201,
-    )
-    .await["flavor"]["id"]
-        .as_str()
-        .expect("flavor id")
-        .to_string()
+    lab.create_flavor("ha", r#"{"loadbalancer_topology": "ACTIVE_STANDBY"}"#)
+        .await
 }
 
 /// The role the API shows for the amphora in namespace `ns`.
