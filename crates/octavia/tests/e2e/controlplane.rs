@@ -206,6 +206,22 @@ async fn control_plane_survives_losing_a_node() {
         ],
     ));
     wait_api(&nodes[0].api).await;
+    // Node 0 must win the claims of the jobs sent through it. Its start-up burst (the
+    // housekeeper's first cleanup and spare pool passes, each on a database connection of
+    // its own) must be over first, or its worker opens a fresh connection to claim while
+    // the warm nodes 1 and 2, woken by the same notification, take the jobs.
+    let node0_metrics = format!("{}/metrics", nodes[0].api);
+    eventually(
+        "node 0's first housekeeping passes",
+        Duration::from_secs(30),
+        || async {
+            let text = reqwest::get(&node0_metrics).await.ok()?.text().await.ok()?;
+            let done = text.contains("octavia_spare_pool_size")
+                && text.contains("octavia_housekeeping_purged_total");
+            done.then_some(())
+        },
+    )
+    .await;
     let poller = ApiPoller::start(&lab, vec![nodes[1].api.clone(), nodes[2].api.clone()]);
 
     // The storm: a create and an update through node 0 (its worker claims them at once, its
